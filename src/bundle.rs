@@ -1,0 +1,395 @@
+//! The bundle: ONE file holding graph + weights + tokenizer + labels + metadata + checksum.
+//!
+//! Layout (all integers little-endian; spec in docs/bundle-format.md):
+//!
+//! ```text
+//! 0   magic      8 bytes  "BERTLITE"
+//! 8   version    u32      FORMAT_VERSION
+//! 12  n_sections u32
+//! 16  total_len  u64      length of the whole file
+//! 24  crc32      u32      CRC-32 (IEEE) of every byte of the file except these 4
+//! 28  reserved   u32      0
+//! 32  table      n_sections × { tag [u8; 4], offset u64, len u64 }
+//! ..  section payloads
+//! ```
+//!
+//! Sections: `META` (JSON [`Metadata`]), `VOCB` (vocabulary, one token per line), `GRPH` (the
+//! encoder as an NNEF tar with tract extensions), `HEAD` (f32 head weights, see [`HeadInfo`]).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::tokenizer::TokenizerConfig;
+
+pub const MAGIC: &[u8; 8] = b"BERTLITE";
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 32;
+const ENTRY_LEN: usize = 20;
+const CRC_OFFSET: usize = 24;
+const MAX_SECTIONS: usize = 64;
+
+pub const META: [u8; 4] = *b"META";
+pub const VOCAB: [u8; 4] = *b"VOCB";
+pub const GRAPH: [u8; 4] = *b"GRPH";
+pub const HEAD: [u8; 4] = *b"HEAD";
+
+/// How token vectors become one text vector.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolingMode {
+    /// Average of the token vectors under the attention mask (sentence-transformers).
+    Mean,
+    /// The `[CLS]` token's vector.
+    Cls,
+    /// Element-wise max under the mask.
+    Max,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Pooling {
+    pub mode: PoolingMode,
+    /// L2-normalize the pooled vector (sentence-transformers `Normalize` module).
+    pub normalize: bool,
+}
+
+/// Softmax for one label per text, sigmoid for independent labels.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    SingleLabel,
+    MultiLabel,
+}
+
+/// The classification head. `HEAD` holds, as f32: if `pooler`, a dense+tanh layer on the
+/// pooled vector (`hidden × hidden` weight row-major [out][in], then `hidden` bias); then the
+/// classifier (`labels.len() × input_dim` weight, then `labels.len()` bias).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HeadInfo {
+    pub kind: HeadKind,
+    pub labels: Vec<String>,
+    pub input_dim: usize,
+    pub pooler: bool,
+    /// Where the head came from ("checkpoint", "trained on FILE ...").
+    pub origin: String,
+}
+
+/// Shape of the encoder in the graph (after pruning).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EncoderInfo {
+    pub hidden: usize,
+    pub head_dim: usize,
+    /// Attention heads kept in each layer.
+    pub heads: Vec<usize>,
+    /// FFN width kept in each layer.
+    pub intermediate: Vec<usize>,
+    pub vocab_size: usize,
+    pub max_position: usize,
+    pub parameters: u64,
+    /// Encoder multiply-accumulates for a sequence of `T` tokens are
+    /// `macs_per_token * T + macs_per_token_sq * T²`.
+    pub macs_per_token: u64,
+    pub macs_per_token_sq: u64,
+}
+
+impl EncoderInfo {
+    /// Encoder FLOPs (2 × MACs) for one sequence of `tokens` tokens.
+    pub fn flops(&self, tokens: usize) -> u64 {
+        let t = tokens as u64;
+        2 * (self.macs_per_token * t + self.macs_per_token_sq * t * t)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Metadata {
+    pub tool_version: String,
+    pub created_unix: u64,
+    pub source: String,
+    pub source_sha256: String,
+    pub architecture: String,
+    /// "int8-weights-per-channel-symmetric" or "none".
+    pub quantization: String,
+    pub pruning: Option<String>,
+    pub encoder: EncoderInfo,
+    pub tokenizer: TokenizerConfig,
+    pub pooling: Pooling,
+    pub head: Option<HeadInfo>,
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Sections of a bundle, read whole into memory and checked.
+pub struct Bundle {
+    pub metadata: Metadata,
+    pub vocab: String,
+    pub graph: Vec<u8>,
+    pub head: Vec<f32>,
+}
+
+impl Bundle {
+    /// Reads and verifies a bundle file.
+    ///
+    /// # Errors
+    /// `Io` if unreadable; `Bundle` if not a bundle, truncated, corrupt or inconsistent;
+    /// `Version` if written by an incompatible format version.
+    pub fn read(path: &Path) -> Result<Bundle> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("cannot read bundle {}: {e}", path.display()))
+                .with_source(e)
+        })?;
+        Bundle::from_bytes(&bytes)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Bundle> {
+        let sections = parse(bytes)?;
+        let get = |tag: [u8; 4]| {
+            sections.get(&tag).copied().ok_or_else(|| {
+                Error::bundle(format!("bundle has no {} section", String::from_utf8_lossy(&tag)))
+            })
+        };
+        let metadata: Metadata = serde_json::from_slice(get(META)?)
+            .map_err(|e| Error::bundle(format!("bundle metadata is not valid: {e}")))?;
+        let vocab = std::str::from_utf8(get(VOCAB)?)
+            .map_err(|_| Error::bundle("bundle vocabulary is not UTF-8"))?
+            .to_owned();
+        let graph = get(GRAPH)?.to_vec();
+        let head_bytes = sections.get(&HEAD).copied().unwrap_or(&[]);
+        if head_bytes.len() % 4 != 0 {
+            return Err(Error::bundle("HEAD section length is not a multiple of 4"));
+        }
+        let head = head_bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Bundle { metadata, vocab, graph, head })
+    }
+
+    /// Serializes the bundle.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let meta = serde_json::to_vec_pretty(&self.metadata)
+            .map_err(|e| Error::bundle(format!("cannot serialize metadata: {e}")))?;
+        let head: Vec<u8> = self.head.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let sections: [([u8; 4], &[u8]); 4] = [
+            (META, &meta),
+            (VOCAB, self.vocab.as_bytes()),
+            (GRAPH, &self.graph),
+            (HEAD, &head),
+        ];
+        let table_end = HEADER_LEN + ENTRY_LEN * sections.len();
+        let total = table_end + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(total as u64).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes()); // crc, filled below
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let mut offset = table_end as u64;
+        for (tag, data) in &sections {
+            out.extend_from_slice(tag);
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            offset += data.len() as u64;
+        }
+        for (_, data) in &sections {
+            out.extend_from_slice(data);
+        }
+        let crc = checksum(&out);
+        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    /// Writes the bundle to a temporary file beside `path`, then renames it into place, so a
+    /// crash never leaves a half-written bundle under the final name.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file + rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io_err = |what: &str, e: std::io::Error| {
+        Error::new(ErrorKind::Io, format!("cannot {what} {}: {e}", path.display())).with_source(e)
+    };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err("write", e));
+    }
+    Ok(())
+}
+
+fn checksum(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..CRC_OFFSET]);
+    h.update(&bytes[CRC_OFFSET + 4..]);
+    h.finalize()
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Result<u32> {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| Error::bundle("bundle is truncated (header)"))
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Result<u64> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| Error::bundle("bundle is truncated (header)"))
+}
+
+/// Checks header, length and checksum; returns the sections by tag.
+fn parse(bytes: &[u8]) -> Result<BTreeMap<[u8; 4], &[u8]>> {
+    if bytes.get(..8) != Some(MAGIC.as_slice()) {
+        return Err(Error::bundle("not a bertlite bundle (bad magic bytes)"));
+    }
+    let version = read_u32(bytes, 8)?;
+    if version != FORMAT_VERSION {
+        return Err(Error::new(
+            ErrorKind::Version,
+            format!(
+                "bundle format version {version} is not supported by this runtime (it reads version {FORMAT_VERSION}); recompile the bundle with a matching bertlite-tool"
+            ),
+        ));
+    }
+    let n = read_u32(bytes, 12)? as usize;
+    let total = read_u64(bytes, 16)?;
+    if total != bytes.len() as u64 {
+        return Err(Error::bundle(format!(
+            "bundle is truncated or has trailing data: header says {total} bytes, file has {}",
+            bytes.len()
+        )));
+    }
+    let stored = read_u32(bytes, CRC_OFFSET)?;
+    if checksum(bytes) != stored {
+        return Err(Error::bundle("bundle checksum mismatch: the file is corrupt or was modified"));
+    }
+    if n > MAX_SECTIONS {
+        return Err(Error::bundle(format!("bundle claims {n} sections")));
+    }
+    let mut sections = BTreeMap::new();
+    for i in 0..n {
+        let at = HEADER_LEN + i * ENTRY_LEN;
+        let tag: [u8; 4] = bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::bundle("bundle is truncated (section table)"))?;
+        let offset = read_u64(bytes, at + 4)?;
+        let len = read_u64(bytes, at + 12)?;
+        let data = offset
+            .checked_add(len)
+            .and_then(|end| bytes.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?))
+            .ok_or_else(|| Error::bundle("bundle section lies outside the file"))?;
+        sections.insert(tag, data);
+    }
+    Ok(sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Bundle {
+        Bundle {
+            metadata: Metadata {
+                tool_version: "test".into(),
+                created_unix: 0,
+                source: "test".into(),
+                source_sha256: String::new(),
+                architecture: "BertModel".into(),
+                quantization: "none".into(),
+                pruning: None,
+                encoder: EncoderInfo {
+                    hidden: 4,
+                    head_dim: 2,
+                    heads: vec![2],
+                    intermediate: vec![8],
+                    vocab_size: 3,
+                    max_position: 8,
+                    parameters: 0,
+                    macs_per_token: 1,
+                    macs_per_token_sq: 1,
+                },
+                tokenizer: TokenizerConfig {
+                    lowercase: true,
+                    strip_accents: None,
+                    handle_chinese_chars: true,
+                    clean_text: true,
+                    unk_token: "[UNK]".into(),
+                    cls_token: "[CLS]".into(),
+                    sep_token: "[SEP]".into(),
+                    pad_token: "[PAD]".into(),
+                    mask_token: "[MASK]".into(),
+                    continuing_subword_prefix: "##".into(),
+                    max_input_chars_per_word: 100,
+                    max_len: 8,
+                },
+                pooling: Pooling { mode: PoolingMode::Mean, normalize: true },
+                head: None,
+                extra: BTreeMap::new(),
+            },
+            vocab: "[PAD]\n[UNK]\n[CLS]\n[SEP]".into(),
+            graph: vec![1, 2, 3],
+            head: vec![1.0, -2.5],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let b = sample();
+        let bytes = b.to_bytes().unwrap();
+        let r = Bundle::from_bytes(&bytes).unwrap();
+        assert_eq!(r.metadata, b.metadata);
+        assert_eq!(r.vocab, b.vocab);
+        assert_eq!(r.graph, b.graph);
+        assert_eq!(r.head, b.head);
+    }
+
+    #[test]
+    fn rejects_damage() {
+        let bytes = sample().to_bytes().unwrap();
+        let kind = |b: &[u8]| Bundle::from_bytes(b).err().map(|e| e.kind());
+        assert_eq!(kind(&[]), Some(ErrorKind::Bundle));
+        assert_eq!(kind(b"not a bundle at all"), Some(ErrorKind::Bundle));
+        assert_eq!(kind(&bytes[..bytes.len() - 1]), Some(ErrorKind::Bundle));
+        for cut in [9, 20, 31, 40] {
+            assert_eq!(kind(&bytes[..cut]), Some(ErrorKind::Bundle), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x40;
+        assert_eq!(kind(&flipped), Some(ErrorKind::Bundle));
+        let mut newer = bytes.clone();
+        newer[8] = 99;
+        assert_eq!(kind(&newer), Some(ErrorKind::Version));
+        // Every single-byte flip is caught.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            assert!(Bundle::from_bytes(&b).is_err(), "flip at {i} not detected");
+        }
+    }
+
+    #[test]
+    fn atomic_write() {
+        let dir = std::env::temp_dir().join(format!("bertlite-bundle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.blt");
+        sample().write(&path).unwrap();
+        assert!(Bundle::read(&path).is_ok());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "temp file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

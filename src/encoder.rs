@@ -1,0 +1,123 @@
+//! The encoder: an NNEF graph (with tract extensions) loaded from the bundle, optimized for this
+//! CPU at load, run on a padded batch of token ids.
+//!
+//! Graph contract (written by `bertlite-tool`): inputs `input_ids`, `attention_mask`,
+//! `token_type_ids`, all i64 `[batch, seq]` with symbolic `batch` and `seq`; one output, the last
+//! hidden state, f32 `[batch, seq, hidden]`.
+
+use std::sync::Arc;
+
+use tract_nnef::internal::*;
+use tract_nnef::prelude::{Framework, TypedRunnableModel};
+
+use crate::error::{Error, Result};
+use crate::tokenizer::Encoding;
+
+/// How the runtime executes the graph.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderOptions {
+    /// Threads for the matrix multiplies (1 = run on the calling thread).
+    pub threads: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions { threads: 1 }
+    }
+}
+
+pub struct Encoder {
+    plan: Arc<TypedRunnableModel>,
+    hidden: usize,
+}
+
+/// A batch of encodings padded to the longest one, as the graph wants it.
+pub struct Batch {
+    pub batch: usize,
+    pub seq: usize,
+    pub input_ids: Vec<i64>,
+    pub attention_mask: Vec<i64>,
+    pub token_type_ids: Vec<i64>,
+}
+
+impl Batch {
+    /// Pads only within the batch: a lone text runs at its own length.
+    pub fn new(encodings: &[&Encoding], pad_id: u32) -> Batch {
+        let seq = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+        let batch = encodings.len();
+        let mut b = Batch {
+            batch,
+            seq,
+            input_ids: vec![i64::from(pad_id); batch * seq],
+            attention_mask: vec![0; batch * seq],
+            token_type_ids: vec![0; batch * seq],
+        };
+        for (row, e) in encodings.iter().enumerate() {
+            for (col, (&id, &ty)) in e.ids.iter().zip(e.type_ids.iter()).enumerate() {
+                let i = row * seq + col;
+                b.input_ids[i] = i64::from(id);
+                b.attention_mask[i] = 1;
+                b.token_type_ids[i] = i64::from(ty);
+            }
+        }
+        b
+    }
+}
+
+impl Encoder {
+    /// Parses the NNEF tar and builds the optimized plan for this CPU.
+    pub fn load(graph: &[u8], hidden: usize, options: EncoderOptions) -> Result<Encoder> {
+        let model = tract_nnef::nnef()
+            .model_for_read(&mut &*graph)
+            .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
+        let model =
+            model.into_optimized().map_err(|e| Error::inference("cannot optimize the graph", e))?;
+        let mut run_options = RunOptions::default();
+        if options.threads > 1 {
+            run_options.executor = Some(tract_linalg::multithread::Executor::multithread(options.threads));
+        }
+        let plan = model
+            .into_runnable_with_options(&run_options)
+            .map_err(|e| Error::inference("cannot build the execution plan", e))?;
+        Ok(Encoder { plan, hidden })
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// The optimized graph, for reporting (kernels chosen, op counts).
+    pub fn model(&self) -> &TypedModel {
+        self.plan.model()
+    }
+
+    /// Runs the encoder; returns the last hidden state, row-major `[batch, seq, hidden]`.
+    pub fn run(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let shape = [batch.batch, batch.seq];
+        let tensor = |data: &[i64]| -> Result<TValue> {
+            Tensor::from_shape(&shape, data)
+                .map(TValue::from)
+                .map_err(|e| Error::inference("cannot build an input tensor", e))
+        };
+        let inputs = tvec!(
+            tensor(&batch.input_ids)?,
+            tensor(&batch.attention_mask)?,
+            tensor(&batch.token_type_ids)?
+        );
+        let outputs =
+            self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))?;
+        let hidden = outputs
+            .first()
+            .ok_or_else(|| Error::bundle("the graph has no output"))?
+            .to_plain_array_view::<f32>()
+            .map_err(|e| Error::inference("the graph's output is not f32", e))?;
+        if hidden.shape() != [batch.batch, batch.seq, self.hidden] {
+            return Err(Error::bundle(format!(
+                "the graph returned shape {:?}, expected {:?}",
+                hidden.shape(),
+                [batch.batch, batch.seq, self.hidden]
+            )));
+        }
+        Ok(hidden.iter().copied().collect())
+    }
+}

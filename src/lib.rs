@@ -1,0 +1,27 @@
+//! bertlite: BERT text classification on edge devices.
+//!
+//! A bundle (one file, written by `bertlite-tool`) holds an encoder graph, the tokenizer, the
+//! pooling rule and an optional classification head. The data path, one module per step:
+//!
+//! text → [`tokenizer`] → [`encoder::Batch`] → [`encoder`] (tract, NEON on ARM) → [`pooling`]
+//! → [`head`] → [`Classification`].
+//!
+//! ```no_run
+//! let model = bertlite::Model::load("minilm-bbc.blt")?;
+//! let answer = model.classify("Shares in the carmaker fell after a profit warning")?;
+//! println!("{} {:.3}", answer.top().0, answer.top().1);
+//! let embedding = model.embed("A sentence to embed")?;
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod bundle;
+pub mod encoder;
+mod error;
+pub mod head;
+mod model;
+pub mod pooling;
+pub mod tokenizer;
+
+pub use encoder::EncoderOptions;
+pub use error::{Error, ErrorKind, Result};
+pub use model::{Classification, Model};

@@ -1,0 +1,478 @@
+//! BERT tokenization, exactly as Hugging Face `tokenizers` does it for `BertTokenizerFast`:
+//! special-token split → `BertNormalizer` → `BertPreTokenizer` → `WordPiece` → template
+//! (`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`) with `LongestFirst` truncation.
+//!
+//! We carry our own implementation instead of linking the `tokenizers` crate: it adds ~4 MB to a
+//! stripped binary (measured, see README), pulls a regex engine and C code for the board, and
+//! allocates freely. This one is ~400 lines, streams the text (a 1 MB input stops being read once
+//! enough tokens exist), and keeps the ids of a request in fixed-capacity buffers. Parity with HF is
+//! checked by golden tests produced by the Python `tokenizers` package (tests/golden/).
+//!
+//! Character classes use the same crate (`unicode_categories`) as HF, so `is_other`,
+//! `is_punctuation` and `is_mark_nonspacing` agree table for table.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use unicode_categories::UnicodeCategories;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::{Error, Result};
+
+/// Longest sequence (special tokens included) a request can hold. BERT position tables are 512.
+pub const MAX_SEQ_LEN: usize = 512;
+
+/// Token ids of one request; capacity is fixed so a request's memory is bounded.
+pub type Ids = heapless::Vec<u32, MAX_SEQ_LEN>;
+
+/// Everything the tokenizer needs; stored in the bundle's metadata (vocab stored separately).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenizerConfig {
+    pub lowercase: bool,
+    /// `None` means "follow `lowercase`", as in HF.
+    pub strip_accents: Option<bool>,
+    pub handle_chinese_chars: bool,
+    pub clean_text: bool,
+    pub unk_token: String,
+    pub cls_token: String,
+    pub sep_token: String,
+    pub pad_token: String,
+    pub mask_token: String,
+    pub continuing_subword_prefix: String,
+    pub max_input_chars_per_word: usize,
+    /// Maximum sequence length including special tokens.
+    pub max_len: usize,
+}
+
+/// The result of tokenizing one text (or pair).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Encoding {
+    pub ids: Ids,
+    pub type_ids: Ids,
+}
+
+impl Encoding {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+pub struct Tokenizer {
+    config: TokenizerConfig,
+    vocab: HashMap<String, u32>,
+    tokens: Vec<String>,
+    unk: u32,
+    cls: u32,
+    sep: u32,
+    pad: u32,
+    /// Special tokens matched verbatim in the raw text (HF "added tokens", normalized: false),
+    /// longest first so that leftmost-longest matching is a simple scan.
+    specials: Vec<(String, u32)>,
+}
+
+impl Tokenizer {
+    /// Builds a tokenizer from a vocabulary (one token per line, id = line number).
+    ///
+    /// # Errors
+    /// If a special token is missing from the vocabulary, the vocabulary has duplicates, or
+    /// `max_len` is outside `3..=MAX_SEQ_LEN`.
+    pub fn new(config: TokenizerConfig, vocab_text: &str) -> Result<Tokenizer> {
+        let tokens: Vec<String> = vocab_text.lines().map(str::to_owned).collect();
+        let mut vocab = HashMap::with_capacity(tokens.len());
+        for (id, tok) in tokens.iter().enumerate() {
+            let id = u32::try_from(id).map_err(|_| Error::bundle("vocabulary too large"))?;
+            // HF's vocab.txt loader keeps the first occurrence of a duplicate line.
+            vocab.entry(tok.clone()).or_insert(id);
+        }
+        if !(3..=MAX_SEQ_LEN).contains(&config.max_len) {
+            return Err(Error::bundle(format!(
+                "max_len {} outside 3..={MAX_SEQ_LEN}",
+                config.max_len
+            )));
+        }
+        let lookup = |t: &str| {
+            vocab
+                .get(t)
+                .copied()
+                .ok_or_else(|| Error::bundle(format!("special token {t:?} not in vocabulary")))
+        };
+        let (unk, cls, sep, pad) = (
+            lookup(&config.unk_token)?,
+            lookup(&config.cls_token)?,
+            lookup(&config.sep_token)?,
+            lookup(&config.pad_token)?,
+        );
+        let mut specials = Vec::new();
+        for t in [
+            &config.pad_token,
+            &config.unk_token,
+            &config.cls_token,
+            &config.sep_token,
+            &config.mask_token,
+        ] {
+            if let Some(&id) = vocab.get(t.as_str()) {
+                if !t.is_empty() && !specials.iter().any(|(s, _)| s == t) {
+                    specials.push((t.clone(), id));
+                }
+            }
+        }
+        specials.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        Ok(Tokenizer { config, vocab, tokens, unk, cls, sep, pad, specials })
+    }
+
+    pub fn config(&self) -> &TokenizerConfig {
+        &self.config
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad
+    }
+
+    /// The token string of an id (for display).
+    pub fn token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// `[CLS] text [SEP]`, truncated to `max_len`.
+    pub fn encode(&self, text: &str) -> Encoding {
+        let budget = self.config.max_len - 2;
+        let mut a = Vec::new();
+        self.tokenize_into(text, budget, &mut a);
+        let mut enc = Encoding::default();
+        self.push(&mut enc, self.cls, 0);
+        for &id in &a {
+            self.push(&mut enc, id, 0);
+        }
+        self.push(&mut enc, self.sep, 0);
+        enc
+    }
+
+    /// `[CLS] a [SEP] b [SEP]` with type ids 0 then 1, truncated longest-first as HF does.
+    pub fn encode_pair(&self, a: &str, b: &str) -> Encoding {
+        let budget = self.config.max_len - 3;
+        // Each side can never keep more than `budget` tokens, so stop reading there.
+        let (mut ta, mut tb) = (Vec::new(), Vec::new());
+        self.tokenize_into(a, budget + 1, &mut ta);
+        self.tokenize_into(b, budget + 1, &mut tb);
+        let (n_a, n_b) = longest_first(ta.len(), tb.len(), budget);
+        let mut enc = Encoding::default();
+        self.push(&mut enc, self.cls, 0);
+        for &id in &ta[..n_a] {
+            self.push(&mut enc, id, 0);
+        }
+        self.push(&mut enc, self.sep, 0);
+        for &id in &tb[..n_b] {
+            self.push(&mut enc, id, 1);
+        }
+        self.push(&mut enc, self.sep, 1);
+        enc
+    }
+
+    fn push(&self, enc: &mut Encoding, id: u32, type_id: u32) {
+        // Budgets above keep every encoding within max_len <= MAX_SEQ_LEN, so this never drops.
+        let pushed = enc.ids.push(id).is_ok() && enc.type_ids.push(type_id).is_ok();
+        debug_assert!(pushed, "encoding exceeded MAX_SEQ_LEN");
+    }
+
+    /// Word-piece ids of `text` without special tokens, at most `limit` of them.
+    pub fn tokenize_into(&self, text: &str, limit: usize, out: &mut Vec<u32>) {
+        let mut rest = text;
+        while !rest.is_empty() && out.len() < limit {
+            match self.find_special(rest) {
+                Some((pos, len, id)) => {
+                    self.tokenize_segment(&rest[..pos], limit, out);
+                    if out.len() < limit {
+                        out.push(id);
+                    }
+                    rest = &rest[pos + len..];
+                }
+                None => {
+                    self.tokenize_segment(rest, limit, out);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Leftmost (then longest) occurrence of a special token: (byte pos, byte len, id).
+    fn find_special(&self, text: &str) -> Option<(usize, usize, u32)> {
+        let mut best: Option<(usize, usize, u32)> = None;
+        for (s, id) in &self.specials {
+            if let Some(pos) = text.find(s.as_str()) {
+                if best.is_none_or(|(p, _, _)| pos < p) {
+                    best = Some((pos, s.len(), *id));
+                }
+            }
+        }
+        best
+    }
+
+    /// Normalize → pre-tokenize → WordPiece one segment, streaming char by char.
+    fn tokenize_segment(&self, segment: &str, limit: usize, out: &mut Vec<u32>) {
+        let mut word = WordBuffer::new(self.config.max_input_chars_per_word);
+        let emit = |word: &mut WordBuffer, out: &mut Vec<u32>| {
+            if !word.is_empty() {
+                self.wordpiece(word, out);
+                word.clear();
+            }
+        };
+        for c in self.normalized(segment) {
+            if out.len() >= limit {
+                return;
+            }
+            if c.is_whitespace() {
+                emit(&mut word, out);
+            } else if is_bert_punctuation(c) {
+                emit(&mut word, out);
+                word.push(c);
+                emit(&mut word, out);
+            } else {
+                word.push(c);
+            }
+        }
+        emit(&mut word, out);
+        out.truncate(limit);
+    }
+
+    /// HF `BertNormalizer`, as a lazy char iterator: clean → CJK padding → NFD and strip
+    /// accents → lowercase.
+    fn normalized<'a>(&self, text: &'a str) -> Box<dyn Iterator<Item = char> + 'a> {
+        let cfg = &self.config;
+        let clean = cfg.clean_text;
+        let mut it: Box<dyn Iterator<Item = char> + 'a> = Box::new(text.chars().filter_map(move |c| {
+            if !clean {
+                Some(c)
+            } else if c == '\0' || c == '\u{fffd}' || is_control(c) {
+                None
+            } else if is_whitespace(c) {
+                Some(' ')
+            } else {
+                Some(c)
+            }
+        }));
+        if cfg.handle_chinese_chars {
+            it = Box::new(it.flat_map(|c| {
+                let padded = is_chinese_char(c);
+                [padded.then_some(' '), Some(c), padded.then_some(' ')].into_iter().flatten()
+            }));
+        }
+        if cfg.strip_accents.unwrap_or(cfg.lowercase) {
+            it = Box::new(it.nfd().filter(|c| !c.is_mark_nonspacing()));
+        }
+        if cfg.lowercase {
+            it = Box::new(it.flat_map(char::to_lowercase));
+        }
+        it
+    }
+
+    /// Greedy longest-match-first WordPiece; a word with any unmatched piece becomes `[UNK]`.
+    fn wordpiece(&self, word: &WordBuffer, out: &mut Vec<u32>) {
+        if word.overlong {
+            out.push(self.unk);
+            return;
+        }
+        let w = word.text.as_str();
+        let start_len = out.len();
+        let mut piece = String::with_capacity(w.len() + self.config.continuing_subword_prefix.len());
+        let mut start = 0;
+        while start < w.len() {
+            let mut end = w.len();
+            let mut found = None;
+            while start < end {
+                piece.clear();
+                if start > 0 {
+                    piece.push_str(&self.config.continuing_subword_prefix);
+                }
+                piece.push_str(&w[start..end]);
+                if let Some(&id) = self.vocab.get(piece.as_str()) {
+                    found = Some(id);
+                    break;
+                }
+                // Step back one char (end is always a char boundary).
+                end -= w[..end].chars().next_back().map_or(1, char::len_utf8);
+            }
+            match found {
+                Some(id) => {
+                    out.push(id);
+                    start = end;
+                }
+                None => {
+                    out.truncate(start_len);
+                    out.push(self.unk);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Lengths kept for a pair under HF's `LongestFirst` truncation.
+fn longest_first(n_a: usize, n_b: usize, max: usize) -> (usize, usize) {
+    if n_a + n_b <= max {
+        return (n_a, n_b);
+    }
+    // Targets as HF computes them (n1 = the shorter side); a target may exceed the actual
+    // length, in which case that side is kept whole.
+    let swap = n_a > n_b;
+    let mut n1 = n_a.min(n_b);
+    let mut n2 = if n1 > max { n1 } else { n1.max(max - n1) };
+    if n1 + n2 > max {
+        n1 = max / 2;
+        n2 = n1 + max % 2;
+    }
+    let (t_a, t_b) = if swap { (n2, n1) } else { (n1, n2) };
+    (n_a.min(t_a), n_b.min(t_b))
+}
+
+/// A word being collected; past `max_chars` chars only the fact that it is too long is kept,
+/// so a 1 MB "word" costs no memory.
+struct WordBuffer {
+    text: String,
+    chars: usize,
+    max_chars: usize,
+    overlong: bool,
+}
+
+impl WordBuffer {
+    fn new(max_chars: usize) -> Self {
+        WordBuffer { text: String::new(), chars: 0, max_chars, overlong: false }
+    }
+    fn push(&mut self, c: char) {
+        self.chars += 1;
+        if self.chars > self.max_chars {
+            self.overlong = true;
+            self.text.clear();
+        } else {
+            self.text.push(c);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.chars == 0
+    }
+    fn clear(&mut self) {
+        self.text.clear();
+        self.chars = 0;
+        self.overlong = false;
+    }
+}
+
+fn is_whitespace(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || c.is_whitespace()
+}
+
+fn is_control(c: char) -> bool {
+    !matches!(c, '\t' | '\n' | '\r') && c.is_other()
+}
+
+fn is_bert_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation() || c.is_punctuation()
+}
+
+fn is_chinese_char(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x4E00..=0x9FFF
+            | 0x3400..=0x4DBF
+            | 0x20000..=0x2A6DF
+            | 0x2A700..=0x2B73F
+            | 0x2B740..=0x2B81F
+            | 0x2B920..=0x2CEAF
+            | 0xF900..=0xFAFF
+            | 0x2F800..=0x2FA1F
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_len: usize) -> TokenizerConfig {
+        TokenizerConfig {
+            lowercase: true,
+            strip_accents: None,
+            handle_chinese_chars: true,
+            clean_text: true,
+            unk_token: "[UNK]".into(),
+            cls_token: "[CLS]".into(),
+            sep_token: "[SEP]".into(),
+            pad_token: "[PAD]".into(),
+            mask_token: "[MASK]".into(),
+            continuing_subword_prefix: "##".into(),
+            max_input_chars_per_word: 100,
+            max_len,
+        }
+    }
+
+    const VOCAB: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n!\nun\n##aff\n##able\ncafe\n中\n,";
+
+    fn tok(max_len: usize) -> Tokenizer {
+        Tokenizer::new(config(max_len), VOCAB).unwrap()
+    }
+
+    fn ids(t: &Tokenizer, s: &str) -> Vec<u32> {
+        t.encode(s).ids.to_vec()
+    }
+
+    #[test]
+    fn cases() {
+        let t = tok(32);
+        let cases: &[(&str, &[u32])] = &[
+            ("", &[2, 3]),
+            ("   \t\n ", &[2, 3]),
+            ("Hello, World!", &[2, 5, 13, 6, 7, 3]),
+            ("unaffable", &[2, 8, 9, 10, 3]),
+            ("unaffablex", &[2, 1, 3]),
+            ("Café", &[2, 11, 3]),
+            ("中中", &[2, 12, 12, 3]),
+            ("hello[SEP]world", &[2, 5, 3, 6, 3]),
+            ("hello [sep]", &[2, 5, 1, 1, 1, 3]),
+            ("hel\u{200b}lo", &[2, 5, 3]),
+            ("\u{0}\u{fffd}", &[2, 3]),
+        ];
+        let mut failures = vec![];
+        for (text, want) in cases {
+            let got = ids(&t, text);
+            if got != *want {
+                failures.push(format!("{text:?}: got {got:?}, want {want:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn truncates_long_and_overlong_words() {
+        let t = tok(5);
+        assert_eq!(ids(&t, "hello hello hello hello"), vec![2, 5, 5, 5, 3]);
+        let long = "a".repeat(1_000_000);
+        assert_eq!(ids(&t, &long), vec![2, 1, 3]);
+        let many = "hello ".repeat(200_000);
+        assert_eq!(t.encode(&many).len(), 5);
+    }
+
+    #[test]
+    fn pair_longest_first() {
+        assert_eq!(longest_first(3, 4, 10), (3, 4));
+        assert_eq!(longest_first(2, 20, 10), (2, 8));
+        assert_eq!(longest_first(20, 2, 10), (8, 2));
+        assert_eq!(longest_first(20, 30, 9), (4, 5));
+        assert_eq!(longest_first(30, 20, 9), (5, 4));
+        let t = tok(8);
+        let e = t.encode_pair("hello hello hello", "world world world");
+        assert_eq!(e.ids.to_vec(), vec![2, 5, 5, 3, 6, 6, 6, 3]);
+        assert_eq!(e.type_ids.to_vec(), vec![0, 0, 0, 0, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        assert!(Tokenizer::new(config(2), VOCAB).is_err());
+        assert!(Tokenizer::new(config(10_000), VOCAB).is_err());
+        assert!(Tokenizer::new(config(8), "a\nb").is_err());
+    }
+}
