@@ -20,6 +20,7 @@ mod error;
 pub mod head;
 mod model;
 pub mod pooling;
+pub mod report;
 pub mod tokenizer;
 
 pub use encoder::EncoderOptions;

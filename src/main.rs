@@ -1,1 +1,232 @@
-fn main(){}
+//! `bertlite`: the command-line face of the runtime. Thin: parse flags, read texts, call
+//! [`bertlite::Model`], print one line per input.
+
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use bertlite::{EncoderOptions, Model};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+/// Run BERT text classification from a bertlite bundle.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// The bundle file written by `bertlite-tool compile`.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Texts to process; without any, one text per line is read from stdin.
+    texts: Vec<String>,
+    /// Write one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Each text is a sentence pair "A<TAB>B" ([CLS] A [SEP] B [SEP]).
+    #[arg(long)]
+    pair: bool,
+    /// Threads for the matrix multiplies (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the best label and its probability for each text.
+    Classify {
+        #[command(flatten)]
+        common: Common,
+        /// Print the k best labels (plain output).
+        #[arg(long, default_value_t = 1)]
+        top_k: usize,
+    },
+    /// Print the pooled embedding of each text.
+    Embed {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the token ids and tokens of each text.
+    Tokenize {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Describe the bundle and how this CPU will run it.
+    Info {
+        /// The bundle file.
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Threads for the matrix multiplies (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Time load and per-text latency (batch 1) on this machine.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Timed runs per text (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+    },
+}
+
+fn threads(t: Option<usize>) -> usize {
+    t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
+fn load(path: &PathBuf, t: Option<usize>) -> anyhow::Result<Model> {
+    Model::load_with(path, EncoderOptions { threads: threads(t) })
+        .with_context(|| format!("cannot load {}", path.display()))
+}
+
+/// Texts from the arguments, or stdin lines; a line that is not UTF-8 becomes an error for that
+/// line only, so output lines stay aligned with input lines.
+fn inputs(texts: &[String]) -> Box<dyn Iterator<Item = Result<String, String>>> {
+    if !texts.is_empty() {
+        return Box::new(texts.to_vec().into_iter().map(Ok));
+    }
+    let stdin = io::stdin().lock();
+    Box::new(stdin.split(b'\n').enumerate().map(|(i, line)| {
+        let mut line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        String::from_utf8(line).map_err(|e| {
+            format!("line {} is not valid UTF-8 (invalid byte at offset {})", i + 1, e.utf8_error().valid_up_to())
+        })
+    }))
+}
+
+fn encode(model: &Model, text: &str, pair: bool) -> bertlite::Result<bertlite::tokenizer::Encoding> {
+    match (pair, text.split_once('\t')) {
+        (true, Some((a, b))) => model.encode_pair(a, b),
+        (true, None) => Err(bertlite::Error::input("--pair expects \"A<TAB>B\" but the text has no tab")),
+        (false, _) => model.encode(text),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut all_ok = true;
+    // Runs `f` on every input, printing its line or an error line in the same place.
+    let mut each = |common: &Common,
+                    out: &mut dyn Write,
+                    f: &mut dyn FnMut(&str) -> bertlite::Result<(String, serde_json::Value)>|
+     -> anyhow::Result<()> {
+        for text in inputs(&common.texts) {
+            let result = text.map_err(bertlite::Error::input).and_then(|t| f(&t));
+            match result {
+                Ok((plain, json)) => {
+                    if common.json { writeln!(out, "{json}")? } else { writeln!(out, "{plain}")? }
+                }
+                Err(e) => {
+                    all_ok = false;
+                    eprintln!("error: {e}");
+                    if common.json {
+                        writeln!(out, "{}", json!({ "error": e.to_string() }))?
+                    } else {
+                        writeln!(out)?
+                    }
+                }
+            }
+            if common.texts.is_empty() {
+                out.flush()?; // interactive use: answer each line as it comes
+            }
+        }
+        Ok(())
+    };
+    match &cli.command {
+        Command::Classify { common, top_k } => {
+            let model = load(&common.model, common.threads)?;
+            if model.head().is_none() {
+                anyhow::bail!("{} has no classification head (compile it with --train FILE); `embed` works", common.model.display());
+            }
+            each(common, &mut out, &mut |text| {
+                let e = encode(&model, text, common.pair)?;
+                let pooled = model.embed_encodings(&[&e])?.remove(0);
+                let c = model.classify_embedding(&pooled)?;
+                let (label, score) = c.top();
+                let plain = c.scores.iter().take((*top_k).max(1)).map(|(l, s)| format!("{l}\t{s:.4}")).collect::<Vec<_>>().join("\t");
+                let scores: serde_json::Map<String, serde_json::Value> = c.scores.iter().map(|(l, s)| (l.clone(), json!(s))).collect();
+                Ok((plain, json!({ "label": label, "score": score, "scores": scores })))
+            })?;
+        }
+        Command::Embed { common } => {
+            let model = load(&common.model, common.threads)?;
+            each(common, &mut out, &mut |text| {
+                let e = encode(&model, text, common.pair)?;
+                let v = model.embed_encodings(&[&e])?.remove(0);
+                let plain = v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(" ");
+                Ok((plain, json!({ "embedding": v })))
+            })?;
+        }
+        Command::Tokenize { common } => {
+            // Tokenizing needs no graph: read the bundle, skip building the plan.
+            let bundle = bertlite::bundle::Bundle::read(&common.model)?;
+            let tok = bertlite::tokenizer::Tokenizer::new(bundle.metadata.tokenizer.clone(), &bundle.vocab)?;
+            each(common, &mut out, &mut |text| {
+                let e = match (common.pair, text.split_once('\t')) {
+                    (true, Some((a, b))) => tok.encode_pair(a, b),
+                    (true, None) => return Err(bertlite::Error::input("--pair expects \"A<TAB>B\"")),
+                    (false, _) => tok.encode(text),
+                };
+                let tokens: Vec<&str> = e.ids.iter().map(|&i| tok.token(i).unwrap_or("")).collect();
+                let plain = tokens.join(" ");
+                Ok((plain, json!({ "ids": e.ids.as_slice(), "tokens": tokens, "type_ids": e.type_ids.as_slice() })))
+            })?;
+        }
+        Command::Info { model, threads: t } => {
+            let start = Instant::now();
+            let m = load(model, *t)?;
+            let load_s = start.elapsed().as_secs_f64();
+            let size = std::fs::metadata(model)?.len();
+            writeln!(out, "{}", bertlite::report::info(&m, size, load_s, threads(*t)))?;
+        }
+        Command::Bench { common, iters } => {
+            let start = Instant::now();
+            let model = load(&common.model, common.threads)?;
+            let load_ms = start.elapsed().as_secs_f64() * 1e3;
+            let size = std::fs::metadata(&common.model)?.len();
+            writeln!(out, "bundle {:.2} MB, load {load_ms:.0} ms, threads {}", size as f64 / 1e6, threads(common.threads))?;
+            each(common, &mut out, &mut |text| {
+                let e = encode(&model, text, common.pair)?;
+                model.embed_encodings(&[&e])?; // warm-up
+                let mut times: Vec<f64> = (0..(*iters).max(1))
+                    .map(|_| {
+                        let t = Instant::now();
+                        model.embed_encodings(&[&e]).map(|_| t.elapsed().as_secs_f64() * 1e3)
+                    })
+                    .collect::<bertlite::Result<_>>()?;
+                times.sort_by(f64::total_cmp);
+                let p50 = times[times.len() / 2];
+                let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
+                let plain = format!("{:>4} tokens  p50 {p50:7.2} ms  p95 {p95:7.2} ms", e.len());
+                Ok((plain, json!({ "tokens": e.len(), "p50_ms": p50, "p95_ms": p95 })))
+            })?;
+        }
+    }
+    out.flush()?;
+    Ok(all_ok)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            // A closed pipe (`bertlite ... | head`) is not an error worth a message.
+            if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,80 @@
-fn main(){}
+//! bertlite-tool: compile BERT checkpoints into bertlite bundles on the host.
+
+mod checkpoint;
+mod compile;
+mod data;
+mod graph;
+mod quantize;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Compile, quantize and evaluate BERT classifiers for bertlite.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a Hugging Face BERT checkpoint directory into one bundle file.
+    Compile {
+        /// Checkpoint directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+        #[arg(long)]
+        model_dir: PathBuf,
+        /// Output bundle (default: <model dir name>.blt).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Labeled examples (JSONL {"text","label"} or CSV with text,label) to train a head on.
+        #[arg(long)]
+        train: Option<PathBuf>,
+        /// Maximum tokens per text, special tokens included (default: from the checkpoint).
+        #[arg(long)]
+        max_len: Option<usize>,
+        /// Keep f32 weights (no int8 quantization).
+        #[arg(long)]
+        no_quantize: bool,
+        /// Train independent (sigmoid) labels instead of one label per text.
+        #[arg(long)]
+        multi_label: bool,
+        /// L2 penalty of the trained head.
+        #[arg(long, default_value_t = 1e-3)]
+        l2: f32,
+        /// Threads used to embed training data (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Compile { model_dir, output, train, max_len, no_quantize, multi_label, l2, threads } => {
+            let output = output.unwrap_or_else(|| compile::default_output(&model_dir));
+            compile::compile(&compile::CompileOptions {
+                model_dir,
+                output,
+                train,
+                max_len,
+                quantize: !no_quantize,
+                multi_label,
+                l2,
+                threads: threads.unwrap_or_else(compile::threads_default),
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

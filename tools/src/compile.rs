@@ -1,0 +1,204 @@
+//! `bertlite-tool compile`: checkpoint → (prune) → quantize → graph → head → one bundle file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use bertlite::EncoderOptions;
+use bertlite::bundle::{Bundle, EncoderInfo, HeadInfo, HeadKind, Metadata, PoolingMode};
+use bertlite::head::Head;
+use bertlite::tokenizer::Encoding;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::checkpoint::Checkpoint;
+use crate::data::{Example, label_index, read_examples};
+use crate::graph::{self, Precision};
+use crate::train::{TrainOptions, train_softmax};
+
+pub struct CompileOptions {
+    pub model_dir: PathBuf,
+    pub output: PathBuf,
+    pub train: Option<PathBuf>,
+    pub max_len: Option<usize>,
+    pub quantize: bool,
+    pub multi_label: bool,
+    pub l2: f32,
+    pub threads: usize,
+}
+
+pub fn threads_default() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub fn compile(opts: &CompileOptions) -> Result<()> {
+    let start = Instant::now();
+    let ckpt = Checkpoint::load(&opts.model_dir, opts.max_len)
+        .with_context(|| format!("cannot read checkpoint {}", opts.model_dir.display()))?;
+    let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
+    let mut bundle = build_bundle(&ckpt, precision)?;
+
+    if let Some(train_path) = &opts.train {
+        let examples = read_examples(train_path)?;
+        let head = train_head(&bundle, &examples, opts, &ckpt)
+            .with_context(|| format!("cannot train a head on {}", train_path.display()))?;
+        bundle.metadata.head = Some(HeadInfo {
+            origin: format!("trained on {} ({} examples, l2 {})", train_path.display(), examples.len(), opts.l2),
+            ..head.info.clone()
+        });
+        bundle.head = head.to_weights();
+    }
+
+    bundle.write(&opts.output).with_context(|| format!("cannot write {}", opts.output.display()))?;
+    let size = std::fs::metadata(&opts.output)?.len();
+    let m = &bundle.metadata;
+    println!("wrote {}", opts.output.display());
+    println!("  source        {} ({})", ckpt.dir.display(), ckpt.architecture);
+    println!("  parameters    {:.2} M (encoder + embeddings)", m.encoder.parameters as f64 / 1e6);
+    println!("  quantization  {}", m.quantization);
+    println!(
+        "  size          {:.2} MB bundle vs {:.2} MB fp32 checkpoint ({:.1}%)",
+        size as f64 / 1e6,
+        ckpt.file_bytes as f64 / 1e6,
+        100.0 * size as f64 / ckpt.file_bytes as f64
+    );
+    println!("  max length    {} tokens, pooling {:?}{}", m.tokenizer.max_len, m.pooling.mode, if m.pooling.normalize { " + L2 norm" } else { "" });
+    match &m.head {
+        Some(h) => println!("  head          {} labels: {} ({})", h.labels.len(), h.labels.join(", "), h.origin),
+        None => println!("  head          none (embeddings only; add one with --train FILE)"),
+    }
+    println!("  time          {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The bundle without a trained head (the checkpoint's own head, if it has one).
+pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
+    let bert = &ckpt.bert;
+    let graph = graph::build(bert, precision)?;
+    let nnef = graph::to_nnef(&graph, bert, precision)?;
+    let (macs_per_token, macs_per_token_sq) = bert.macs();
+    let encoder = EncoderInfo {
+        hidden: bert.hidden,
+        head_dim: bert.head_dim,
+        heads: bert.layers.iter().map(|l| l.heads).collect(),
+        intermediate: bert.layers.iter().map(|l| l.ffn_in.weight.rows).collect(),
+        vocab_size: bert.word.rows,
+        max_position: bert.position.rows,
+        parameters: bert.parameters(),
+        macs_per_token,
+        macs_per_token_sq,
+    };
+    let (head_info, head_weights) = match (&ckpt.head, &bert.pooler) {
+        (Some(h), pooler) => {
+            let use_pooler = ckpt.pooling.mode == PoolingMode::Cls && pooler.is_some();
+            let mut w = Vec::new();
+            if let (true, Some(p)) = (use_pooler, pooler) {
+                w.extend_from_slice(&p.weight.data);
+                w.extend_from_slice(&p.bias);
+            }
+            w.extend_from_slice(&h.classifier.weight.data);
+            w.extend_from_slice(&h.classifier.bias);
+            let info = HeadInfo {
+                kind: h.kind,
+                labels: h.labels.clone(),
+                input_dim: h.classifier.weight.cols,
+                pooler: use_pooler,
+                origin: "checkpoint".into(),
+            };
+            (Some(info), w)
+        }
+        (None, _) => (None, Vec::new()),
+    };
+    let metadata = Metadata {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        source: ckpt.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        source_sha256: ckpt.sha256.clone(),
+        architecture: ckpt.architecture.clone(),
+        quantization: match precision {
+            Precision::Int8 => "int8-weights-per-channel-symmetric".into(),
+            Precision::F32 => "none".into(),
+        },
+        pruning: None,
+        encoder,
+        tokenizer: ckpt.tokenizer.clone(),
+        pooling: ckpt.pooling.clone(),
+        head: head_info,
+        extra: BTreeMap::new(),
+    };
+    Ok(Bundle { metadata, vocab: ckpt.vocab.clone(), graph: nnef, head: head_weights })
+}
+
+/// Progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+/// Pooled embeddings of many texts with a loaded model, batched by similar length.
+pub fn embed_all(model: &bertlite::Model, texts: &[&str], what: &str) -> Result<Vec<Vec<f32>>> {
+    let encodings: Vec<Encoding> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| model.encode(t).with_context(|| format!("example {} cannot be embedded", i + 1)))
+        .collect::<Result<_>>()?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| encodings[i].len());
+    let mut out = vec![Vec::new(); texts.len()];
+    let pb = progress(texts.len(), what);
+    for chunk in order.chunks(8) {
+        let batch: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+        for (&i, e) in chunk.iter().zip(model.embed_encodings(&batch)?) {
+            out[i] = e;
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+fn train_head(bundle: &Bundle, examples: &[Example], opts: &CompileOptions, ckpt: &Checkpoint) -> Result<Head> {
+    let (labels, ys) = label_index(examples);
+    ensure!(labels.len() >= 2, "training data needs at least two distinct labels, found {labels:?}");
+    // Embed with the bundle being written, so the head fits the (quantized) encoder it will run on.
+    let bytes = bundle.to_bytes()?;
+    let model = bertlite::Model::from_bundle(Bundle::from_bytes(&bytes)?, EncoderOptions { threads: opts.threads })?;
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let mut xs = embed_all(&model, &texts, "embedding")?;
+    // Keep the checkpoint's pooler (BertForSequenceClassification): the head sees its output.
+    let pooler = if ckpt.pooling.mode == PoolingMode::Cls { ckpt.bert.pooler.clone() } else { None };
+    if let Some(p) = &pooler {
+        let dense = bertlite::head::Dense { weight: p.weight.data.clone(), bias: p.bias.clone(), inputs: p.weight.cols };
+        for x in &mut xs {
+            *x = dense.forward(x).into_iter().map(f32::tanh).collect();
+        }
+    }
+    let d = xs.first().map_or(0, Vec::len);
+    let (weight, bias) = train_softmax(&xs, &ys, labels.len(), &TrainOptions { l2: opts.l2, ..Default::default() });
+    let mut w = Vec::new();
+    if let Some(p) = &pooler {
+        w.extend_from_slice(&p.weight.data);
+        w.extend_from_slice(&p.bias);
+    }
+    w.extend_from_slice(&weight);
+    w.extend_from_slice(&bias);
+    let info = HeadInfo {
+        kind: if opts.multi_label { HeadKind::MultiLabel } else { HeadKind::SingleLabel },
+        labels,
+        input_dim: d,
+        pooler: pooler.is_some(),
+        origin: String::new(),
+    };
+    Ok(Head::from_parts(info, ckpt.bert.hidden, &w)?)
+}
+
+pub fn default_output(model_dir: &Path) -> PathBuf {
+    let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("model".into());
+    PathBuf::from(format!("{name}.blt"))
+}
