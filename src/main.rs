@@ -65,6 +65,9 @@ enum Command {
         /// Threads for the matrix multiplies (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Also list the plan's ops and every matrix multiply with its kernel.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Time load and per-text latency (batch 1) on this machine.
     Bench {
@@ -182,12 +185,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Ok((plain, json!({ "ids": e.ids.as_slice(), "tokens": tokens, "type_ids": e.type_ids.as_slice() })))
             })?;
         }
-        Command::Info { model, threads: t } => {
+        Command::Info { model, threads: t, verbose } => {
             let start = Instant::now();
             let m = load(model, *t)?;
             let load_s = start.elapsed().as_secs_f64();
             let size = std::fs::metadata(model)?.len();
             writeln!(out, "{}", bertlite::report::info(&m, size, load_s, threads(*t)))?;
+            if *verbose {
+                write!(out, "{}", bertlite::report::plan_details(&m))?;
+            }
         }
         Command::Bench { common, iters } => {
             let start = Instant::now();

@@ -26,6 +26,22 @@ pub fn matmul_kernels(model: &Model) -> BTreeMap<String, usize> {
     kernels
 }
 
+/// Every op of the optimized plan with tract's own description (for `info --verbose`).
+pub fn plan_details(model: &Model) -> String {
+    let mut s = String::new();
+    for (op, n) in op_histogram(model) {
+        let _ = writeln!(s, "op           {n:>3} × {op}");
+    }
+    for node in model.encoder().model().nodes() {
+        for line in node.op.info().unwrap_or_default() {
+            if line.starts_with("Mult") {
+                let _ = writeln!(s, "node         {}: {line}", node.name);
+            }
+        }
+    }
+    s
+}
+
 /// Op counts of the optimized plan by op name.
 pub fn op_histogram(model: &Model) -> BTreeMap<String, usize> {
     let mut ops = BTreeMap::new();

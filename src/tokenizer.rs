@@ -199,6 +199,8 @@ impl Tokenizer {
                 }
             }
         }
+        // The last word may have added pieces past the limit; truncation keeps the first ones.
+        out.truncate(limit);
     }
 
     /// Leftmost (then longest) occurrence of a special token: (byte pos, byte len, id).
@@ -238,7 +240,6 @@ impl Tokenizer {
             }
         }
         emit(&mut word, out);
-        out.truncate(limit);
     }
 
     /// HF `BertNormalizer`, as a lazy char iterator: clean → CJK padding → NFD and strip

@@ -1,1 +1,9 @@
+//! End-to-end tests on the real all-MiniLM-L6-v2 (fetched by tools/setup.sh) and the bundles
+//! tools/test.sh compiles from it. References are independent: HF `tokenizers` and a float64
+//! numpy forward pass (tools/reference/), golden files in tests/golden/.
 
+mod common;
+
+mod cli;
+mod fidelity;
+mod tokenizer_parity;

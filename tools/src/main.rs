@@ -3,6 +3,7 @@
 mod checkpoint;
 mod compile;
 mod data;
+mod eval;
 mod graph;
 mod quantize;
 mod train;
@@ -49,6 +50,28 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Evaluate bundles (and the fp32 checkpoint) on labeled data: accuracy, macro-F1, agreement
+    /// and embedding cosine with the reference, size, FLOPs, batch-1 latency.
+    Eval {
+        /// Labeled examples (JSONL or CSV, as for --train).
+        #[arg(long)]
+        data: PathBuf,
+        /// The fp32 checkpoint the bundles came from; becomes the reference row.
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// How many texts to time for latency.
+        #[arg(long, default_value_t = 50)]
+        latency_texts: usize,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Bundles to evaluate.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+    },
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -65,6 +88,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 l2,
                 threads: threads.unwrap_or_else(compile::threads_default),
             })
+        }
+        Command::Eval { data, model_dir, json, latency_texts, threads, bundles } => {
+            eval::eval(&eval::EvalOptions {
+                data,
+                model_dir,
+                bundles,
+                json_out: json,
+                latency_texts,
+                threads: threads.unwrap_or_else(compile::threads_default),
+            })?;
+            Ok(())
         }
     }
 }

@@ -1,0 +1,155 @@
+//! The `bertlite` CLI as a script would use it: stable JSON names, one output line per input
+//! line in order, clear errors and no panics on bad input.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn bertlite(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bertlite"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bertlite runs");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn no_panic(out: &Output) {
+    let err = stderr(out);
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+}
+
+#[test]
+fn classify_json_one_line_per_input_in_order() {
+    let model = bundle("minilm-bbc.blt");
+    let m = model.to_str().unwrap();
+    let mut input = Vec::new();
+    input.extend_from_slice(b"Shares in the carmaker fell after a profit warning\n");
+    input.extend_from_slice(b"\xff\xfe not utf-8\n");
+    input.extend_from_slice(b"   \n");
+    input.extend_from_slice(b"The striker scored twice in the cup final\r\n");
+    let huge = "The markets rallied today. ".repeat(40_000); // ~1 MB, truncated to 256 tokens
+    input.extend_from_slice(huge.as_bytes());
+    input.push(b'\n');
+    let out = bertlite(&["classify", "-m", m, "--json"], &input);
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "some lines failed, so exit 1");
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[0]["label"], "business");
+    let scores = rows[0]["scores"].as_object().unwrap();
+    assert_eq!(scores.len(), 5);
+    let sum: f64 = scores.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+    assert_eq!(rows[0]["score"], scores["business"]);
+    assert!(rows[1]["error"].as_str().unwrap().contains("UTF-8"));
+    assert!(rows[2]["error"].as_str().unwrap().contains("empty"));
+    assert_eq!(rows[3]["label"], "sports");
+    assert!(rows[4]["label"].is_string());
+}
+
+#[test]
+fn classify_arguments_and_top_k() {
+    let model = bundle("minilm-bbc.blt");
+    let out = bertlite(&["classify", "-m", model.to_str().unwrap(), "--top-k", "3", "The film won an Oscar"], b"");
+    no_panic(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = text.trim_end().split('\t').collect();
+    assert_eq!(fields.len(), 6, "{text}");
+    assert_eq!(fields[0], "entertainment");
+}
+
+#[test]
+fn embed_and_tokenize_json() {
+    let model = bundle("minilm-int8.blt");
+    let m = model.to_str().unwrap();
+    let out = bertlite(&["embed", "-m", m, "--json"], "first sentence\nsecond one\n".as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 2);
+    let v = floats(&rows[0]["embedding"]);
+    assert_eq!(v.len(), 384);
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "normalized");
+
+    let out = bertlite(&["tokenize", "-m", m, "--json", "Hello, World!"], b"");
+    assert!(out.status.success());
+    let rows = lines(&out);
+    assert_eq!(ids(&rows[0]["ids"]), vec![101, 7592, 1010, 2088, 999, 102]);
+    assert_eq!(rows[0]["tokens"][1], "hello");
+
+    let out = bertlite(&["tokenize", "-m", m, "--json", "--pair", "a b\tc"], b"");
+    assert_eq!(ids(&lines(&out)[0]["type_ids"]), vec![0, 0, 0, 0, 1, 1]);
+}
+
+#[test]
+fn classify_without_head_is_a_clear_error() {
+    let out = bertlite(&["classify", "-m", bundle("minilm-int8.blt").to_str().unwrap(), "text"], b"");
+    no_panic(&out);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no classification head"), "{}", stderr(&out));
+}
+
+#[test]
+fn info_reports_kernels() {
+    let out = bertlite(&["info", "-m", bundle("minilm-bbc.blt").to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in ["int8-weights-per-channel", "business", "matmul", "cpu"] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+}
+
+fn damaged(name: &str, f: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(bundle("minilm-int8.blt")).unwrap();
+    f(&mut bytes);
+    let dir = std::env::temp_dir().join(format!("bertlite-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn expect_load_error(path: &Path, needle: &str) {
+    let out = bertlite(&["embed", "-m", path.to_str().unwrap(), "text"], b"");
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(needle), "expected {needle:?} in: {}", stderr(&out));
+}
+
+#[test]
+fn bad_bundles_are_clear_errors() {
+    expect_load_error(Path::new("/nonexistent/model.blt"), "cannot read bundle");
+    expect_load_error(&damaged("truncated.blt", |b| b.truncate(b.len() / 2)), "truncated");
+    expect_load_error(&damaged("empty.blt", |b| b.clear()), "not a bertlite bundle");
+    expect_load_error(
+        &damaged("tampered.blt", |b| {
+            let i = b.len() - 1000;
+            b[i] ^= 0x55;
+        }),
+        "checksum",
+    );
+    expect_load_error(&damaged("other.blt", |b| b[..8].copy_from_slice(b"PK\x03\x04xxxx")), "not a bertlite bundle");
+    expect_load_error(&damaged("newer.blt", |b| b[8] = 99), "version");
+}

@@ -1,0 +1,107 @@
+//! Numbers the spine promises, measured on the real MiniLM-L6 against the float64 reference.
+
+use bertlite::bundle::Bundle;
+use bertlite::pooling::cosine;
+use bertlite::tokenizer::Encoding;
+use bertlite::{EncoderOptions, Model};
+
+use crate::common::*;
+
+/// fp32 graph vs float64 numpy: only f32 rounding and summation order differ.
+const FP32_MIN_COSINE: f32 = 0.99999;
+/// int8 weights (per-channel, symmetric) vs float64: the budget.
+const INT8_MEAN_COSINE: f32 = 0.999;
+const INT8_MIN_COSINE: f32 = 0.995;
+/// Bundle size budget relative to the fp32 safetensors.
+const MAX_SIZE_RATIO: f64 = 0.26;
+/// Padding inside a batch must not change a text's embedding beyond f32 noise.
+const BATCH_MIN_COSINE: f32 = 0.99999;
+
+fn load(name: &str) -> Model {
+    Model::load_with(bundle(name), EncoderOptions { threads: 2 }).expect("bundle loads")
+}
+
+fn golden_cosines(model: &Model) -> Vec<(String, f32)> {
+    read_jsonl(&golden("embeddings.jsonl"))
+        .iter()
+        .map(|row| {
+            let text = row["text"].as_str().unwrap();
+            let got = model.embed(text).expect("embeds");
+            (text.to_owned(), cosine(&got, &floats(&row["embedding"])))
+        })
+        .collect()
+}
+
+#[test]
+fn fp32_matches_reference() {
+    let cos = golden_cosines(&load("minilm-f32.blt"));
+    assert!(cos.len() >= 50);
+    let bad: Vec<_> = cos.iter().filter(|(_, c)| *c < FP32_MIN_COSINE).collect();
+    assert!(bad.is_empty(), "below {FP32_MIN_COSINE}: {bad:?}");
+}
+
+#[test]
+fn int8_close_to_reference() {
+    let cos = golden_cosines(&load("minilm-int8.blt"));
+    let mean = cos.iter().map(|c| c.1).sum::<f32>() / cos.len() as f32;
+    let min = cos.iter().map(|c| c.1).fold(1.0, f32::min);
+    eprintln!("int8 cosine to fp64 reference over {} sentences: mean {mean:.5}, min {min:.5}", cos.len());
+    assert!(mean >= INT8_MEAN_COSINE, "mean cosine {mean}");
+    assert!(min >= INT8_MIN_COSINE, "min cosine {min}: {cos:?}");
+}
+
+#[test]
+fn int8_bundle_is_small() {
+    let fp32 = std::fs::metadata(model_dir().join("model.safetensors")).unwrap().len() as f64;
+    let int8 = std::fs::metadata(bundle("minilm-bbc.blt")).unwrap().len() as f64;
+    eprintln!("bundle {:.2} MB = {:.1}% of {:.2} MB", int8 / 1e6, 100.0 * int8 / fp32, fp32 / 1e6);
+    assert!(int8 / fp32 <= MAX_SIZE_RATIO, "bundle is {:.1}% of the checkpoint", 100.0 * int8 / fp32);
+}
+
+#[test]
+fn batching_does_not_change_embeddings() {
+    let model = load("minilm-int8.blt");
+    let texts = ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
+    let batch = model.embed_batch(&texts).unwrap();
+    for (t, b) in texts.iter().zip(&batch) {
+        let single = model.embed(t).unwrap();
+        assert!(cosine(&single, b) >= BATCH_MIN_COSINE, "{t:?}");
+    }
+}
+
+/// Accuracy of a model (its head) on BBC News test split; texts batched by length.
+fn accuracy(model: &Model, rows: &[(String, String)]) -> (f64, Vec<String>) {
+    let encodings: Vec<Encoding> = rows.iter().map(|(t, _)| model.encode(t).unwrap()).collect();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| encodings[i].len());
+    let mut preds = vec![String::new(); rows.len()];
+    for chunk in order.chunks(8) {
+        let batch: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+        for (&i, e) in chunk.iter().zip(model.embed_encodings(&batch).unwrap()) {
+            preds[i] = model.classify_embedding(&e).unwrap().top().0.to_owned();
+        }
+    }
+    let correct = preds.iter().zip(rows).filter(|(p, (_, l))| *p == l).count();
+    (correct as f64 / rows.len() as f64, preds)
+}
+
+#[test]
+fn bbc_accuracy_fp32_and_int8() {
+    let rows: Vec<(String, String)> = read_jsonl(&bbc_test())
+        .iter()
+        .map(|r| (r["text"].as_str().unwrap().to_owned(), r["label"].as_str().unwrap().to_owned()))
+        .collect();
+    let int8 = load("minilm-bbc.blt");
+    // The fp32 encoder with the same trained head.
+    let trained = Bundle::read(&bundle("minilm-bbc.blt")).unwrap();
+    let mut fp32 = Bundle::read(&bundle("minilm-f32.blt")).unwrap();
+    fp32.metadata.head = trained.metadata.head.clone();
+    fp32.head = trained.head.clone();
+    let fp32 = Model::from_bundle(fp32, EncoderOptions { threads: 2 }).unwrap();
+    let (acc8, p8) = accuracy(&int8, &rows);
+    let (acc32, p32) = accuracy(&fp32, &rows);
+    let agree = p8.iter().zip(&p32).filter(|(a, b)| a == b).count() as f64 / rows.len() as f64;
+    eprintln!("BBC test ({} articles): fp32 {acc32:.4}, int8 {acc8:.4}, agreement {agree:.4}", rows.len());
+    assert!(acc32 >= 0.96 && acc8 >= 0.96, "fp32 {acc32}, int8 {acc8}");
+    assert!((acc32 - acc8).abs() <= 0.005, "fp32 {acc32} vs int8 {acc8}");
+}
