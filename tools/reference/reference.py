@@ -94,6 +94,18 @@ def embed(model_dir, texts, max_len=None):
         yield {"embedding": v.tolist(), "ids": e["ids"]}
 
 
+def classify(model_dir, texts, max_len=None):
+    """BertForSequenceClassification: [CLS] → pooler (tanh) → classifier → softmax."""
+    bert = Bert(model_dir)
+    w = bert.w
+    for e in tokens(model_dir, texts, max_len or bert.cfg.get("max_position_embeddings", 512)):
+        x = bert.forward(np.array(e["ids"]), np.array(e["type_ids"]))
+        pooled = np.tanh(w["pooler.dense.weight"] @ x[0] + w["pooler.dense.bias"])
+        logits = w["classifier.weight"] @ pooled + w["classifier.bias"]
+        p = np.exp(logits - logits.max())
+        yield {"probs": (p / p.sum()).tolist(), "cls": x[0].tolist(), "ids": e["ids"]}
+
+
 def main():
     mode, model_dir = sys.argv[1], sys.argv[2]
     max_len = int(sys.argv[3]) if len(sys.argv) > 3 and mode != "random-tokens" else None
@@ -105,7 +117,7 @@ def main():
             print(json.dumps(r, ensure_ascii=False))
         return
     texts = [json.loads(line) for line in sys.stdin if line.strip()]
-    fn = {"tokens": tokens, "embed": embed}[mode]
+    fn = {"tokens": tokens, "embed": embed, "classify": classify}[mode]
     for r in fn(model_dir, texts, max_len):
         print(json.dumps(r, ensure_ascii=False))
 

@@ -374,13 +374,18 @@ fn read_tokenizer(
         let ty = model.get("type").and_then(Value::as_str).unwrap_or("");
         ensure!(ty == "WordPiece", "tokenizer.json model is {ty:?}; bertlite supports WordPiece");
         let map = model.get("vocab").and_then(Value::as_object).context("tokenizer.json has no vocab")?;
-        let mut tokens = vec![None; map.len()];
+        // Ids index the embedding rows. A vocab.txt with duplicate lines leaves gaps in the map
+        // (HF keeps one id per string); fill them with tokens no text can produce.
+        let mut ids = Vec::with_capacity(map.len());
         for (tok, id) in map {
-            let id = id.as_u64().and_then(|i| usize::try_from(i).ok()).filter(|&i| i < tokens.len());
-            let id = id.with_context(|| format!("tokenizer.json vocab id of {tok:?} is out of range"))?;
-            tokens[id] = Some(tok.as_str());
+            let id = id.as_u64().and_then(|i| usize::try_from(i).ok()).filter(|&i| i < (1 << 24));
+            ids.push((id.with_context(|| format!("tokenizer.json vocab id of {tok:?} is invalid"))?, tok.as_str()));
         }
-        let tokens = tokens.into_iter().collect::<Option<Vec<_>>>().context("tokenizer.json vocab ids have gaps")?;
+        let size = ids.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+        let mut tokens: Vec<String> = (0..size).map(|i| format!("[bertlite-unused-{i}]")).collect();
+        for (id, tok) in ids {
+            tokens[id] = tok.to_owned();
+        }
         ensure!(tokens.iter().all(|t| !t.contains('\n')), "a vocabulary token contains a newline");
         vocab = tokens.join("\n");
         cfg.unk_token = str_of(model, "unk_token", &cfg.unk_token);
