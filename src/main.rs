@@ -80,19 +80,25 @@ enum Command {
 }
 
 fn threads(t: Option<usize>) -> usize {
-    t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 fn load(path: &PathBuf, t: Option<usize>) -> anyhow::Result<Model> {
-    Model::load_with(path, EncoderOptions { threads: threads(t) })
-        .with_context(|| format!("cannot load {}", path.display()))
+    Model::load_with(
+        path,
+        EncoderOptions {
+            threads: threads(t),
+        },
+    )
+    .with_context(|| format!("cannot load {}", path.display()))
 }
 
 /// Texts from the arguments, or stdin lines; a line that is not UTF-8 becomes an error for that
 /// line only, so output lines stay aligned with input lines.
-fn inputs(texts: &[String]) -> Box<dyn Iterator<Item = Result<String, String>>> {
+fn inputs<'a>(texts: &'a [String]) -> Box<dyn Iterator<Item = Result<String, String>> + 'a> {
     if !texts.is_empty() {
-        return Box::new(texts.to_vec().into_iter().map(Ok));
+        return Box::new(texts.iter().cloned().map(Ok));
     }
     let stdin = io::stdin().lock();
     Box::new(stdin.split(b'\n').enumerate().map(|(i, line)| {
@@ -101,15 +107,25 @@ fn inputs(texts: &[String]) -> Box<dyn Iterator<Item = Result<String, String>>> 
             line.pop();
         }
         String::from_utf8(line).map_err(|e| {
-            format!("line {} is not valid UTF-8 (invalid byte at offset {})", i + 1, e.utf8_error().valid_up_to())
+            format!(
+                "line {} is not valid UTF-8 (invalid byte at offset {})",
+                i + 1,
+                e.utf8_error().valid_up_to()
+            )
         })
     }))
 }
 
-fn encode(model: &Model, text: &str, pair: bool) -> bertlite::Result<bertlite::tokenizer::Encoding> {
+fn encode(
+    model: &Model,
+    text: &str,
+    pair: bool,
+) -> bertlite::Result<bertlite::tokenizer::Encoding> {
     match (pair, text.split_once('\t')) {
         (true, Some((a, b))) => model.encode_pair(a, b),
-        (true, None) => Err(bertlite::Error::input("--pair expects \"A<TAB>B\" but the text has no tab")),
+        (true, None) => Err(bertlite::Error::input(
+            "--pair expects \"A<TAB>B\" but the text has no tab",
+        )),
         (false, _) => model.encode(text),
     }
 }
@@ -127,7 +143,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let result = text.map_err(bertlite::Error::input).and_then(|t| f(&t));
             match result {
                 Ok((plain, json)) => {
-                    if common.json { writeln!(out, "{json}")? } else { writeln!(out, "{plain}")? }
+                    if common.json {
+                        writeln!(out, "{json}")?
+                    } else {
+                        writeln!(out, "{plain}")?
+                    }
                 }
                 Err(e) => {
                     all_ok = false;
@@ -149,16 +169,32 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Classify { common, top_k } => {
             let model = load(&common.model, common.threads)?;
             if model.head().is_none() {
-                anyhow::bail!("{} has no classification head (compile it with --train FILE); `embed` works", common.model.display());
+                anyhow::bail!(
+                    "{} has no classification head (compile it with --train FILE); `embed` works",
+                    common.model.display()
+                );
             }
             each(common, &mut out, &mut |text| {
                 let e = encode(&model, text, common.pair)?;
                 let pooled = model.embed_encodings(&[&e])?.remove(0);
                 let c = model.classify_embedding(&pooled)?;
                 let (label, score) = c.top();
-                let plain = c.scores.iter().take((*top_k).max(1)).map(|(l, s)| format!("{l}\t{s:.4}")).collect::<Vec<_>>().join("\t");
-                let scores: serde_json::Map<String, serde_json::Value> = c.scores.iter().map(|(l, s)| (l.clone(), json!(s))).collect();
-                Ok((plain, json!({ "label": label, "score": score, "scores": scores })))
+                let plain = c
+                    .scores
+                    .iter()
+                    .take((*top_k).max(1))
+                    .map(|(l, s)| format!("{l}\t{s:.4}"))
+                    .collect::<Vec<_>>()
+                    .join("\t");
+                let scores: serde_json::Map<String, serde_json::Value> = c
+                    .scores
+                    .iter()
+                    .map(|(l, s)| (l.clone(), json!(s)))
+                    .collect();
+                Ok((
+                    plain,
+                    json!({ "label": label, "score": score, "scores": scores }),
+                ))
             })?;
         }
         Command::Embed { common } => {
@@ -166,31 +202,51 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             each(common, &mut out, &mut |text| {
                 let e = encode(&model, text, common.pair)?;
                 let v = model.embed_encodings(&[&e])?.remove(0);
-                let plain = v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(" ");
+                let plain = v
+                    .iter()
+                    .map(|x| format!("{x:.6}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 Ok((plain, json!({ "embedding": v })))
             })?;
         }
         Command::Tokenize { common } => {
             // Tokenizing needs no graph: read the bundle, skip building the plan.
             let bundle = bertlite::bundle::Bundle::read(&common.model)?;
-            let tok = bertlite::tokenizer::Tokenizer::new(bundle.metadata.tokenizer.clone(), &bundle.vocab)?;
+            let tok = bertlite::tokenizer::Tokenizer::new(
+                bundle.metadata.tokenizer.clone(),
+                &bundle.vocab,
+            )?;
             each(common, &mut out, &mut |text| {
                 let e = match (common.pair, text.split_once('\t')) {
                     (true, Some((a, b))) => tok.encode_pair(a, b),
-                    (true, None) => return Err(bertlite::Error::input("--pair expects \"A<TAB>B\"")),
+                    (true, None) => {
+                        return Err(bertlite::Error::input("--pair expects \"A<TAB>B\""));
+                    }
                     (false, _) => tok.encode(text),
                 };
                 let tokens: Vec<&str> = e.ids.iter().map(|&i| tok.token(i).unwrap_or("")).collect();
                 let plain = tokens.join(" ");
-                Ok((plain, json!({ "ids": e.ids.as_slice(), "tokens": tokens, "type_ids": e.type_ids.as_slice() })))
+                Ok((
+                    plain,
+                    json!({ "ids": e.ids.as_slice(), "tokens": tokens, "type_ids": e.type_ids.as_slice() }),
+                ))
             })?;
         }
-        Command::Info { model, threads: t, verbose } => {
+        Command::Info {
+            model,
+            threads: t,
+            verbose,
+        } => {
             let start = Instant::now();
             let m = load(model, *t)?;
             let load_s = start.elapsed().as_secs_f64();
             let size = std::fs::metadata(model)?.len();
-            writeln!(out, "{}", bertlite::report::info(&m, size, load_s, threads(*t)))?;
+            writeln!(
+                out,
+                "{}",
+                bertlite::report::info(&m, size, load_s, threads(*t))
+            )?;
             if *verbose {
                 write!(out, "{}", bertlite::report::plan_details(&m))?;
             }
@@ -200,21 +256,31 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let model = load(&common.model, common.threads)?;
             let load_ms = start.elapsed().as_secs_f64() * 1e3;
             let size = std::fs::metadata(&common.model)?.len();
-            writeln!(out, "bundle {:.2} MB, load {load_ms:.0} ms, threads {}", size as f64 / 1e6, threads(common.threads))?;
+            writeln!(
+                out,
+                "bundle {:.2} MB, load {load_ms:.0} ms, threads {}",
+                size as f64 / 1e6,
+                threads(common.threads)
+            )?;
             each(common, &mut out, &mut |text| {
                 let e = encode(&model, text, common.pair)?;
                 model.embed_encodings(&[&e])?; // warm-up
                 let mut times: Vec<f64> = (0..(*iters).max(1))
                     .map(|_| {
                         let t = Instant::now();
-                        model.embed_encodings(&[&e]).map(|_| t.elapsed().as_secs_f64() * 1e3)
+                        model
+                            .embed_encodings(&[&e])
+                            .map(|_| t.elapsed().as_secs_f64() * 1e3)
                     })
                     .collect::<bertlite::Result<_>>()?;
                 times.sort_by(f64::total_cmp);
                 let p50 = times[times.len() / 2];
                 let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
                 let plain = format!("{:>4} tokens  p50 {p50:7.2} ms  p95 {p95:7.2} ms", e.len());
-                Ok((plain, json!({ "tokens": e.len(), "p50_ms": p50, "p95_ms": p95 })))
+                Ok((
+                    plain,
+                    json!({ "tokens": e.len(), "p50_ms": p50, "p95_ms": p95 }),
+                ))
             })?;
         }
     }
@@ -228,7 +294,10 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             // A closed pipe (`bertlite ... | head`) is not an error worth a message.
-            if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");

@@ -8,7 +8,10 @@ use crate::model::Model;
 
 /// CPU features tract detected on this machine (e.g. `neon`, `dotprod`, `fp16`, `avx512`).
 pub fn cpu_features() -> Vec<String> {
-    tract_linalg::isa::native().iter().map(|isa| isa.name().to_owned()).collect()
+    tract_linalg::isa::native()
+        .iter()
+        .map(|isa| isa.name().to_owned())
+        .collect()
 }
 
 /// Matrix-multiply kernels in the optimized plan, with how many ops use each.
@@ -56,29 +59,82 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
     let m = model.metadata();
     let e = &m.encoder;
     let mut s = String::new();
-    let _ = writeln!(s, "bundle       format v{}, {:.2} MB, written by bertlite-tool {}", crate::bundle::FORMAT_VERSION, file_size as f64 / 1e6, m.tool_version);
-    let _ = writeln!(s, "source       {} ({}), sha256 {}", m.source, m.architecture, m.source_sha256);
-    let _ = writeln!(s, "encoder      {} layers, hidden {}, heads {:?}, ffn {:?}", e.heads.len(), e.hidden, e.heads, e.intermediate);
-    let _ = writeln!(s, "parameters   {:.2} M; {:.2} GFLOP at 128 tokens", e.parameters as f64 / 1e6, e.flops(128) as f64 / 1e9);
+    let _ = writeln!(
+        s,
+        "bundle       format v{}, {:.2} MB, written by bertlite-tool {}",
+        crate::bundle::FORMAT_VERSION,
+        file_size as f64 / 1e6,
+        m.tool_version
+    );
+    let _ = writeln!(
+        s,
+        "source       {} ({}), sha256 {}",
+        m.source, m.architecture, m.source_sha256
+    );
+    let _ = writeln!(
+        s,
+        "encoder      {} layers, hidden {}, heads {:?}, ffn {:?}",
+        e.heads.len(),
+        e.hidden,
+        e.heads,
+        e.intermediate
+    );
+    let _ = writeln!(
+        s,
+        "parameters   {:.2} M; {:.2} GFLOP at 128 tokens",
+        e.parameters as f64 / 1e6,
+        e.flops(128) as f64 / 1e9
+    );
     let _ = writeln!(s, "quantization {}", m.quantization);
     if let Some(p) = &m.pruning {
         let _ = writeln!(s, "pruning      {p}");
     }
     let t = &m.tokenizer;
-    let _ = writeln!(s, "tokenizer    WordPiece, {} tokens, max length {}, lowercase {}, strip accents {:?}", e.vocab_size, t.max_len, t.lowercase, t.strip_accents.unwrap_or(t.lowercase));
-    let _ = writeln!(s, "pooling      {:?}{}", m.pooling.mode, if m.pooling.normalize { " + L2 normalize" } else { "" });
+    let _ = writeln!(
+        s,
+        "tokenizer    WordPiece, {} tokens, max length {}, lowercase {}, strip accents {:?}",
+        e.vocab_size,
+        t.max_len,
+        t.lowercase,
+        t.strip_accents.unwrap_or(t.lowercase)
+    );
+    let _ = writeln!(
+        s,
+        "pooling      {:?}{}",
+        m.pooling.mode,
+        if m.pooling.normalize {
+            " + L2 normalize"
+        } else {
+            ""
+        }
+    );
     match &m.head {
         Some(h) => {
-            let _ = writeln!(s, "head         {:?}, {} labels: {}", h.kind, h.labels.len(), h.labels.join(", "));
+            let _ = writeln!(
+                s,
+                "head         {:?}, {} labels: {}",
+                h.kind,
+                h.labels.len(),
+                h.labels.join(", ")
+            );
             let _ = writeln!(s, "             {}", h.origin);
         }
         None => {
             let _ = writeln!(s, "head         none (embeddings only)");
         }
     }
-    let _ = writeln!(s, "cpu          {} [{}]", std::env::consts::ARCH, cpu_features().join(" "));
+    let _ = writeln!(
+        s,
+        "cpu          {} [{}]",
+        std::env::consts::ARCH,
+        cpu_features().join(" ")
+    );
     let _ = writeln!(s, "threads      {threads}");
-    let _ = writeln!(s, "load         {:.0} ms (parse + optimize for this CPU)", load_seconds * 1e3);
+    let _ = writeln!(
+        s,
+        "load         {:.0} ms (parse + optimize for this CPU)",
+        load_seconds * 1e3
+    );
     for (k, n) in matmul_kernels(model) {
         let _ = writeln!(s, "matmul       {n:>3} × {k}");
     }

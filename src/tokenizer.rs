@@ -113,14 +113,24 @@ impl Tokenizer {
             &config.sep_token,
             &config.mask_token,
         ] {
-            if let Some(&id) = vocab.get(t.as_str()) {
-                if !t.is_empty() && !specials.iter().any(|(s, _)| s == t) {
-                    specials.push((t.clone(), id));
-                }
+            if let Some(&id) = vocab.get(t.as_str())
+                && !t.is_empty()
+                && !specials.iter().any(|(s, _)| s == t)
+            {
+                specials.push((t.clone(), id));
             }
         }
         specials.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
-        Ok(Tokenizer { config, vocab, tokens, unk, cls, sep, pad, specials })
+        Ok(Tokenizer {
+            config,
+            vocab,
+            tokens,
+            unk,
+            cls,
+            sep,
+            pad,
+            specials,
+        })
     }
 
     pub fn config(&self) -> &TokenizerConfig {
@@ -207,10 +217,10 @@ impl Tokenizer {
     fn find_special(&self, text: &str) -> Option<(usize, usize, u32)> {
         let mut best: Option<(usize, usize, u32)> = None;
         for (s, id) in &self.specials {
-            if let Some(pos) = text.find(s.as_str()) {
-                if best.is_none_or(|(p, _, _)| pos < p) {
-                    best = Some((pos, s.len(), *id));
-                }
+            if let Some(pos) = text.find(s.as_str())
+                && best.is_none_or(|(p, _, _)| pos < p)
+            {
+                best = Some((pos, s.len(), *id));
             }
         }
         best
@@ -247,21 +257,24 @@ impl Tokenizer {
     fn normalized<'a>(&self, text: &'a str) -> Box<dyn Iterator<Item = char> + 'a> {
         let cfg = &self.config;
         let clean = cfg.clean_text;
-        let mut it: Box<dyn Iterator<Item = char> + 'a> = Box::new(text.chars().filter_map(move |c| {
-            if !clean {
-                Some(c)
-            } else if c == '\0' || c == '\u{fffd}' || is_control(c) {
-                None
-            } else if is_whitespace(c) {
-                Some(' ')
-            } else {
-                Some(c)
-            }
-        }));
+        let mut it: Box<dyn Iterator<Item = char> + 'a> =
+            Box::new(text.chars().filter_map(move |c| {
+                if !clean {
+                    Some(c)
+                } else if c == '\0' || c == '\u{fffd}' || is_control(c) {
+                    None
+                } else if is_whitespace(c) {
+                    Some(' ')
+                } else {
+                    Some(c)
+                }
+            }));
         if cfg.handle_chinese_chars {
             it = Box::new(it.flat_map(|c| {
                 let padded = is_chinese_char(c);
-                [padded.then_some(' '), Some(c), padded.then_some(' ')].into_iter().flatten()
+                [padded.then_some(' '), Some(c), padded.then_some(' ')]
+                    .into_iter()
+                    .flatten()
             }));
         }
         if cfg.strip_accents.unwrap_or(cfg.lowercase) {
@@ -281,7 +294,8 @@ impl Tokenizer {
         }
         let w = word.text.as_str();
         let start_len = out.len();
-        let mut piece = String::with_capacity(w.len() + self.config.continuing_subword_prefix.len());
+        let mut piece =
+            String::with_capacity(w.len() + self.config.continuing_subword_prefix.len());
         let mut start = 0;
         while start < w.len() {
             let mut end = w.len();
@@ -343,7 +357,12 @@ struct WordBuffer {
 
 impl WordBuffer {
     fn new(max_chars: usize) -> Self {
-        WordBuffer { text: String::new(), chars: 0, max_chars, overlong: false }
+        WordBuffer {
+            text: String::new(),
+            chars: 0,
+            max_chars,
+            overlong: false,
+        }
     }
     fn push(&mut self, c: char) {
         self.chars += 1;
@@ -411,7 +430,8 @@ mod tests {
         }
     }
 
-    const VOCAB: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n!\nun\n##aff\n##able\ncafe\n中\n,";
+    const VOCAB: &str =
+        "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n!\nun\n##aff\n##able\ncafe\n中\n,";
 
     fn tok(max_len: usize) -> Tokenizer {
         Tokenizer::new(config(max_len), VOCAB).unwrap()

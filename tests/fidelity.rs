@@ -45,23 +45,42 @@ fn int8_close_to_reference() {
     let cos = golden_cosines(&load("minilm-int8.blt"));
     let mean = cos.iter().map(|c| c.1).sum::<f32>() / cos.len() as f32;
     let min = cos.iter().map(|c| c.1).fold(1.0, f32::min);
-    eprintln!("int8 cosine to fp64 reference over {} sentences: mean {mean:.5}, min {min:.5}", cos.len());
+    eprintln!(
+        "int8 cosine to fp64 reference over {} sentences: mean {mean:.5}, min {min:.5}",
+        cos.len()
+    );
     assert!(mean >= INT8_MEAN_COSINE, "mean cosine {mean}");
     assert!(min >= INT8_MIN_COSINE, "min cosine {min}: {cos:?}");
 }
 
 #[test]
 fn int8_bundle_is_small() {
-    let fp32 = std::fs::metadata(model_dir().join("model.safetensors")).unwrap().len() as f64;
+    let fp32 = std::fs::metadata(model_dir().join("model.safetensors"))
+        .unwrap()
+        .len() as f64;
     let int8 = std::fs::metadata(bundle("minilm-bbc.blt")).unwrap().len() as f64;
-    eprintln!("bundle {:.2} MB = {:.1}% of {:.2} MB", int8 / 1e6, 100.0 * int8 / fp32, fp32 / 1e6);
-    assert!(int8 / fp32 <= MAX_SIZE_RATIO, "bundle is {:.1}% of the checkpoint", 100.0 * int8 / fp32);
+    eprintln!(
+        "bundle {:.2} MB = {:.1}% of {:.2} MB",
+        int8 / 1e6,
+        100.0 * int8 / fp32,
+        fp32 / 1e6
+    );
+    assert!(
+        int8 / fp32 <= MAX_SIZE_RATIO,
+        "bundle is {:.1}% of the checkpoint",
+        100.0 * int8 / fp32
+    );
 }
 
 #[test]
 fn batching_does_not_change_embeddings() {
     let model = load("minilm-int8.blt");
-    let texts = ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
+    let texts = [
+        "a",
+        "The quick brown fox jumps over the lazy dog.",
+        "Café crème",
+        &"word ".repeat(80),
+    ];
     let batch = model.embed_batch(&texts).unwrap();
     for (t, b) in texts.iter().zip(&batch) {
         let single = model.embed(t).unwrap();
@@ -89,7 +108,12 @@ fn accuracy(model: &Model, rows: &[(String, String)]) -> (f64, Vec<String>) {
 fn bbc_accuracy_fp32_and_int8() {
     let rows: Vec<(String, String)> = read_jsonl(&bbc_test())
         .iter()
-        .map(|r| (r["text"].as_str().unwrap().to_owned(), r["label"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["text"].as_str().unwrap().to_owned(),
+                r["label"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let int8 = load("minilm-bbc.blt");
     // The fp32 encoder with the same trained head.
@@ -101,7 +125,10 @@ fn bbc_accuracy_fp32_and_int8() {
     let (acc8, p8) = accuracy(&int8, &rows);
     let (acc32, p32) = accuracy(&fp32, &rows);
     let agree = p8.iter().zip(&p32).filter(|(a, b)| a == b).count() as f64 / rows.len() as f64;
-    eprintln!("BBC test ({} articles): fp32 {acc32:.4}, int8 {acc8:.4}, agreement {agree:.4}", rows.len());
+    eprintln!(
+        "BBC test ({} articles): fp32 {acc32:.4}, int8 {acc8:.4}, agreement {agree:.4}",
+        rows.len()
+    );
     assert!(acc32 >= 0.96 && acc8 >= 0.96, "fp32 {acc32}, int8 {acc8}");
     assert!((acc32 - acc8).abs() <= 0.005, "fp32 {acc32} vs int8 {acc8}");
 }

@@ -22,12 +22,6 @@ pub struct Matrix {
     pub cols: usize,
 }
 
-impl Matrix {
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.data[r * self.cols..(r + 1) * self.cols]
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Linear {
     pub weight: Matrix,
@@ -88,24 +82,38 @@ pub struct Checkpoint {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
 fn read_json_opt(path: &Path) -> Result<Option<Value>> {
-    if path.exists() { read_json(path).map(Some) } else { Ok(None) }
+    if path.exists() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn usize_field(v: &Value, key: &str) -> Option<usize> {
-    v.get(key).and_then(Value::as_u64).and_then(|x| usize::try_from(x).ok())
+    v.get(key)
+        .and_then(Value::as_u64)
+        .and_then(|x| usize::try_from(x).ok())
 }
 
 impl Checkpoint {
     pub fn load(dir: &Path, max_len: Option<usize>) -> Result<Checkpoint> {
-        ensure!(dir.is_dir(), "checkpoint directory {} does not exist", dir.display());
+        ensure!(
+            dir.is_dir(),
+            "checkpoint directory {} does not exist",
+            dir.display()
+        );
         let config = read_json(&dir.join("config.json"))
             .context("a Hugging Face checkpoint needs config.json")?;
-        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let model_type = config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let architecture = config
             .get("architectures")
             .and_then(|a| a.get(0))
@@ -118,31 +126,62 @@ impl Checkpoint {
                 dir.display()
             );
         }
-        let act = config.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu");
-        ensure!(act == "gelu", "hidden_act {act:?} is not supported (only exact \"gelu\")");
-        let pos_type = config.get("position_embedding_type").and_then(Value::as_str).unwrap_or("absolute");
-        ensure!(pos_type == "absolute", "position_embedding_type {pos_type:?} is not supported");
+        let act = config
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu");
+        ensure!(
+            act == "gelu",
+            "hidden_act {act:?} is not supported (only exact \"gelu\")"
+        );
+        let pos_type = config
+            .get("position_embedding_type")
+            .and_then(Value::as_str)
+            .unwrap_or("absolute");
+        ensure!(
+            pos_type == "absolute",
+            "position_embedding_type {pos_type:?} is not supported"
+        );
 
         let weights_path = dir.join("model.safetensors");
         let bytes = std::fs::read(&weights_path).with_context(|| {
-            format!("cannot read {} (only safetensors checkpoints are read)", weights_path.display())
+            format!(
+                "cannot read {} (only safetensors checkpoints are read)",
+                weights_path.display()
+            )
         })?;
         let sha256 = format!("{:x}", Sha256::digest(&bytes));
-        let st = SafeTensors::deserialize(&bytes)
-            .with_context(|| format!("{} is not a valid safetensors file", weights_path.display()))?;
+        let st = SafeTensors::deserialize(&bytes).with_context(|| {
+            format!("{} is not a valid safetensors file", weights_path.display())
+        })?;
         let w = Weights::new(&st);
 
-        let hidden = usize_field(&config, "hidden_size").context("config.json lacks hidden_size")?;
-        let heads = usize_field(&config, "num_attention_heads").context("config.json lacks num_attention_heads")?;
-        let n_layers = usize_field(&config, "num_hidden_layers").context("config.json lacks num_hidden_layers")?;
-        ensure!(heads > 0 && hidden % heads == 0, "hidden_size {hidden} is not divisible by {heads} heads");
-        let eps = config.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12) as f32;
+        let hidden =
+            usize_field(&config, "hidden_size").context("config.json lacks hidden_size")?;
+        let heads = usize_field(&config, "num_attention_heads")
+            .context("config.json lacks num_attention_heads")?;
+        let n_layers = usize_field(&config, "num_hidden_layers")
+            .context("config.json lacks num_hidden_layers")?;
+        ensure!(
+            heads > 0 && hidden % heads == 0,
+            "hidden_size {hidden} is not divisible by {heads} heads"
+        );
+        let eps = config
+            .get("layer_norm_eps")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-12) as f32;
 
         let linear = |name: &str| -> Result<Linear> {
-            Ok(Linear { weight: w.matrix(&format!("{name}.weight"))?, bias: w.vector(&format!("{name}.bias"))? })
+            Ok(Linear {
+                weight: w.matrix(&format!("{name}.weight"))?,
+                bias: w.vector(&format!("{name}.bias"))?,
+            })
         };
         let norm = |name: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm { gamma: w.vector(&format!("{name}.weight"))?, beta: w.vector(&format!("{name}.bias"))? })
+            Ok(LayerNorm {
+                gamma: w.vector(&format!("{name}.weight"))?,
+                beta: w.vector(&format!("{name}.bias"))?,
+            })
         };
         let mut layers = Vec::with_capacity(n_layers);
         for i in 0..n_layers {
@@ -168,7 +207,11 @@ impl Checkpoint {
             hidden,
             head_dim: hidden / heads,
             eps,
-            pooler: if w.has("pooler.dense.weight") { Some(linear("pooler.dense")?) } else { None },
+            pooler: if w.has("pooler.dense.weight") {
+                Some(linear("pooler.dense")?)
+            } else {
+                None
+            },
         };
         bert.check()?;
 
@@ -177,9 +220,18 @@ impl Checkpoint {
         let is_sentence_transformer = modules.is_some();
         let pooling = if let Some(modules) = &modules {
             let mods = modules.as_array().cloned().unwrap_or_default();
-            let find = |kind: &str| mods.iter().find(|m| m.get("type").and_then(Value::as_str).is_some_and(|t| t.ends_with(kind)));
+            let find = |kind: &str| {
+                mods.iter().find(|m| {
+                    m.get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.ends_with(kind))
+                })
+            };
             let normalize = find("Normalize").is_some();
-            let pool_dir = find("Pooling").and_then(|m| m.get("path")).and_then(Value::as_str).unwrap_or("1_Pooling");
+            let pool_dir = find("Pooling")
+                .and_then(|m| m.get("path"))
+                .and_then(Value::as_str)
+                .unwrap_or("1_Pooling");
             let pc = read_json_opt(&dir.join(pool_dir).join("config.json"))?.unwrap_or(Value::Null);
             let flag = |k: &str| pc.get(k).and_then(Value::as_bool).unwrap_or(false);
             let mode = if flag("pooling_mode_cls_token") {
@@ -193,10 +245,16 @@ impl Checkpoint {
             };
             Pooling { mode, normalize }
         } else if architecture.contains("SequenceClassification") {
-            Pooling { mode: PoolingMode::Cls, normalize: false }
+            Pooling {
+                mode: PoolingMode::Cls,
+                normalize: false,
+            }
         } else {
             // A plain BertModel: mean pooling is the sensible sentence embedding.
-            Pooling { mode: PoolingMode::Mean, normalize: true }
+            Pooling {
+                mode: PoolingMode::Mean,
+                normalize: true,
+            }
         };
 
         let head = if w.has("classifier.weight") {
@@ -204,7 +262,12 @@ impl Checkpoint {
             let k = classifier.weight.rows;
             let labels = match config.get("id2label").and_then(Value::as_object) {
                 Some(map) => (0..k)
-                    .map(|i| map.get(&i.to_string()).and_then(Value::as_str).map(str::to_owned).unwrap_or(format!("LABEL_{i}")))
+                    .map(|i| {
+                        map.get(&i.to_string())
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                            .unwrap_or(format!("LABEL_{i}"))
+                    })
                     .collect(),
                 None => (0..k).map(|i| format!("LABEL_{i}")).collect(),
             };
@@ -212,8 +275,15 @@ impl Checkpoint {
                 Some("multi_label_classification") => HeadKind::MultiLabel,
                 _ => HeadKind::SingleLabel,
             };
-            ensure!(classifier.weight.cols == hidden, "classifier input size differs from hidden_size");
-            Some(CheckpointHead { classifier, labels, kind })
+            ensure!(
+                classifier.weight.cols == hidden,
+                "classifier input size differs from hidden_size"
+            );
+            Some(CheckpointHead {
+                classifier,
+                labels,
+                kind,
+            })
         } else {
             None
         };
@@ -249,7 +319,10 @@ impl Bert {
     /// Shapes agree with each other (a corrupt or exotic checkpoint fails here, not in tract).
     pub fn check(&self) -> Result<()> {
         let h = self.hidden;
-        ensure!(self.word.cols == h && self.position.cols == h && self.token_type.cols == h, "embedding width differs from hidden_size {h}");
+        ensure!(
+            self.word.cols == h && self.position.cols == h && self.token_type.cols == h,
+            "embedding width differs from hidden_size {h}"
+        );
         for (i, l) in self.layers.iter().enumerate() {
             let inner = l.heads * self.head_dim;
             let ok = l.query.weight.rows == inner
@@ -269,10 +342,16 @@ impl Bert {
     pub fn parameters(&self) -> u64 {
         let lin = |l: &Linear| (l.weight.data.len() + l.bias.len()) as u64;
         let norm = |n: &LayerNorm| (n.gamma.len() * 2) as u64;
-        let mut p = (self.word.data.len() + self.position.data.len() + self.token_type.data.len()) as u64
+        let mut p = (self.word.data.len() + self.position.data.len() + self.token_type.data.len())
+            as u64
             + norm(&self.embed_norm);
         for l in &self.layers {
-            p += lin(&l.query) + lin(&l.key) + lin(&l.value) + lin(&l.attn_out) + lin(&l.ffn_in) + lin(&l.ffn_out);
+            p += lin(&l.query)
+                + lin(&l.key)
+                + lin(&l.value)
+                + lin(&l.attn_out)
+                + lin(&l.ffn_in)
+                + lin(&l.ffn_out);
             p += norm(&l.attn_norm) + norm(&l.ffn_norm);
         }
         p
@@ -314,13 +393,25 @@ impl<'a> Weights<'a> {
     }
 
     fn tensor(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let full = self.names.get(name).with_context(|| format!("tensor {name} is missing from model.safetensors"))?;
+        let full = self
+            .names
+            .get(name)
+            .with_context(|| format!("tensor {name} is missing from model.safetensors"))?;
         let t = self.st.tensor(full)?;
         let b = t.data();
         let data: Vec<f32> = match t.dtype() {
-            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             other => bail!("tensor {name} has dtype {other:?}; expected a float type"),
         };
         Ok((t.shape().to_vec(), data))
@@ -328,13 +419,23 @@ impl<'a> Weights<'a> {
 
     fn matrix(&self, name: &str) -> Result<Matrix> {
         let (shape, data) = self.tensor(name)?;
-        ensure!(shape.len() == 2, "tensor {name} has shape {shape:?}, expected a matrix");
-        Ok(Matrix { data, rows: shape[0], cols: shape[1] })
+        ensure!(
+            shape.len() == 2,
+            "tensor {name} has shape {shape:?}, expected a matrix"
+        );
+        Ok(Matrix {
+            data,
+            rows: shape[0],
+            cols: shape[1],
+        })
     }
 
     fn vector(&self, name: &str) -> Result<Vec<f32>> {
         let (shape, data) = self.tensor(name)?;
-        ensure!(shape.len() == 1, "tensor {name} has shape {shape:?}, expected a vector");
+        ensure!(
+            shape.len() == 1,
+            "tensor {name} has shape {shape:?}, expected a vector"
+        );
         Ok(data)
     }
 }
@@ -350,14 +451,24 @@ fn read_tokenizer(
     let str_of = |v: &Value, k: &str, default: &str| -> String {
         match v.get(k) {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).unwrap_or(default).to_owned(),
+            Some(Value::Object(o)) => o
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or(default)
+                .to_owned(),
             _ => default.to_owned(),
         }
     };
     let mut cfg = TokenizerConfig {
-        lowercase: tc.get("do_lower_case").and_then(Value::as_bool).unwrap_or(true),
+        lowercase: tc
+            .get("do_lower_case")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         strip_accents: tc.get("strip_accents").and_then(Value::as_bool),
-        handle_chinese_chars: tc.get("tokenize_chinese_chars").and_then(Value::as_bool).unwrap_or(true),
+        handle_chinese_chars: tc
+            .get("tokenize_chinese_chars")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         clean_text: true,
         unk_token: str_of(&tc, "unk_token", "[UNK]"),
         cls_token: str_of(&tc, "cls_token", "[CLS]"),
@@ -372,31 +483,55 @@ fn read_tokenizer(
     if let Some(tj) = read_json_opt(&dir.join("tokenizer.json"))? {
         let model = tj.get("model").context("tokenizer.json has no model")?;
         let ty = model.get("type").and_then(Value::as_str).unwrap_or("");
-        ensure!(ty == "WordPiece", "tokenizer.json model is {ty:?}; bertlite supports WordPiece");
-        let map = model.get("vocab").and_then(Value::as_object).context("tokenizer.json has no vocab")?;
+        ensure!(
+            ty == "WordPiece",
+            "tokenizer.json model is {ty:?}; bertlite supports WordPiece"
+        );
+        let map = model
+            .get("vocab")
+            .and_then(Value::as_object)
+            .context("tokenizer.json has no vocab")?;
         // Ids index the embedding rows. A vocab.txt with duplicate lines leaves gaps in the map
         // (HF keeps one id per string); fill them with tokens no text can produce.
         let mut ids = Vec::with_capacity(map.len());
         for (tok, id) in map {
-            let id = id.as_u64().and_then(|i| usize::try_from(i).ok()).filter(|&i| i < (1 << 24));
-            ids.push((id.with_context(|| format!("tokenizer.json vocab id of {tok:?} is invalid"))?, tok.as_str()));
+            let id = id
+                .as_u64()
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| i < (1 << 24));
+            ids.push((
+                id.with_context(|| format!("tokenizer.json vocab id of {tok:?} is invalid"))?,
+                tok.as_str(),
+            ));
         }
         let size = ids.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
-        let mut tokens: Vec<String> = (0..size).map(|i| format!("[bertlite-unused-{i}]")).collect();
+        let mut tokens: Vec<String> = (0..size)
+            .map(|i| format!("[bertlite-unused-{i}]"))
+            .collect();
         for (id, tok) in ids {
             tokens[id] = tok.to_owned();
         }
-        ensure!(tokens.iter().all(|t| !t.contains('\n')), "a vocabulary token contains a newline");
+        ensure!(
+            tokens.iter().all(|t| !t.contains('\n')),
+            "a vocabulary token contains a newline"
+        );
         vocab = tokens.join("\n");
         cfg.unk_token = str_of(model, "unk_token", &cfg.unk_token);
         cfg.continuing_subword_prefix = str_of(model, "continuing_subword_prefix", "##");
-        cfg.max_input_chars_per_word = usize_field(model, "max_input_chars_per_word").unwrap_or(100);
+        cfg.max_input_chars_per_word =
+            usize_field(model, "max_input_chars_per_word").unwrap_or(100);
         if let Some(n) = tj.get("normalizer").filter(|n| !n.is_null()) {
             let nt = n.get("type").and_then(Value::as_str).unwrap_or("");
-            ensure!(nt == "BertNormalizer", "tokenizer.json normalizer {nt:?} is not supported");
+            ensure!(
+                nt == "BertNormalizer",
+                "tokenizer.json normalizer {nt:?} is not supported"
+            );
             cfg.lowercase = n.get("lowercase").and_then(Value::as_bool).unwrap_or(true);
             cfg.strip_accents = n.get("strip_accents").and_then(Value::as_bool);
-            cfg.handle_chinese_chars = n.get("handle_chinese_chars").and_then(Value::as_bool).unwrap_or(true);
+            cfg.handle_chinese_chars = n
+                .get("handle_chinese_chars")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
             cfg.clean_text = n.get("clean_text").and_then(Value::as_bool).unwrap_or(true);
         }
     } else {
@@ -408,7 +543,8 @@ fn read_tokenizer(
     // --max-len, else sentence-transformers max_seq_length, else model_max_length (when sane),
     // else max_position_embeddings.
     let st_len = if sentence_transformer {
-        read_json_opt(&dir.join("sentence_bert_config.json"))?.and_then(|v| usize_field(&v, "max_seq_length"))
+        read_json_opt(&dir.join("sentence_bert_config.json"))?
+            .and_then(|v| usize_field(&v, "max_seq_length"))
     } else {
         None
     };

@@ -35,7 +35,11 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     let start = Instant::now();
     let ckpt = Checkpoint::load(&opts.model_dir, opts.max_len)
         .with_context(|| format!("cannot read checkpoint {}", opts.model_dir.display()))?;
-    let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
+    let precision = if opts.quantize {
+        Precision::Int8
+    } else {
+        Precision::F32
+    };
     let mut bundle = build_bundle(&ckpt, precision)?;
 
     if let Some(train_path) = &opts.train {
@@ -43,18 +47,32 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         let head = train_head(&bundle, &examples, opts, &ckpt)
             .with_context(|| format!("cannot train a head on {}", train_path.display()))?;
         bundle.metadata.head = Some(HeadInfo {
-            origin: format!("trained on {} ({} examples, l2 {})", train_path.display(), examples.len(), opts.l2),
+            origin: format!(
+                "trained on {} ({} examples, l2 {})",
+                train_path.display(),
+                examples.len(),
+                opts.l2
+            ),
             ..head.info.clone()
         });
         bundle.head = head.to_weights();
     }
 
-    bundle.write(&opts.output).with_context(|| format!("cannot write {}", opts.output.display()))?;
+    bundle
+        .write(&opts.output)
+        .with_context(|| format!("cannot write {}", opts.output.display()))?;
     let size = std::fs::metadata(&opts.output)?.len();
     let m = &bundle.metadata;
     println!("wrote {}", opts.output.display());
-    println!("  source        {} ({})", ckpt.dir.display(), ckpt.architecture);
-    println!("  parameters    {:.2} M (encoder + embeddings)", m.encoder.parameters as f64 / 1e6);
+    println!(
+        "  source        {} ({})",
+        ckpt.dir.display(),
+        ckpt.architecture
+    );
+    println!(
+        "  parameters    {:.2} M (encoder + embeddings)",
+        m.encoder.parameters as f64 / 1e6
+    );
     println!("  quantization  {}", m.quantization);
     println!(
         "  size          {:.2} MB bundle vs {:.2} MB fp32 checkpoint ({:.1}%)",
@@ -62,9 +80,23 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         ckpt.file_bytes as f64 / 1e6,
         100.0 * size as f64 / ckpt.file_bytes as f64
     );
-    println!("  max length    {} tokens, pooling {:?}{}", m.tokenizer.max_len, m.pooling.mode, if m.pooling.normalize { " + L2 norm" } else { "" });
+    println!(
+        "  max length    {} tokens, pooling {:?}{}",
+        m.tokenizer.max_len,
+        m.pooling.mode,
+        if m.pooling.normalize {
+            " + L2 norm"
+        } else {
+            ""
+        }
+    );
     match &m.head {
-        Some(h) => println!("  head          {} labels: {} ({})", h.labels.len(), h.labels.join(", "), h.origin),
+        Some(h) => println!(
+            "  head          {} labels: {} ({})",
+            h.labels.len(),
+            h.labels.join(", "),
+            h.origin
+        ),
         None => println!("  head          none (embeddings only; add one with --train FILE)"),
     }
     println!("  time          {:.1} s", start.elapsed().as_secs_f64());
@@ -111,8 +143,14 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
     };
     let metadata = Metadata {
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        source: ckpt.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        source: ckpt
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         source_sha256: ckpt.sha256.clone(),
         architecture: ckpt.architecture.clone(),
         quantization: match precision {
@@ -126,16 +164,23 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
         head: head_info,
         extra: BTreeMap::new(),
     };
-    Ok(Bundle { metadata, vocab: ckpt.vocab.clone(), graph: nnef, head: head_weights })
+    Ok(Bundle {
+        metadata,
+        vocab: ckpt.vocab.clone(),
+        graph: nnef,
+        head: head_weights,
+    })
 }
 
 /// Progress bar on stderr (hidden when stderr is not a terminal).
 pub fn progress(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_owned());
     pb
@@ -146,7 +191,11 @@ pub fn embed_all(model: &bertlite::Model, texts: &[&str], what: &str) -> Result<
     let encodings: Vec<Encoding> = texts
         .iter()
         .enumerate()
-        .map(|(i, t)| model.encode(t).with_context(|| format!("example {} cannot be embedded", i + 1)))
+        .map(|(i, t)| {
+            model
+                .encode(t)
+                .with_context(|| format!("example {} cannot be embedded", i + 1))
+        })
         .collect::<Result<_>>()?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| encodings[i].len());
@@ -163,24 +212,53 @@ pub fn embed_all(model: &bertlite::Model, texts: &[&str], what: &str) -> Result<
     Ok(out)
 }
 
-fn train_head(bundle: &Bundle, examples: &[Example], opts: &CompileOptions, ckpt: &Checkpoint) -> Result<Head> {
+fn train_head(
+    bundle: &Bundle,
+    examples: &[Example],
+    opts: &CompileOptions,
+    ckpt: &Checkpoint,
+) -> Result<Head> {
     let (labels, ys) = label_index(examples);
-    ensure!(labels.len() >= 2, "training data needs at least two distinct labels, found {labels:?}");
+    ensure!(
+        labels.len() >= 2,
+        "training data needs at least two distinct labels, found {labels:?}"
+    );
     // Embed with the bundle being written, so the head fits the (quantized) encoder it will run on.
     let bytes = bundle.to_bytes()?;
-    let model = bertlite::Model::from_bundle(Bundle::from_bytes(&bytes)?, EncoderOptions { threads: opts.threads })?;
+    let model = bertlite::Model::from_bundle(
+        Bundle::from_bytes(&bytes)?,
+        EncoderOptions {
+            threads: opts.threads,
+        },
+    )?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let mut xs = embed_all(&model, &texts, "embedding")?;
     // Keep the checkpoint's pooler (BertForSequenceClassification): the head sees its output.
-    let pooler = if ckpt.pooling.mode == PoolingMode::Cls { ckpt.bert.pooler.clone() } else { None };
+    let pooler = if ckpt.pooling.mode == PoolingMode::Cls {
+        ckpt.bert.pooler.clone()
+    } else {
+        None
+    };
     if let Some(p) = &pooler {
-        let dense = bertlite::head::Dense { weight: p.weight.data.clone(), bias: p.bias.clone(), inputs: p.weight.cols };
+        let dense = bertlite::head::Dense {
+            weight: p.weight.data.clone(),
+            bias: p.bias.clone(),
+            inputs: p.weight.cols,
+        };
         for x in &mut xs {
             *x = dense.forward(x).into_iter().map(f32::tanh).collect();
         }
     }
     let d = xs.first().map_or(0, Vec::len);
-    let (weight, bias) = train_softmax(&xs, &ys, labels.len(), &TrainOptions { l2: opts.l2, ..Default::default() });
+    let (weight, bias) = train_softmax(
+        &xs,
+        &ys,
+        labels.len(),
+        &TrainOptions {
+            l2: opts.l2,
+            ..Default::default()
+        },
+    );
     let mut w = Vec::new();
     if let Some(p) = &pooler {
         w.extend_from_slice(&p.weight.data);
@@ -189,7 +267,11 @@ fn train_head(bundle: &Bundle, examples: &[Example], opts: &CompileOptions, ckpt
     w.extend_from_slice(&weight);
     w.extend_from_slice(&bias);
     let info = HeadInfo {
-        kind: if opts.multi_label { HeadKind::MultiLabel } else { HeadKind::SingleLabel },
+        kind: if opts.multi_label {
+            HeadKind::MultiLabel
+        } else {
+            HeadKind::SingleLabel
+        },
         labels,
         input_dim: d,
         pooler: pooler.is_some(),
@@ -199,6 +281,9 @@ fn train_head(bundle: &Bundle, examples: &[Example], opts: &CompileOptions, ckpt
 }
 
 pub fn default_output(model_dir: &Path) -> PathBuf {
-    let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("model".into());
+    let name = model_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or("model".into());
     PathBuf::from(format!("{name}.blt"))
 }

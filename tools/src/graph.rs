@@ -44,18 +44,34 @@ struct Builder {
 
 impl Builder {
     fn konst(&mut self, name: &str, t: Tensor) -> Result<OutletId> {
-        Ok(self.model.add_const(name, t)?)
+        self.model.add_const(name, t)
     }
 
-    fn wire(&mut self, name: &str, op: impl Into<Box<dyn TypedOp>>, inputs: &[OutletId]) -> Result<OutletId> {
+    fn wire(
+        &mut self,
+        name: &str,
+        op: impl Into<Box<dyn TypedOp>>,
+        inputs: &[OutletId],
+    ) -> Result<OutletId> {
         let name = self.model.unique_name(name).into_owned();
         Ok(self.model.wire_node(name, op, inputs)?[0])
     }
 
     /// A binary op with numpy broadcasting (ranks aligned on the right).
-    fn bin(&mut self, name: &str, op: fn() -> tract_core::ops::binary::TypedBinOp, a: OutletId, b: OutletId) -> Result<OutletId> {
+    fn bin(
+        &mut self,
+        name: &str,
+        op: fn() -> tract_core::ops::binary::TypedBinOp,
+        a: OutletId,
+        b: OutletId,
+    ) -> Result<OutletId> {
         let name = self.model.unique_name(name).into_owned();
-        Ok(tract_core::ops::change_axes::wire_with_rank_broadcast(name, &mut self.model, op(), &[a, b])?[0])
+        Ok(tract_core::ops::change_axes::wire_with_rank_broadcast(
+            name,
+            &mut self.model,
+            op(),
+            &[a, b],
+        )?[0])
     }
 
     fn scalar(&mut self, name: &str, v: f32) -> Result<OutletId> {
@@ -66,8 +82,15 @@ impl Builder {
     fn linear(&mut self, name: &str, x: OutletId, l: &Linear) -> Result<OutletId> {
         // f32 here; `to_nnef` swaps in the int8 storage (see the module doc).
         let m = &l.weight;
-        let w = self.konst(&format!("{name}.weight"), Tensor::from_shape(&[m.rows, m.cols], &m.data)?)?;
-        let y = self.wire(name, EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()), &[x, w])?;
+        let w = self.konst(
+            &format!("{name}.weight"),
+            Tensor::from_shape(&[m.rows, m.cols], &m.data)?,
+        )?;
+        let y = self.wire(
+            name,
+            EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()),
+            &[x, w],
+        )?;
         let b = self.konst(&format!("{name}.bias"), tensor1(&l.bias))?;
         self.bin(&format!("{name}.add_bias"), math::add, y, b)
     }
@@ -75,11 +98,19 @@ impl Builder {
     /// LayerNorm over the last axis, from primitives (declutter fuses it at load).
     fn layer_norm(&mut self, name: &str, x: OutletId, n: &LayerNorm, eps: f32) -> Result<OutletId> {
         let h = n.gamma.len();
-        let sum = self.wire(&format!("{name}.sum"), Reduce::new(tvec![2], Reducer::Sum), &[x])?;
+        let sum = self.wire(
+            &format!("{name}.sum"),
+            Reduce::new(tvec![2], Reducer::Sum),
+            &[x],
+        )?;
         let inv_h = self.scalar(&format!("{name}.inv_h"), 1.0 / h as f32)?;
         let mean = self.bin(&format!("{name}.mean"), math::mul, sum, inv_h)?;
         let centered = self.bin(&format!("{name}.center"), math::sub, x, mean)?;
-        let var = self.wire(&format!("{name}.var"), Reduce::new(tvec![2], Reducer::MeanOfSquares), &[centered])?;
+        let var = self.wire(
+            &format!("{name}.var"),
+            Reduce::new(tvec![2], Reducer::MeanOfSquares),
+            &[centered],
+        )?;
         let eps = self.scalar(&format!("{name}.eps"), eps)?;
         let var_eps = self.bin(&format!("{name}.var_eps"), math::add, var, eps)?;
         let rstd = self.wire(&format!("{name}.rsqrt"), math::rsqrt(), &[var_eps])?;
@@ -92,7 +123,10 @@ impl Builder {
 
     /// Exact (erf) GELU: x · ½(1 + erf(x/√2)), as BERT's "gelu".
     fn gelu(&mut self, name: &str, x: OutletId) -> Result<OutletId> {
-        let inv_sqrt2 = self.scalar(&format!("{name}.inv_sqrt2"), std::f32::consts::FRAC_1_SQRT_2)?;
+        let inv_sqrt2 = self.scalar(
+            &format!("{name}.inv_sqrt2"),
+            std::f32::consts::FRAC_1_SQRT_2,
+        )?;
         let scaled = self.bin(&format!("{name}.div"), math::mul, x, inv_sqrt2)?;
         let erf = self.wire(&format!("{name}.erf"), math::erf(), &[scaled])?;
         let one = self.scalar(&format!("{name}.one"), 1.0)?;
@@ -107,15 +141,25 @@ impl Builder {
     fn embedding(&mut self, name: &str, table: &Matrix, ids: OutletId) -> Result<OutletId> {
         match self.precision {
             Precision::F32 => {
-                let t = self.konst(name, Tensor::from_shape(&[table.rows, table.cols], &table.data)?)?;
+                let t = self.konst(
+                    name,
+                    Tensor::from_shape(&[table.rows, table.cols], &table.data)?,
+                )?;
                 self.wire(&format!("{name}.gather"), Gather::new(0), &[t, ids])
             }
             Precision::Int8 => {
                 let q = quantize_rows(&table.data, table.rows, table.cols);
-                let t = self.konst(&format!("{name}.q"), Tensor::from_shape(&[table.rows, table.cols], &q.values)?)?;
-                let s = self.konst(&format!("{name}.scale"), Tensor::from_shape(&[table.rows, 1], &q.scales)?)?;
+                let t = self.konst(
+                    &format!("{name}.q"),
+                    Tensor::from_shape(&[table.rows, table.cols], &q.values)?,
+                )?;
+                let s = self.konst(
+                    &format!("{name}.scale"),
+                    Tensor::from_shape(&[table.rows, 1], &q.scales)?,
+                )?;
                 let rows = self.wire(&format!("{name}.gather"), Gather::new(0), &[t, ids])?;
-                let scales = self.wire(&format!("{name}.gather_scale"), Gather::new(0), &[s, ids])?;
+                let scales =
+                    self.wire(&format!("{name}.gather_scale"), Gather::new(0), &[s, ids])?;
                 let rows = self.wire(&format!("{name}.cast"), cast(f32::datum_type()), &[rows])?;
                 self.bin(&format!("{name}.deq"), math::mul, rows, scales)
             }
@@ -125,7 +169,10 @@ impl Builder {
 
 /// Builds the encoder graph (inputs i64 `[batch, seq]`, output f32 `[batch, seq, hidden]`).
 pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
-    let mut b = Builder { model: TypedModel::default(), precision };
+    let mut b = Builder {
+        model: TypedModel::default(),
+        precision,
+    };
     let batch = b.model.sym("batch");
     let seq = b.model.sym("seq");
     let fact = i64::fact([batch.to_dim(), seq.to_dim()]);
@@ -135,11 +182,24 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
 
     // Embeddings: word + position[0..seq] + token type, then LayerNorm.
     let word = b.embedding("embeddings.word", &bert.word, ids)?;
-    let position_ids = b.konst("embeddings.position_ids", tensor1(&(0..bert.position.rows as i64).collect::<Vec<_>>()))?;
-    let position_ids = b.wire("embeddings.position_ids.slice", Slice::new(0, 0, seq.to_dim()), &[position_ids])?;
+    let position_ids = b.konst(
+        "embeddings.position_ids",
+        tensor1(&(0..bert.position.rows as i64).collect::<Vec<_>>()),
+    )?;
+    let position_ids = b.wire(
+        "embeddings.position_ids.slice",
+        Slice::new(0, 0, seq.to_dim()),
+        &[position_ids],
+    )?;
     let position = b.embedding("embeddings.position", &bert.position, position_ids)?;
     let types = {
-        let t = b.konst("embeddings.token_type", Tensor::from_shape(&[bert.token_type.rows, bert.token_type.cols], &bert.token_type.data)?)?;
+        let t = b.konst(
+            "embeddings.token_type",
+            Tensor::from_shape(
+                &[bert.token_type.rows, bert.token_type.cols],
+                &bert.token_type.data,
+            )?,
+        )?;
         b.wire("embeddings.token_type.gather", Gather::new(0), &[t, types])?
     };
     let x = b.bin("embeddings.add_position", math::add, word, position)?;
@@ -161,7 +221,15 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
         let heads = layer.heads;
         let split = |b: &mut Builder, name: &str, t: OutletId| -> Result<OutletId> {
             // [b, s, heads*dh] → [b, s, heads, dh]
-            b.wire(name, AxisOp::Reshape(2, tvec![(heads * dh).to_dim()], tvec![heads.to_dim(), dh.to_dim()]), &[t])
+            b.wire(
+                name,
+                AxisOp::Reshape(
+                    2,
+                    tvec![(heads * dh).to_dim()],
+                    tvec![heads.to_dim(), dh.to_dim()],
+                ),
+                &[t],
+            )
         };
         let q = b.linear(&format!("{p}.query"), x, &layer.query)?;
         let k = b.linear(&format!("{p}.key"), x, &layer.key)?;
@@ -169,13 +237,33 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
         let q = split(&mut b, &format!("{p}.q_heads"), q)?;
         let k = split(&mut b, &format!("{p}.k_heads"), k)?;
         let v = split(&mut b, &format!("{p}.v_heads"), v)?;
-        let scores = b.wire(&format!("{p}.scores"), EinSum::new("bshd,bthd->bhst".parse()?, f32::datum_type()), &[q, k])?;
+        let scores = b.wire(
+            &format!("{p}.scores"),
+            EinSum::new("bshd,bthd->bhst".parse()?, f32::datum_type()),
+            &[q, k],
+        )?;
         let scale = b.scalar(&format!("{p}.scale"), 1.0 / (dh as f32).sqrt())?;
         let scores = b.bin(&format!("{p}.scaled"), math::mul, scores, scale)?;
         let scores = b.bin(&format!("{p}.masked"), math::add, scores, additive)?;
-        let probs = b.wire(&format!("{p}.softmax"), Softmax::new(tvec![3], None, SoftmaxKind::Softmax), &[scores])?;
-        let ctx = b.wire(&format!("{p}.context"), EinSum::new("bhst,bthd->bshd".parse()?, f32::datum_type()), &[probs, v])?;
-        let ctx = b.wire(&format!("{p}.merge_heads"), AxisOp::Reshape(2, tvec![heads.to_dim(), dh.to_dim()], tvec![(heads * dh).to_dim()]), &[ctx])?;
+        let probs = b.wire(
+            &format!("{p}.softmax"),
+            Softmax::new(tvec![3], None, SoftmaxKind::Softmax),
+            &[scores],
+        )?;
+        let ctx = b.wire(
+            &format!("{p}.context"),
+            EinSum::new("bhst,bthd->bshd".parse()?, f32::datum_type()),
+            &[probs, v],
+        )?;
+        let ctx = b.wire(
+            &format!("{p}.merge_heads"),
+            AxisOp::Reshape(
+                2,
+                tvec![heads.to_dim(), dh.to_dim()],
+                tvec![(heads * dh).to_dim()],
+            ),
+            &[ctx],
+        )?;
         let attn = b.linear(&format!("{p}.attn_out"), ctx, &layer.attn_out)?;
         let res = b.bin(&format!("{p}.attn_residual"), math::add, attn, x)?;
         let h = b.layer_norm(&format!("{p}.attn_norm"), res, &layer.attn_norm, bert.eps)?;
@@ -193,7 +281,9 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
 /// Serializes a graph as an NNEF tar (tract extensions on); with `Precision::Int8`, stores every
 /// Linear weight as int8 + per-row scales.
 pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<Vec<u8>> {
-    let tar = tract_nnef::nnef().write_to_tar(model, Vec::new()).context("cannot serialize the encoder graph to NNEF")?;
+    let tar = tract_nnef::nnef()
+        .write_to_tar(model, Vec::new())
+        .context("cannot serialize the encoder graph to NNEF")?;
     if precision == Precision::F32 {
         return Ok(tar);
     }
@@ -206,7 +296,10 @@ pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<
         std::io::Read::read_to_end(&mut entry, &mut data)?;
         files.push((path, data));
     }
-    let graph_ix = files.iter().position(|(p, _)| p == "graph.nnef").context("NNEF tar has no graph.nnef")?;
+    let graph_ix = files
+        .iter()
+        .position(|(p, _)| p == "graph.nnef")
+        .context("NNEF tar has no graph.nnef")?;
     let mut text = String::from_utf8(std::mem::take(&mut files[graph_ix].1))?;
     for (i, layer) in bert.layers.iter().enumerate() {
         for (name, lin) in [
@@ -219,10 +312,19 @@ pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<
         ] {
             let label = format!("layer{i}.{name}.weight");
             let m = &lin.weight;
-            let decl = format!(" = variable<scalar>(label = \"{label}\", shape = [{}, {}]);", m.rows, m.cols);
+            let decl = format!(
+                " = variable<scalar>(label = \"{label}\", shape = [{}, {}]);",
+                m.rows, m.cols
+            );
             let mut hits = text.lines().filter(|l| l.ends_with(&decl));
-            let line = hits.next().with_context(|| format!("weight {label} not found in the NNEF graph"))?.to_owned();
-            ensure!(hits.next().is_none(), "weight {label} declared twice in the NNEF graph");
+            let line = hits
+                .next()
+                .with_context(|| format!("weight {label} not found in the NNEF graph"))?
+                .to_owned();
+            ensure!(
+                hits.next().is_none(),
+                "weight {label} declared twice in the NNEF graph"
+            );
             let ident = line.trim().split(' ').next().unwrap_or_default().to_owned();
             let q = quantize_rows(&m.data, m.rows, m.cols);
             let replacement = format!(
@@ -236,8 +338,14 @@ pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<
             text = text.replacen(&line, &replacement, 1);
             let dat = format!("{label}.dat");
             files.retain(|(p, _)| *p != dat);
-            files.push((format!("{label}.q.dat"), dat_bytes(&Tensor::from_shape(&[m.rows, m.cols], &q.values)?)?));
-            files.push((format!("{label}.scale.dat"), dat_bytes(&Tensor::from_shape(&[m.rows, 1], &q.scales)?)?));
+            files.push((
+                format!("{label}.q.dat"),
+                dat_bytes(&Tensor::from_shape(&[m.rows, m.cols], &q.values)?)?,
+            ));
+            files.push((
+                format!("{label}.scale.dat"),
+                dat_bytes(&Tensor::from_shape(&[m.rows, 1], &q.scales)?)?,
+            ));
         }
     }
     files[graph_ix].1 = text.into_bytes();

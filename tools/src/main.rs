@@ -76,7 +76,16 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Compile { model_dir, output, train, max_len, no_quantize, multi_label, l2, threads } => {
+        Command::Compile {
+            model_dir,
+            output,
+            train,
+            max_len,
+            no_quantize,
+            multi_label,
+            l2,
+            threads,
+        } => {
             let output = output.unwrap_or_else(|| compile::default_output(&model_dir));
             compile::compile(&compile::CompileOptions {
                 model_dir,
@@ -89,7 +98,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 threads: threads.unwrap_or_else(compile::threads_default),
             })
         }
-        Command::Eval { data, model_dir, json, latency_texts, threads, bundles } => {
+        Command::Eval {
+            data,
+            model_dir,
+            json,
+            latency_texts,
+            threads,
+            bundles,
+        } => {
             eval::eval(&eval::EvalOptions {
                 data,
                 model_dir,

@@ -11,13 +11,22 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { l2: 1e-3, iterations: 500, learning_rate: 0.5 }
+        TrainOptions {
+            l2: 1e-3,
+            iterations: 500,
+            learning_rate: 0.5,
+        }
     }
 }
 
 /// Returns `(weight [k][d], bias [k])` minimizing mean cross-entropy + l2/2·‖W‖² (on
 /// standardized features).
-pub fn train_softmax(xs: &[Vec<f32>], ys: &[usize], k: usize, opts: &TrainOptions) -> (Vec<f32>, Vec<f32>) {
+pub fn train_softmax(
+    xs: &[Vec<f32>],
+    ys: &[usize],
+    k: usize,
+    opts: &TrainOptions,
+) -> (Vec<f32>, Vec<f32>) {
     let n = xs.len();
     let d = xs.first().map_or(0, Vec::len);
     let mut mean = vec![0f64; d];
@@ -34,7 +43,16 @@ pub fn train_softmax(xs: &[Vec<f32>], ys: &[usize], k: usize, opts: &TrainOption
     }
     let std: Vec<f32> = var.iter().map(|v| (v.sqrt() as f32).max(1e-6)).collect();
     let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let z: Vec<Vec<f32>> = xs.iter().map(|x| x.iter().zip(&mean).zip(&std).map(|((v, m), s)| (v - m) / s).collect()).collect();
+    let z: Vec<Vec<f32>> = xs
+        .iter()
+        .map(|x| {
+            x.iter()
+                .zip(&mean)
+                .zip(&std)
+                .map(|((v, m), s)| (v - m) / s)
+                .collect()
+        })
+        .collect();
 
     let mut w = vec![0f32; k * d];
     let mut b = vec![0f32; k];
@@ -47,7 +65,12 @@ pub fn train_softmax(xs: &[Vec<f32>], ys: &[usize], k: usize, opts: &TrainOption
         let mut gb = vec![0f32; k];
         for (x, &y) in z.iter().zip(ys) {
             for c in 0..k {
-                probs[c] = b[c] + w[c * d..(c + 1) * d].iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+                probs[c] = b[c]
+                    + w[c * d..(c + 1) * d]
+                        .iter()
+                        .zip(x)
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>();
             }
             let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
@@ -105,8 +128,12 @@ mod tests {
             .iter()
             .zip(&ys)
             .filter(|(x, y)| {
-                let scores: Vec<f32> = (0..3).map(|c| b[c] + (0..4).map(|j| w[c * 4 + j] * x[j]).sum::<f32>()).collect();
-                let best = (0..3).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap();
+                let scores: Vec<f32> = (0..3)
+                    .map(|c| b[c] + (0..4).map(|j| w[c * 4 + j] * x[j]).sum::<f32>())
+                    .collect();
+                let best = (0..3)
+                    .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+                    .unwrap();
                 best == **y
             })
             .count();
