@@ -137,11 +137,8 @@ impl Bundle {
     /// `Version` if written by an incompatible format version.
     pub fn read(path: &Path) -> Result<Bundle> {
         let bytes = std::fs::read(path).map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("cannot read bundle {}: {e}", path.display()),
-            )
-            .with_source(e)
+            Error::new(ErrorKind::Io, format!("cannot read bundle {}: {e}", path.display()))
+                .with_source(e)
         })?;
         Bundle::from_bytes(&bytes)
     }
@@ -150,10 +147,7 @@ impl Bundle {
         let sections = parse(bytes)?;
         let get = |tag: [u8; 4]| {
             sections.get(&tag).copied().ok_or_else(|| {
-                Error::bundle(format!(
-                    "bundle has no {} section",
-                    String::from_utf8_lossy(&tag)
-                ))
+                Error::bundle(format!("bundle has no {} section", String::from_utf8_lossy(&tag)))
             })
         };
         let metadata: Metadata = serde_json::from_slice(get(META)?)
@@ -170,12 +164,7 @@ impl Bundle {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        Ok(Bundle {
-            metadata,
-            vocab,
-            graph,
-            head,
-        })
+        Ok(Bundle { metadata, vocab, graph, head })
     }
 
     /// Serializes the bundle.
@@ -183,12 +172,8 @@ impl Bundle {
         let meta = serde_json::to_vec_pretty(&self.metadata)
             .map_err(|e| Error::bundle(format!("cannot serialize metadata: {e}")))?;
         let head: Vec<u8> = self.head.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let sections: [([u8; 4], &[u8]); 4] = [
-            (META, &meta),
-            (VOCAB, self.vocab.as_bytes()),
-            (GRAPH, &self.graph),
-            (HEAD, &head),
-        ];
+        let sections: [([u8; 4], &[u8]); 4] =
+            [(META, &meta), (VOCAB, self.vocab.as_bytes()), (GRAPH, &self.graph), (HEAD, &head)];
         let table_end = HEADER_LEN + ENTRY_LEN * sections.len();
         let total = table_end + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
         let mut out = Vec::with_capacity(total);
@@ -223,20 +208,10 @@ impl Bundle {
 /// Writes `bytes` to `path` through a temp file + rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io_err = |what: &str, e: std::io::Error| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot {what} {}: {e}", path.display()),
-        )
-        .with_source(e)
+        Error::new(ErrorKind::Io, format!("cannot {what} {}: {e}", path.display())).with_source(e)
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
@@ -295,9 +270,7 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<[u8; 4], &[u8]>> {
     }
     let stored = read_u32(bytes, CRC_OFFSET)?;
     if checksum(bytes) != stored {
-        return Err(Error::bundle(
-            "bundle checksum mismatch: the file is corrupt or was modified",
-        ));
+        return Err(Error::bundle("bundle checksum mismatch: the file is corrupt or was modified"));
     }
     if n > MAX_SECTIONS {
         return Err(Error::bundle(format!("bundle claims {n} sections")));
@@ -359,10 +332,7 @@ mod tests {
                     max_input_chars_per_word: 100,
                     max_len: 8,
                 },
-                pooling: Pooling {
-                    mode: PoolingMode::Mean,
-                    normalize: true,
-                },
+                pooling: Pooling { mode: PoolingMode::Mean, normalize: true },
                 head: None,
                 extra: BTreeMap::new(),
             },
@@ -415,11 +385,7 @@ mod tests {
         let path = dir.join("b.blt");
         sample().write(&path).unwrap();
         assert!(Bundle::read(&path).is_ok());
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "temp file left behind"
-        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "temp file left behind");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -70,14 +70,12 @@ impl Encoder {
         let model = tract_nnef::nnef()
             .model_for_read(&mut &*graph)
             .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
-        let model = model
-            .into_optimized()
-            .map_err(|e| Error::inference("cannot optimize the graph", e))?;
+        let model =
+            model.into_optimized().map_err(|e| Error::inference("cannot optimize the graph", e))?;
         let mut run_options = RunOptions::default();
         if options.threads > 1 {
-            run_options.executor = Some(tract_linalg::multithread::Executor::multithread(
-                options.threads,
-            ));
+            run_options.executor =
+                Some(tract_linalg::multithread::Executor::multithread(options.threads));
         }
         let plan = model
             .into_runnable_with_options(&run_options)
@@ -107,10 +105,8 @@ impl Encoder {
             tensor(&batch.attention_mask)?,
             tensor(&batch.token_type_ids)?
         );
-        let outputs = self
-            .plan
-            .run(inputs)
-            .map_err(|e| Error::inference("the encoder failed to run", e))?;
+        let outputs =
+            self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))?;
         let hidden = outputs
             .first()
             .ok_or_else(|| Error::bundle("the graph has no output"))?

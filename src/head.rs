@@ -36,11 +36,7 @@ impl Head {
         if k == 0 {
             return Err(Error::bundle("the head has no labels"));
         }
-        let pooler_len = if info.pooler {
-            hidden * hidden + hidden
-        } else {
-            0
-        };
+        let pooler_len = if info.pooler { hidden * hidden + hidden } else { 0 };
         let expected = pooler_len + k * info.input_dim + k;
         if weights.len() != expected {
             return Err(Error::bundle(format!(
@@ -49,9 +45,7 @@ impl Head {
             )));
         }
         if info.pooler && info.input_dim != hidden {
-            return Err(Error::bundle(
-                "pooler output size differs from the classifier input",
-            ));
+            return Err(Error::bundle("pooler output size differs from the classifier input"));
         }
         let (p, c) = weights.split_at(pooler_len);
         let pooler = info.pooler.then(|| Dense {
@@ -64,11 +58,7 @@ impl Head {
             bias: c[k * info.input_dim..].to_vec(),
             inputs: info.input_dim,
         };
-        Ok(Head {
-            info,
-            pooler,
-            classifier,
-        })
+        Ok(Head { info, pooler, classifier })
     }
 
     /// Flattens back to the `HEAD` layout.

@@ -80,18 +80,12 @@ enum Command {
 }
 
 fn threads(t: Option<usize>) -> usize {
-    t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
+    t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }
 
 fn load(path: &PathBuf, t: Option<usize>) -> anyhow::Result<Model> {
-    Model::load_with(
-        path,
-        EncoderOptions {
-            threads: threads(t),
-        },
-    )
-    .with_context(|| format!("cannot load {}", path.display()))
+    Model::load_with(path, EncoderOptions { threads: threads(t) })
+        .with_context(|| format!("cannot load {}", path.display()))
 }
 
 /// Texts from the arguments, or stdin lines; a line that is not UTF-8 becomes an error for that
@@ -123,9 +117,9 @@ fn encode(
 ) -> bertlite::Result<bertlite::tokenizer::Encoding> {
     match (pair, text.split_once('\t')) {
         (true, Some((a, b))) => model.encode_pair(a, b),
-        (true, None) => Err(bertlite::Error::input(
-            "--pair expects \"A<TAB>B\" but the text has no tab",
-        )),
+        (true, None) => {
+            Err(bertlite::Error::input("--pair expects \"A<TAB>B\" but the text has no tab"))
+        }
         (false, _) => model.encode(text),
     }
 }
@@ -186,15 +180,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     .map(|(l, s)| format!("{l}\t{s:.4}"))
                     .collect::<Vec<_>>()
                     .join("\t");
-                let scores: serde_json::Map<String, serde_json::Value> = c
-                    .scores
-                    .iter()
-                    .map(|(l, s)| (l.clone(), json!(s)))
-                    .collect();
-                Ok((
-                    plain,
-                    json!({ "label": label, "score": score, "scores": scores }),
-                ))
+                let scores: serde_json::Map<String, serde_json::Value> =
+                    c.scores.iter().map(|(l, s)| (l.clone(), json!(s))).collect();
+                Ok((plain, json!({ "label": label, "score": score, "scores": scores })))
             })?;
         }
         Command::Embed { common } => {
@@ -202,11 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             each(common, &mut out, &mut |text| {
                 let e = encode(&model, text, common.pair)?;
                 let v = model.embed_encodings(&[&e])?.remove(0);
-                let plain = v
-                    .iter()
-                    .map(|x| format!("{x:.6}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let plain = v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(" ");
                 Ok((plain, json!({ "embedding": v })))
             })?;
         }
@@ -233,20 +217,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 ))
             })?;
         }
-        Command::Info {
-            model,
-            threads: t,
-            verbose,
-        } => {
+        Command::Info { model, threads: t, verbose } => {
             let start = Instant::now();
             let m = load(model, *t)?;
             let load_s = start.elapsed().as_secs_f64();
             let size = std::fs::metadata(model)?.len();
-            writeln!(
-                out,
-                "{}",
-                bertlite::report::info(&m, size, load_s, threads(*t))
-            )?;
+            writeln!(out, "{}", bertlite::report::info(&m, size, load_s, threads(*t)))?;
             if *verbose {
                 write!(out, "{}", bertlite::report::plan_details(&m))?;
             }
@@ -268,19 +244,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 let mut times: Vec<f64> = (0..(*iters).max(1))
                     .map(|_| {
                         let t = Instant::now();
-                        model
-                            .embed_encodings(&[&e])
-                            .map(|_| t.elapsed().as_secs_f64() * 1e3)
+                        model.embed_encodings(&[&e]).map(|_| t.elapsed().as_secs_f64() * 1e3)
                     })
                     .collect::<bertlite::Result<_>>()?;
                 times.sort_by(f64::total_cmp);
                 let p50 = times[times.len() / 2];
                 let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
                 let plain = format!("{:>4} tokens  p50 {p50:7.2} ms  p95 {p95:7.2} ms", e.len());
-                Ok((
-                    plain,
-                    json!({ "tokens": e.len(), "p50_ms": p50, "p95_ms": p95 }),
-                ))
+                Ok((plain, json!({ "tokens": e.len(), "p50_ms": p50, "p95_ms": p95 })))
             })?;
         }
     }

@@ -29,10 +29,7 @@ impl Classification {
     /// The best label and its probability.
     pub fn top(&self) -> (&str, f32) {
         // ok: a head always has at least one label (checked at load).
-        self.scores
-            .first()
-            .map(|(l, s)| (l.as_str(), *s))
-            .unwrap_or(("", 0.0))
+        self.scores.first().map(|(l, s)| (l.as_str(), *s)).unwrap_or(("", 0.0))
     }
 }
 
@@ -47,12 +44,7 @@ impl Model {
     }
 
     pub fn from_bundle(bundle: Bundle, options: EncoderOptions) -> Result<Model> {
-        let Bundle {
-            metadata,
-            vocab,
-            graph,
-            head,
-        } = bundle;
+        let Bundle { metadata, vocab, graph, head } = bundle;
         let tokenizer = Tokenizer::new(metadata.tokenizer.clone(), &vocab)?;
         if tokenizer.vocab_size() != metadata.encoder.vocab_size {
             return Err(Error::bundle(format!(
@@ -67,12 +59,7 @@ impl Model {
             None => None,
         };
         let encoder = Encoder::load(&graph, hidden, options)?;
-        Ok(Model {
-            metadata,
-            tokenizer,
-            encoder,
-            head,
-        })
+        Ok(Model { metadata, tokenizer, encoder, head })
     }
 
     pub fn metadata(&self) -> &Metadata {
@@ -124,10 +111,7 @@ impl Model {
 
     /// Embeddings of many texts, padded per batch.
     pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let encodings = texts
-            .iter()
-            .map(|t| self.encode(t))
-            .collect::<Result<Vec<_>>>()?;
+        let encodings = texts.iter().map(|t| self.encode(t)).collect::<Result<Vec<_>>>()?;
         self.embed_encodings(&encodings.iter().collect::<Vec<_>>())
     }
 

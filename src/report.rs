@@ -8,10 +8,7 @@ use crate::model::Model;
 
 /// CPU features tract detected on this machine (e.g. `neon`, `dotprod`, `fp16`, `avx512`).
 pub fn cpu_features() -> Vec<String> {
-    tract_linalg::isa::native()
-        .iter()
-        .map(|isa| isa.name().to_owned())
-        .collect()
+    tract_linalg::isa::native().iter().map(|isa| isa.name().to_owned()).collect()
 }
 
 /// Matrix-multiply kernels in the optimized plan, with how many ops use each.
@@ -66,11 +63,8 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
         file_size as f64 / 1e6,
         m.tool_version
     );
-    let _ = writeln!(
-        s,
-        "source       {} ({}), sha256 {}",
-        m.source, m.architecture, m.source_sha256
-    );
+    let _ =
+        writeln!(s, "source       {} ({}), sha256 {}", m.source, m.architecture, m.source_sha256);
     let _ = writeln!(
         s,
         "encoder      {} layers, hidden {}, heads {:?}, ffn {:?}",
@@ -102,11 +96,7 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
         s,
         "pooling      {:?}{}",
         m.pooling.mode,
-        if m.pooling.normalize {
-            " + L2 normalize"
-        } else {
-            ""
-        }
+        if m.pooling.normalize { " + L2 normalize" } else { "" }
     );
     match &m.head {
         Some(h) => {
@@ -123,18 +113,10 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
             let _ = writeln!(s, "head         none (embeddings only)");
         }
     }
-    let _ = writeln!(
-        s,
-        "cpu          {} [{}]",
-        std::env::consts::ARCH,
-        cpu_features().join(" ")
-    );
+    let _ = writeln!(s, "cpu          {} [{}]", std::env::consts::ARCH, cpu_features().join(" "));
     let _ = writeln!(s, "threads      {threads}");
-    let _ = writeln!(
-        s,
-        "load         {:.0} ms (parse + optimize for this CPU)",
-        load_seconds * 1e3
-    );
+    let _ =
+        writeln!(s, "load         {:.0} ms (parse + optimize for this CPU)", load_seconds * 1e3);
     for (k, n) in matmul_kernels(model) {
         let _ = writeln!(s, "matmul       {n:>3} × {k}");
     }

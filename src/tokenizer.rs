@@ -121,16 +121,7 @@ impl Tokenizer {
             }
         }
         specials.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
-        Ok(Tokenizer {
-            config,
-            vocab,
-            tokens,
-            unk,
-            cls,
-            sep,
-            pad,
-            specials,
-        })
+        Ok(Tokenizer { config, vocab, tokens, unk, cls, sep, pad, specials })
     }
 
     pub fn config(&self) -> &TokenizerConfig {
@@ -272,9 +263,7 @@ impl Tokenizer {
         if cfg.handle_chinese_chars {
             it = Box::new(it.flat_map(|c| {
                 let padded = is_chinese_char(c);
-                [padded.then_some(' '), Some(c), padded.then_some(' ')]
-                    .into_iter()
-                    .flatten()
+                [padded.then_some(' '), Some(c), padded.then_some(' ')].into_iter().flatten()
             }));
         }
         if cfg.strip_accents.unwrap_or(cfg.lowercase) {
@@ -357,12 +346,7 @@ struct WordBuffer {
 
 impl WordBuffer {
     fn new(max_chars: usize) -> Self {
-        WordBuffer {
-            text: String::new(),
-            chars: 0,
-            max_chars,
-            overlong: false,
-        }
+        WordBuffer { text: String::new(), chars: 0, max_chars, overlong: false }
     }
     fn push(&mut self, c: char) {
         self.chars += 1;

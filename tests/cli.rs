@@ -41,10 +41,7 @@ fn stderr(out: &Output) -> String {
 
 fn no_panic(out: &Output) {
     let err = stderr(out);
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "panic: {err}"
-    );
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
 }
 
 #[test]
@@ -80,14 +77,7 @@ fn classify_json_one_line_per_input_in_order() {
 fn classify_arguments_and_top_k() {
     let model = bundle("minilm-bbc.blt");
     let out = bertlite(
-        &[
-            "classify",
-            "-m",
-            model.to_str().unwrap(),
-            "--top-k",
-            "3",
-            "The film won an Oscar",
-        ],
+        &["classify", "-m", model.to_str().unwrap(), "--top-k", "3", "The film won an Oscar"],
         b"",
     );
     no_panic(&out);
@@ -102,19 +92,13 @@ fn classify_arguments_and_top_k() {
 fn embed_and_tokenize_json() {
     let model = bundle("minilm-int8.blt");
     let m = model.to_str().unwrap();
-    let out = bertlite(
-        &["embed", "-m", m, "--json"],
-        "first sentence\nsecond one\n".as_bytes(),
-    );
+    let out = bertlite(&["embed", "-m", m, "--json"], "first sentence\nsecond one\n".as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = lines(&out);
     assert_eq!(rows.len(), 2);
     let v = floats(&rows[0]["embedding"]);
     assert_eq!(v.len(), 384);
-    assert!(
-        (v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4,
-        "normalized"
-    );
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "normalized");
 
     let out = bertlite(&["tokenize", "-m", m, "--json", "Hello, World!"], b"");
     assert!(out.status.success());
@@ -128,30 +112,16 @@ fn embed_and_tokenize_json() {
 
 #[test]
 fn classify_without_head_is_a_clear_error() {
-    let out = bertlite(
-        &[
-            "classify",
-            "-m",
-            bundle("minilm-int8.blt").to_str().unwrap(),
-            "text",
-        ],
-        b"",
-    );
+    let out =
+        bertlite(&["classify", "-m", bundle("minilm-int8.blt").to_str().unwrap(), "text"], b"");
     no_panic(&out);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("no classification head"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("no classification head"), "{}", stderr(&out));
 }
 
 #[test]
 fn info_reports_kernels() {
-    let out = bertlite(
-        &["info", "-m", bundle("minilm-bbc.blt").to_str().unwrap()],
-        b"",
-    );
+    let out = bertlite(&["info", "-m", bundle("minilm-bbc.blt").to_str().unwrap()], b"");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     for want in ["int8-weights-per-channel", "business", "matmul", "cpu"] {
@@ -173,24 +143,14 @@ fn expect_load_error(path: &Path, needle: &str) {
     let out = bertlite(&["embed", "-m", path.to_str().unwrap(), "text"], b"");
     no_panic(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains(needle),
-        "expected {needle:?} in: {}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(needle), "expected {needle:?} in: {}", stderr(&out));
 }
 
 #[test]
 fn bad_bundles_are_clear_errors() {
     expect_load_error(Path::new("/nonexistent/model.blt"), "cannot read bundle");
-    expect_load_error(
-        &damaged("truncated.blt", |b| b.truncate(b.len() / 2)),
-        "truncated",
-    );
-    expect_load_error(
-        &damaged("empty.blt", |b| b.clear()),
-        "not a bertlite bundle",
-    );
+    expect_load_error(&damaged("truncated.blt", |b| b.truncate(b.len() / 2)), "truncated");
+    expect_load_error(&damaged("empty.blt", |b| b.clear()), "not a bertlite bundle");
     expect_load_error(
         &damaged("tampered.blt", |b| {
             let i = b.len() - 1000;

@@ -55,16 +55,9 @@ fn int8_close_to_reference() {
 
 #[test]
 fn int8_bundle_is_small() {
-    let fp32 = std::fs::metadata(model_dir().join("model.safetensors"))
-        .unwrap()
-        .len() as f64;
+    let fp32 = std::fs::metadata(model_dir().join("model.safetensors")).unwrap().len() as f64;
     let int8 = std::fs::metadata(bundle("minilm-bbc.blt")).unwrap().len() as f64;
-    eprintln!(
-        "bundle {:.2} MB = {:.1}% of {:.2} MB",
-        int8 / 1e6,
-        100.0 * int8 / fp32,
-        fp32 / 1e6
-    );
+    eprintln!("bundle {:.2} MB = {:.1}% of {:.2} MB", int8 / 1e6, 100.0 * int8 / fp32, fp32 / 1e6);
     assert!(
         int8 / fp32 <= MAX_SIZE_RATIO,
         "bundle is {:.1}% of the checkpoint",
@@ -75,12 +68,8 @@ fn int8_bundle_is_small() {
 #[test]
 fn batching_does_not_change_embeddings() {
     let model = load("minilm-int8.blt");
-    let texts = [
-        "a",
-        "The quick brown fox jumps over the lazy dog.",
-        "Café crème",
-        &"word ".repeat(80),
-    ];
+    let texts =
+        ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
     let batch = model.embed_batch(&texts).unwrap();
     for (t, b) in texts.iter().zip(&batch) {
         let single = model.embed(t).unwrap();
@@ -108,12 +97,7 @@ fn accuracy(model: &Model, rows: &[(String, String)]) -> (f64, Vec<String>) {
 fn bbc_accuracy_fp32_and_int8() {
     let rows: Vec<(String, String)> = read_jsonl(&bbc_test())
         .iter()
-        .map(|r| {
-            (
-                r["text"].as_str().unwrap().to_owned(),
-                r["label"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|r| (r["text"].as_str().unwrap().to_owned(), r["label"].as_str().unwrap().to_owned()))
         .collect();
     let int8 = load("minilm-bbc.blt");
     // The fp32 encoder with the same trained head.

@@ -28,15 +28,8 @@ fn compare(tok: &Tokenizer, texts: &[Value], expected: &[Value]) {
         if got.ids.as_slice() != ids(&want["ids"]).as_slice()
             || got.type_ids.as_slice() != ids(&want["type_ids"]).as_slice()
         {
-            let tokens: Vec<&str> = got
-                .ids
-                .iter()
-                .map(|&i| tok.token(i).unwrap_or("?"))
-                .collect();
-            failures.push(format!(
-                "{text}\n  got  {tokens:?}\n  want {}",
-                want["tokens"]
-            ));
+            let tokens: Vec<&str> = got.ids.iter().map(|&i| tok.token(i).unwrap_or("?")).collect();
+            failures.push(format!("{text}\n  got  {tokens:?}\n  want {}", want["tokens"]));
         }
     }
     assert!(
@@ -61,19 +54,10 @@ fn random_strings_match_hf() {
     // literal special tokens; ~15% are pairs. HF output comes from the Python package.
     let out = std::process::Command::new("python3")
         .arg(repo().join("tools/reference/reference.py"))
-        .args([
-            "random-tokens",
-            model_dir().to_str().unwrap(),
-            "3000",
-            "20261124",
-        ])
+        .args(["random-tokens", model_dir().to_str().unwrap(), "3000", "20261124"])
         .output()
         .expect("python3 runs (tools/setup.sh installs the tokenizers package)");
-    assert!(
-        out.status.success(),
-        "reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

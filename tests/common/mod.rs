@@ -7,11 +7,9 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn cache() -> PathBuf {
-    std::env::var_os("BERTLITE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/bertlite")
-        })
+    std::env::var_os("BERTLITE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/bertlite")
+    })
 }
 
 fn require(path: PathBuf) -> PathBuf {
@@ -50,17 +48,9 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 }
 
 pub fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }

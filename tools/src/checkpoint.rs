@@ -88,32 +88,19 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 fn read_json_opt(path: &Path) -> Result<Option<Value>> {
-    if path.exists() {
-        read_json(path).map(Some)
-    } else {
-        Ok(None)
-    }
+    if path.exists() { read_json(path).map(Some) } else { Ok(None) }
 }
 
 fn usize_field(v: &Value, key: &str) -> Option<usize> {
-    v.get(key)
-        .and_then(Value::as_u64)
-        .and_then(|x| usize::try_from(x).ok())
+    v.get(key).and_then(Value::as_u64).and_then(|x| usize::try_from(x).ok())
 }
 
 impl Checkpoint {
     pub fn load(dir: &Path, max_len: Option<usize>) -> Result<Checkpoint> {
-        ensure!(
-            dir.is_dir(),
-            "checkpoint directory {} does not exist",
-            dir.display()
-        );
+        ensure!(dir.is_dir(), "checkpoint directory {} does not exist", dir.display());
         let config = read_json(&dir.join("config.json"))
             .context("a Hugging Face checkpoint needs config.json")?;
-        let model_type = config
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or("");
         let architecture = config
             .get("architectures")
             .and_then(|a| a.get(0))
@@ -126,22 +113,11 @@ impl Checkpoint {
                 dir.display()
             );
         }
-        let act = config
-            .get("hidden_act")
-            .and_then(Value::as_str)
-            .unwrap_or("gelu");
-        ensure!(
-            act == "gelu",
-            "hidden_act {act:?} is not supported (only exact \"gelu\")"
-        );
-        let pos_type = config
-            .get("position_embedding_type")
-            .and_then(Value::as_str)
-            .unwrap_or("absolute");
-        ensure!(
-            pos_type == "absolute",
-            "position_embedding_type {pos_type:?} is not supported"
-        );
+        let act = config.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu");
+        ensure!(act == "gelu", "hidden_act {act:?} is not supported (only exact \"gelu\")");
+        let pos_type =
+            config.get("position_embedding_type").and_then(Value::as_str).unwrap_or("absolute");
+        ensure!(pos_type == "absolute", "position_embedding_type {pos_type:?} is not supported");
 
         let weights_path = dir.join("model.safetensors");
         let bytes = std::fs::read(&weights_path).with_context(|| {
@@ -166,10 +142,7 @@ impl Checkpoint {
             heads > 0 && hidden % heads == 0,
             "hidden_size {hidden} is not divisible by {heads} heads"
         );
-        let eps = config
-            .get("layer_norm_eps")
-            .and_then(Value::as_f64)
-            .unwrap_or(1e-12) as f32;
+        let eps = config.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12) as f32;
 
         let linear = |name: &str| -> Result<Linear> {
             Ok(Linear {
@@ -207,11 +180,7 @@ impl Checkpoint {
             hidden,
             head_dim: hidden / heads,
             eps,
-            pooler: if w.has("pooler.dense.weight") {
-                Some(linear("pooler.dense")?)
-            } else {
-                None
-            },
+            pooler: if w.has("pooler.dense.weight") { Some(linear("pooler.dense")?) } else { None },
         };
         bert.check()?;
 
@@ -222,9 +191,7 @@ impl Checkpoint {
             let mods = modules.as_array().cloned().unwrap_or_default();
             let find = |kind: &str| {
                 mods.iter().find(|m| {
-                    m.get("type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| t.ends_with(kind))
+                    m.get("type").and_then(Value::as_str).is_some_and(|t| t.ends_with(kind))
                 })
             };
             let normalize = find("Normalize").is_some();
@@ -245,16 +212,10 @@ impl Checkpoint {
             };
             Pooling { mode, normalize }
         } else if architecture.contains("SequenceClassification") {
-            Pooling {
-                mode: PoolingMode::Cls,
-                normalize: false,
-            }
+            Pooling { mode: PoolingMode::Cls, normalize: false }
         } else {
             // A plain BertModel: mean pooling is the sensible sentence embedding.
-            Pooling {
-                mode: PoolingMode::Mean,
-                normalize: true,
-            }
+            Pooling { mode: PoolingMode::Mean, normalize: true }
         };
 
         let head = if w.has("classifier.weight") {
@@ -279,11 +240,7 @@ impl Checkpoint {
                 classifier.weight.cols == hidden,
                 "classifier input size differs from hidden_size"
             );
-            Some(CheckpointHead {
-                classifier,
-                labels,
-                kind,
-            })
+            Some(CheckpointHead { classifier, labels, kind })
         } else {
             None
         };
@@ -400,14 +357,12 @@ impl<'a> Weights<'a> {
         let t = self.st.tensor(full)?;
         let b = t.data();
         let data: Vec<f32> = match t.dtype() {
-            Dtype::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            Dtype::F32 => {
+                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
+            Dtype::F16 => {
+                b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
             Dtype::BF16 => b
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -419,23 +374,13 @@ impl<'a> Weights<'a> {
 
     fn matrix(&self, name: &str) -> Result<Matrix> {
         let (shape, data) = self.tensor(name)?;
-        ensure!(
-            shape.len() == 2,
-            "tensor {name} has shape {shape:?}, expected a matrix"
-        );
-        Ok(Matrix {
-            data,
-            rows: shape[0],
-            cols: shape[1],
-        })
+        ensure!(shape.len() == 2, "tensor {name} has shape {shape:?}, expected a matrix");
+        Ok(Matrix { data, rows: shape[0], cols: shape[1] })
     }
 
     fn vector(&self, name: &str) -> Result<Vec<f32>> {
         let (shape, data) = self.tensor(name)?;
-        ensure!(
-            shape.len() == 1,
-            "tensor {name} has shape {shape:?}, expected a vector"
-        );
+        ensure!(shape.len() == 1, "tensor {name} has shape {shape:?}, expected a vector");
         Ok(data)
     }
 }
@@ -451,19 +396,14 @@ fn read_tokenizer(
     let str_of = |v: &Value, k: &str, default: &str| -> String {
         match v.get(k) {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Object(o)) => o
-                .get("content")
-                .and_then(Value::as_str)
-                .unwrap_or(default)
-                .to_owned(),
+            Some(Value::Object(o)) => {
+                o.get("content").and_then(Value::as_str).unwrap_or(default).to_owned()
+            }
             _ => default.to_owned(),
         }
     };
     let mut cfg = TokenizerConfig {
-        lowercase: tc
-            .get("do_lower_case")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
+        lowercase: tc.get("do_lower_case").and_then(Value::as_bool).unwrap_or(true),
         strip_accents: tc.get("strip_accents").and_then(Value::as_bool),
         handle_chinese_chars: tc
             .get("tokenize_chinese_chars")
@@ -483,38 +423,25 @@ fn read_tokenizer(
     if let Some(tj) = read_json_opt(&dir.join("tokenizer.json"))? {
         let model = tj.get("model").context("tokenizer.json has no model")?;
         let ty = model.get("type").and_then(Value::as_str).unwrap_or("");
-        ensure!(
-            ty == "WordPiece",
-            "tokenizer.json model is {ty:?}; bertlite supports WordPiece"
-        );
-        let map = model
-            .get("vocab")
-            .and_then(Value::as_object)
-            .context("tokenizer.json has no vocab")?;
+        ensure!(ty == "WordPiece", "tokenizer.json model is {ty:?}; bertlite supports WordPiece");
+        let map =
+            model.get("vocab").and_then(Value::as_object).context("tokenizer.json has no vocab")?;
         // Ids index the embedding rows. A vocab.txt with duplicate lines leaves gaps in the map
         // (HF keeps one id per string); fill them with tokens no text can produce.
         let mut ids = Vec::with_capacity(map.len());
         for (tok, id) in map {
-            let id = id
-                .as_u64()
-                .and_then(|i| usize::try_from(i).ok())
-                .filter(|&i| i < (1 << 24));
+            let id = id.as_u64().and_then(|i| usize::try_from(i).ok()).filter(|&i| i < (1 << 24));
             ids.push((
                 id.with_context(|| format!("tokenizer.json vocab id of {tok:?} is invalid"))?,
                 tok.as_str(),
             ));
         }
         let size = ids.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
-        let mut tokens: Vec<String> = (0..size)
-            .map(|i| format!("[bertlite-unused-{i}]"))
-            .collect();
+        let mut tokens: Vec<String> = (0..size).map(|i| format!("[bertlite-unused-{i}]")).collect();
         for (id, tok) in ids {
             tokens[id] = tok.to_owned();
         }
-        ensure!(
-            tokens.iter().all(|t| !t.contains('\n')),
-            "a vocabulary token contains a newline"
-        );
+        ensure!(tokens.iter().all(|t| !t.contains('\n')), "a vocabulary token contains a newline");
         vocab = tokens.join("\n");
         cfg.unk_token = str_of(model, "unk_token", &cfg.unk_token);
         cfg.continuing_subword_prefix = str_of(model, "continuing_subword_prefix", "##");
@@ -522,16 +449,11 @@ fn read_tokenizer(
             usize_field(model, "max_input_chars_per_word").unwrap_or(100);
         if let Some(n) = tj.get("normalizer").filter(|n| !n.is_null()) {
             let nt = n.get("type").and_then(Value::as_str).unwrap_or("");
-            ensure!(
-                nt == "BertNormalizer",
-                "tokenizer.json normalizer {nt:?} is not supported"
-            );
+            ensure!(nt == "BertNormalizer", "tokenizer.json normalizer {nt:?} is not supported");
             cfg.lowercase = n.get("lowercase").and_then(Value::as_bool).unwrap_or(true);
             cfg.strip_accents = n.get("strip_accents").and_then(Value::as_bool);
-            cfg.handle_chinese_chars = n
-                .get("handle_chinese_chars")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
+            cfg.handle_chinese_chars =
+                n.get("handle_chinese_chars").and_then(Value::as_bool).unwrap_or(true);
             cfg.clean_text = n.get("clean_text").and_then(Value::as_bool).unwrap_or(true);
         }
     } else {

@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Example, label_index, read_examples};
 use crate::graph::{self, Precision};
+use crate::prune::{PruneOptions, measure, prune};
 use crate::train::{TrainOptions, train_softmax};
 
 pub struct CompileOptions {
@@ -25,6 +26,10 @@ pub struct CompileOptions {
     pub multi_label: bool,
     pub l2: f32,
     pub threads: usize,
+    pub prune: PruneOptions,
+    /// Texts for pruning importance (default: the training texts).
+    pub calibration: Option<PathBuf>,
+    pub calibration_texts: usize,
 }
 
 pub fn threads_default() -> usize {
@@ -33,14 +38,30 @@ pub fn threads_default() -> usize {
 
 pub fn compile(opts: &CompileOptions) -> Result<()> {
     let start = Instant::now();
-    let ckpt = Checkpoint::load(&opts.model_dir, opts.max_len)
+    let mut ckpt = Checkpoint::load(&opts.model_dir, opts.max_len)
         .with_context(|| format!("cannot read checkpoint {}", opts.model_dir.display()))?;
-    let precision = if opts.quantize {
-        Precision::Int8
-    } else {
-        Precision::F32
-    };
+    let params_before = ckpt.bert.parameters();
+    let flops_before = ckpt.bert.macs();
+    let mut pruning = None;
+    if opts.prune.is_active() {
+        let source = opts.calibration.as_ref().or(opts.train.as_ref()).context(
+            "pruning measures importance on text: give --calibration FILE or --train FILE",
+        )?;
+        let examples = read_examples(source)?;
+        // Every k-th example, so all labels are represented.
+        let step = (examples.len() / opts.calibration_texts.max(1)).max(1);
+        let texts: Vec<&str> = examples
+            .iter()
+            .step_by(step)
+            .take(opts.calibration_texts)
+            .map(|e| e.text.as_str())
+            .collect();
+        let importance = measure(&ckpt.bert, &ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
+        pruning = Some(prune(&mut ckpt.bert, &importance, &opts.prune)?);
+    }
+    let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
     let mut bundle = build_bundle(&ckpt, precision)?;
+    bundle.metadata.pruning = pruning;
 
     if let Some(train_path) = &opts.train {
         let examples = read_examples(train_path)?;
@@ -64,15 +85,23 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     let size = std::fs::metadata(&opts.output)?.len();
     let m = &bundle.metadata;
     println!("wrote {}", opts.output.display());
+    println!("  source        {} ({})", ckpt.dir.display(), ckpt.architecture);
+    let (lin, quad) = flops_before;
+    let flops_full = 2 * (lin * 128 + quad * 128 * 128);
     println!(
-        "  source        {} ({})",
-        ckpt.dir.display(),
-        ckpt.architecture
+        "  parameters    {:.2} M (encoder + embeddings; {:.2} M before pruning)",
+        m.encoder.parameters as f64 / 1e6,
+        params_before as f64 / 1e6
     );
     println!(
-        "  parameters    {:.2} M (encoder + embeddings)",
-        m.encoder.parameters as f64 / 1e6
+        "  encoder       {:.2} GFLOP per 128-token text ({:.0}% of the unpruned {:.2})",
+        m.encoder.flops(128) as f64 / 1e9,
+        100.0 * m.encoder.flops(128) as f64 / flops_full as f64,
+        flops_full as f64 / 1e9
     );
+    if let Some(p) = &m.pruning {
+        println!("  pruning       {p}");
+    }
     println!("  quantization  {}", m.quantization);
     println!(
         "  size          {:.2} MB bundle vs {:.2} MB fp32 checkpoint ({:.1}%)",
@@ -84,11 +113,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         "  max length    {} tokens, pooling {:?}{}",
         m.tokenizer.max_len,
         m.pooling.mode,
-        if m.pooling.normalize {
-            " + L2 norm"
-        } else {
-            ""
-        }
+        if m.pooling.normalize { " + L2 norm" } else { "" }
     );
     match &m.head {
         Some(h) => println!(
@@ -146,11 +171,7 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        source: ckpt
-            .dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        source: ckpt.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         source_sha256: ckpt.sha256.clone(),
         architecture: ckpt.architecture.clone(),
         quantization: match precision {
@@ -164,12 +185,7 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
         head: head_info,
         extra: BTreeMap::new(),
     };
-    Ok(Bundle {
-        metadata,
-        vocab: ckpt.vocab.clone(),
-        graph: nnef,
-        head: head_weights,
-    })
+    Ok(Bundle { metadata, vocab: ckpt.vocab.clone(), graph: nnef, head: head_weights })
 }
 
 /// Progress bar on stderr (hidden when stderr is not a terminal).
@@ -192,9 +208,7 @@ pub fn embed_all(model: &bertlite::Model, texts: &[&str], what: &str) -> Result<
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            model
-                .encode(t)
-                .with_context(|| format!("example {} cannot be embedded", i + 1))
+            model.encode(t).with_context(|| format!("example {} cannot be embedded", i + 1))
         })
         .collect::<Result<_>>()?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -227,18 +241,13 @@ fn train_head(
     let bytes = bundle.to_bytes()?;
     let model = bertlite::Model::from_bundle(
         Bundle::from_bytes(&bytes)?,
-        EncoderOptions {
-            threads: opts.threads,
-        },
+        EncoderOptions { threads: opts.threads },
     )?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let mut xs = embed_all(&model, &texts, "embedding")?;
     // Keep the checkpoint's pooler (BertForSequenceClassification): the head sees its output.
-    let pooler = if ckpt.pooling.mode == PoolingMode::Cls {
-        ckpt.bert.pooler.clone()
-    } else {
-        None
-    };
+    let pooler =
+        if ckpt.pooling.mode == PoolingMode::Cls { ckpt.bert.pooler.clone() } else { None };
     if let Some(p) = &pooler {
         let dense = bertlite::head::Dense {
             weight: p.weight.data.clone(),
@@ -250,15 +259,8 @@ fn train_head(
         }
     }
     let d = xs.first().map_or(0, Vec::len);
-    let (weight, bias) = train_softmax(
-        &xs,
-        &ys,
-        labels.len(),
-        &TrainOptions {
-            l2: opts.l2,
-            ..Default::default()
-        },
-    );
+    let (weight, bias) =
+        train_softmax(&xs, &ys, labels.len(), &TrainOptions { l2: opts.l2, ..Default::default() });
     let mut w = Vec::new();
     if let Some(p) = &pooler {
         w.extend_from_slice(&p.weight.data);
@@ -267,11 +269,7 @@ fn train_head(
     w.extend_from_slice(&weight);
     w.extend_from_slice(&bias);
     let info = HeadInfo {
-        kind: if opts.multi_label {
-            HeadKind::MultiLabel
-        } else {
-            HeadKind::SingleLabel
-        },
+        kind: if opts.multi_label { HeadKind::MultiLabel } else { HeadKind::SingleLabel },
         labels,
         input_dim: d,
         pooler: pooler.is_some(),
@@ -281,9 +279,7 @@ fn train_head(
 }
 
 pub fn default_output(model_dir: &Path) -> PathBuf {
-    let name = model_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or("model".into());
+    let name =
+        model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("model".into());
     PathBuf::from(format!("{name}.blt"))
 }

@@ -13,14 +13,8 @@ pub struct Example {
 }
 
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
-    let is_csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let examples = if is_csv {
-        read_csv(path)?
-    } else {
-        read_jsonl(path)?
-    };
+    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let examples = if is_csv { read_csv(path)? } else { read_jsonl(path)? };
     ensure!(!examples.is_empty(), "{} holds no examples", path.display());
     Ok(examples)
 }
@@ -49,14 +43,9 @@ fn read_jsonl(path: &Path) -> Result<Vec<Example>> {
             .get("text")
             .and_then(Value::as_str)
             .with_context(|| format!("{}: no \"text\" string", at()))?;
-        let label = v
-            .get("label")
-            .and_then(label_of)
-            .with_context(|| format!("{}: no \"label\"", at()))?;
-        out.push(Example {
-            text: text.to_owned(),
-            label,
-        });
+        let label =
+            v.get("label").and_then(label_of).with_context(|| format!("{}: no \"label\"", at()))?;
+        out.push(Example { text: text.to_owned(), label });
     }
     Ok(out)
 }
@@ -65,25 +54,15 @@ fn read_csv(path: &Path) -> Result<Vec<Example>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     let headers = r.headers()?.clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(name))
-    };
+    let col = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
     let (Some(t), Some(l)) = (col("text"), col("label")) else {
-        bail!(
-            "{}: the CSV header needs \"text\" and \"label\" columns",
-            path.display()
-        );
+        bail!("{}: the CSV header needs \"text\" and \"label\" columns", path.display());
     };
     let mut out = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: bad CSV record {}", path.display(), i + 2))?;
         let get = |c: usize| rec.get(c).map(str::to_owned).unwrap_or_default();
-        out.push(Example {
-            text: get(t),
-            label: get(l),
-        });
+        out.push(Example { text: get(t), label: get(l) });
     }
     Ok(out)
 }
@@ -93,9 +72,6 @@ pub fn label_index(examples: &[Example]) -> (Vec<String>, Vec<usize>) {
     let mut labels: Vec<String> = examples.iter().map(|e| e.label.clone()).collect();
     labels.sort();
     labels.dedup();
-    let ys = examples
-        .iter()
-        .map(|e| labels.binary_search(&e.label).unwrap_or(0))
-        .collect();
+    let ys = examples.iter().map(|e| labels.binary_search(&e.label).unwrap_or(0)).collect();
     (labels, ys)
 }

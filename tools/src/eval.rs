@@ -20,6 +20,7 @@ pub struct EvalOptions {
     pub model_dir: Option<PathBuf>,
     pub bundles: Vec<PathBuf>,
     pub json_out: Option<PathBuf>,
+    pub svg_out: Option<PathBuf>,
     pub latency_texts: usize,
     pub threads: usize,
 }
@@ -51,15 +52,10 @@ pub struct Report {
 }
 
 pub fn eval(opts: &EvalOptions) -> Result<Report> {
-    ensure!(
-        !opts.bundles.is_empty(),
-        "give at least one bundle to evaluate"
-    );
+    ensure!(!opts.bundles.is_empty(), "give at least one bundle to evaluate");
     let examples = read_examples(&opts.data)?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let enc_opts = EncoderOptions {
-        threads: opts.threads,
-    };
+    let enc_opts = EncoderOptions { threads: opts.threads };
 
     // Models: the fp32 reference (built in memory from the checkpoint, with the first bundle's
     // head) if a checkpoint is given, then each bundle.
@@ -78,9 +74,7 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
             .with_context(|| format!("cannot load {}", path.display()))?;
         let size = std::fs::metadata(path)?.len();
         models.push((
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             model,
             size,
         ));
@@ -90,44 +84,30 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
     let mut rows = Vec::new();
     let mut mean_tokens = 0.0;
     for (name, model, size) in &models {
-        let head = model
-            .head()
-            .with_context(|| format!("{name} has no classification head"))?;
+        let head = model.head().with_context(|| format!("{name} has no classification head"))?;
         let labels = &head.info.labels;
-        let truth: Vec<Option<usize>> = examples
-            .iter()
-            .map(|e| labels.iter().position(|l| *l == e.label))
-            .collect();
+        let truth: Vec<Option<usize>> =
+            examples.iter().map(|e| labels.iter().position(|l| *l == e.label)).collect();
         let embeddings = embed_all(model, &texts, name)?;
         let preds: Vec<usize> = embeddings
             .iter()
             .map(|e| {
                 let p = head.probabilities(e);
-                (0..p.len())
-                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                    .unwrap_or(0)
+                (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0)
             })
             .collect();
-        let lengths: Vec<usize> = texts
-            .iter()
-            .map(|t| model.encode(t).map_or(0, |e| e.len()))
-            .collect();
+        let lengths: Vec<usize> =
+            texts.iter().map(|t| model.encode(t).map_or(0, |e| e.len())).collect();
         mean_tokens = lengths.iter().sum::<usize>() as f64 / lengths.len() as f64;
-        let flops = lengths
-            .iter()
-            .map(|&n| model.metadata().encoder.flops(n) as f64)
-            .sum::<f64>()
+        let flops = lengths.iter().map(|&n| model.metadata().encoder.flops(n) as f64).sum::<f64>()
             / lengths.len() as f64;
         let (accuracy, macro_f1) = accuracy_f1(&preds, &truth, labels.len());
         let (agreement, cos_mean, cos_min) = match &reference {
             Some((ref_emb, ref_pred)) => {
                 let agree = preds.iter().zip(ref_pred).filter(|(a, b)| a == b).count() as f64
                     / preds.len() as f64;
-                let cos: Vec<f64> = embeddings
-                    .iter()
-                    .zip(ref_emb)
-                    .map(|(a, b)| f64::from(cosine(a, b)))
-                    .collect();
+                let cos: Vec<f64> =
+                    embeddings.iter().zip(ref_emb).map(|(a, b)| f64::from(cosine(a, b))).collect();
                 (
                     agree,
                     cos.iter().sum::<f64>() / cos.len() as f64,
@@ -169,33 +149,22 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
         bertlite::bundle::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
+    if let Some(path) = &opts.svg_out {
+        bertlite::bundle::write_atomic(path, plot_svg(&report).as_bytes())?;
+        println!("wrote {}", path.display());
+    }
     Ok(report)
 }
 
 /// Accuracy and macro-F1 (labels absent from the head count as always wrong).
 fn accuracy_f1(preds: &[usize], truth: &[Option<usize>], k: usize) -> (f64, f64) {
-    let correct = preds
-        .iter()
-        .zip(truth)
-        .filter(|(p, t)| Some(**p) == **t)
-        .count();
+    let correct = preds.iter().zip(truth).filter(|(p, t)| Some(**p) == **t).count();
     let mut f1_sum = 0.0;
     for c in 0..k {
-        let tp = preds
-            .iter()
-            .zip(truth)
-            .filter(|(p, t)| **p == c && **t == Some(c))
-            .count() as f64;
-        let fp = preds
-            .iter()
-            .zip(truth)
-            .filter(|(p, t)| **p == c && **t != Some(c))
-            .count() as f64;
-        let fnn = preds
-            .iter()
-            .zip(truth)
-            .filter(|(p, t)| **p != c && **t == Some(c))
-            .count() as f64;
+        let tp = preds.iter().zip(truth).filter(|(p, t)| **p == c && **t == Some(c)).count() as f64;
+        let fp = preds.iter().zip(truth).filter(|(p, t)| **p == c && **t != Some(c)).count() as f64;
+        let fnn =
+            preds.iter().zip(truth).filter(|(p, t)| **p != c && **t == Some(c)).count() as f64;
         if tp + fp + fnn > 0.0 {
             f1_sum += 2.0 * tp / (2.0 * tp + fp + fnn);
         }
@@ -205,10 +174,7 @@ fn accuracy_f1(preds: &[usize], truth: &[Option<usize>], k: usize) -> (f64, f64)
 
 /// Batch-1 latency percentiles over the given texts (one warm-up run first).
 fn latency(model: &Model, texts: &[&str]) -> Result<(f64, f64)> {
-    let encodings = texts
-        .iter()
-        .map(|t| model.encode(t))
-        .collect::<bertlite::Result<Vec<_>>>()?;
+    let encodings = texts.iter().map(|t| model.encode(t)).collect::<bertlite::Result<Vec<_>>>()?;
     if let Some(e) = encodings.first() {
         model.embed_encodings(&[e])?;
     }
@@ -261,4 +227,97 @@ fn print_table(r: &Report) {
             row.latency_p95_ms
         );
     }
+}
+
+/// Accuracy vs batch-1 latency, one point per model, marker area ∝ size. Plain SVG (no plotting
+/// dependency for a dozen shapes).
+pub fn plot_svg(r: &Report) -> String {
+    let (w, h, left, right, top, bottom) = (760.0, 480.0, 80.0, 40.0, 50.0, 60.0);
+    let xs: Vec<f64> = r.rows.iter().map(|row| row.latency_p50_ms).collect();
+    let ys: Vec<f64> = r.rows.iter().map(|row| row.accuracy * 100.0).collect();
+    let pad = |lo: f64, hi: f64| {
+        let span = (hi - lo).max(1e-9);
+        (lo - span * 0.15, hi + span * 0.15)
+    };
+    let (x0, x1) = pad(
+        0.0f64.min(xs.iter().copied().fold(f64::INFINITY, f64::min)),
+        xs.iter().copied().fold(0.0, f64::max),
+    );
+    let (y0, y1) = pad(
+        ys.iter().copied().fold(f64::INFINITY, f64::min),
+        ys.iter().copied().fold(0.0, f64::max),
+    );
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
+    let py = |y: f64| h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom);
+    let max_size = r.rows.iter().map(|row| row.size_bytes).max().unwrap_or(1) as f64;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Accuracy vs batch-1 latency ({} examples, {} thread(s)); marker area ∝ bundle size</text>\n",
+        w / 2.0,
+        r.examples,
+        r.threads
+    );
+    // Axes with ticks.
+    s += &format!(
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - bottom,
+        w - right,
+        h - bottom
+    );
+    s += &format!(
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - bottom
+    );
+    for i in 0..=5 {
+        let x = x0 + (x1 - x0) * f64::from(i) / 5.0;
+        let y = y0 + (y1 - y0) * f64::from(i) / 5.0;
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{x:.0}</text>\n",
+            px(x),
+            h - bottom + 18.0
+        );
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{y:.1}</text>\n",
+            left - 6.0,
+            py(y) + 4.0
+        );
+        s += &format!(
+            "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>\n",
+            py(y),
+            w - right
+        );
+    }
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">latency p50, ms (mean {:.0} tokens)</text>\n",
+        (left + w - right) / 2.0,
+        h - 16.0,
+        r.mean_tokens
+    );
+    s += &format!(
+        "<text x=\"18\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {})\">accuracy, %</text>\n",
+        (top + h - bottom) / 2.0,
+        (top + h - bottom) / 2.0
+    );
+    for (i, row) in r.rows.iter().enumerate() {
+        let radius = 4.0 + 14.0 * (row.size_bytes as f64 / max_size).sqrt();
+        let color = if i == 0 { "#888" } else { "#1f77b4" };
+        let (cx, cy) = (px(xs[i]), py(ys[i]));
+        s += &format!(
+            "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"{radius:.1}\" fill=\"{color}\" fill-opacity=\"0.5\" stroke=\"{color}\"/>\n"
+        );
+        let label = format!(
+            "{} ({:.1} MB, {:.2} GFLOP)",
+            row.name,
+            row.size_bytes as f64 / 1e6,
+            row.gflops_per_text
+        );
+        let label = label.replace('&', "&amp;").replace('<', "&lt;");
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{label}</text>\n",
+            cx + radius + 3.0,
+            cy - 3.0 + if i % 2 == 0 { 0.0 } else { 12.0 }
+        );
+    }
+    s + "</svg>\n"
 }

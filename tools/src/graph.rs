@@ -82,15 +82,9 @@ impl Builder {
     fn linear(&mut self, name: &str, x: OutletId, l: &Linear) -> Result<OutletId> {
         // f32 here; `to_nnef` swaps in the int8 storage (see the module doc).
         let m = &l.weight;
-        let w = self.konst(
-            &format!("{name}.weight"),
-            Tensor::from_shape(&[m.rows, m.cols], &m.data)?,
-        )?;
-        let y = self.wire(
-            name,
-            EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()),
-            &[x, w],
-        )?;
+        let w =
+            self.konst(&format!("{name}.weight"), Tensor::from_shape(&[m.rows, m.cols], &m.data)?)?;
+        let y = self.wire(name, EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()), &[x, w])?;
         let b = self.konst(&format!("{name}.bias"), tensor1(&l.bias))?;
         self.bin(&format!("{name}.add_bias"), math::add, y, b)
     }
@@ -98,11 +92,7 @@ impl Builder {
     /// LayerNorm over the last axis, from primitives (declutter fuses it at load).
     fn layer_norm(&mut self, name: &str, x: OutletId, n: &LayerNorm, eps: f32) -> Result<OutletId> {
         let h = n.gamma.len();
-        let sum = self.wire(
-            &format!("{name}.sum"),
-            Reduce::new(tvec![2], Reducer::Sum),
-            &[x],
-        )?;
+        let sum = self.wire(&format!("{name}.sum"), Reduce::new(tvec![2], Reducer::Sum), &[x])?;
         let inv_h = self.scalar(&format!("{name}.inv_h"), 1.0 / h as f32)?;
         let mean = self.bin(&format!("{name}.mean"), math::mul, sum, inv_h)?;
         let centered = self.bin(&format!("{name}.center"), math::sub, x, mean)?;
@@ -123,10 +113,8 @@ impl Builder {
 
     /// Exact (erf) GELU: x · ½(1 + erf(x/√2)), as BERT's "gelu".
     fn gelu(&mut self, name: &str, x: OutletId) -> Result<OutletId> {
-        let inv_sqrt2 = self.scalar(
-            &format!("{name}.inv_sqrt2"),
-            std::f32::consts::FRAC_1_SQRT_2,
-        )?;
+        let inv_sqrt2 =
+            self.scalar(&format!("{name}.inv_sqrt2"), std::f32::consts::FRAC_1_SQRT_2)?;
         let scaled = self.bin(&format!("{name}.div"), math::mul, x, inv_sqrt2)?;
         let erf = self.wire(&format!("{name}.erf"), math::erf(), &[scaled])?;
         let one = self.scalar(&format!("{name}.one"), 1.0)?;
@@ -141,10 +129,8 @@ impl Builder {
     fn embedding(&mut self, name: &str, table: &Matrix, ids: OutletId) -> Result<OutletId> {
         match self.precision {
             Precision::F32 => {
-                let t = self.konst(
-                    name,
-                    Tensor::from_shape(&[table.rows, table.cols], &table.data)?,
-                )?;
+                let t =
+                    self.konst(name, Tensor::from_shape(&[table.rows, table.cols], &table.data)?)?;
                 self.wire(&format!("{name}.gather"), Gather::new(0), &[t, ids])
             }
             Precision::Int8 => {
@@ -169,10 +155,17 @@ impl Builder {
 
 /// Builds the encoder graph (inputs i64 `[batch, seq]`, output f32 `[batch, seq, hidden]`).
 pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
-    let mut b = Builder {
-        model: TypedModel::default(),
-        precision,
-    };
+    build_with_taps(bert, precision, false)
+}
+
+/// Per layer, the extra outputs pruning measures: the layer input, the attention context
+/// before the heads merge `[b, s, heads, dh]`, the FFN activation after GELU `[b, s, ffn]`.
+pub const TAPS_PER_LAYER: usize = 3;
+
+/// As [`build`]; with `taps`, outputs are `[hidden, then TAPS_PER_LAYER per layer]`.
+pub fn build_with_taps(bert: &Bert, precision: Precision, taps: bool) -> Result<TypedModel> {
+    let mut tapped = Vec::new();
+    let mut b = Builder { model: TypedModel::default(), precision };
     let batch = b.model.sym("batch");
     let seq = b.model.sym("seq");
     let fact = i64::fact([batch.to_dim(), seq.to_dim()]);
@@ -186,11 +179,8 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
         "embeddings.position_ids",
         tensor1(&(0..bert.position.rows as i64).collect::<Vec<_>>()),
     )?;
-    let position_ids = b.wire(
-        "embeddings.position_ids.slice",
-        Slice::new(0, 0, seq.to_dim()),
-        &[position_ids],
-    )?;
+    let position_ids =
+        b.wire("embeddings.position_ids.slice", Slice::new(0, 0, seq.to_dim()), &[position_ids])?;
     let position = b.embedding("embeddings.position", &bert.position, position_ids)?;
     let types = {
         let t = b.konst(
@@ -255,13 +245,10 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
             EinSum::new("bhst,bthd->bshd".parse()?, f32::datum_type()),
             &[probs, v],
         )?;
+        tapped.extend([x, ctx]);
         let ctx = b.wire(
             &format!("{p}.merge_heads"),
-            AxisOp::Reshape(
-                2,
-                tvec![heads.to_dim(), dh.to_dim()],
-                tvec![(heads * dh).to_dim()],
-            ),
+            AxisOp::Reshape(2, tvec![heads.to_dim(), dh.to_dim()], tvec![(heads * dh).to_dim()]),
             &[ctx],
         )?;
         let attn = b.linear(&format!("{p}.attn_out"), ctx, &layer.attn_out)?;
@@ -269,11 +256,16 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
         let h = b.layer_norm(&format!("{p}.attn_norm"), res, &layer.attn_norm, bert.eps)?;
         let f = b.linear(&format!("{p}.ffn_in"), h, &layer.ffn_in)?;
         let f = b.gelu(&format!("{p}.gelu"), f)?;
+        tapped.push(f);
         let f = b.linear(&format!("{p}.ffn_out"), f, &layer.ffn_out)?;
         let res = b.bin(&format!("{p}.ffn_residual"), math::add, f, h)?;
         x = b.layer_norm(&format!("{p}.ffn_norm"), res, &layer.ffn_norm, bert.eps)?;
     }
-    b.model.select_output_outlets(&[x])?;
+    let mut outputs = vec![x];
+    if taps {
+        outputs.extend(tapped);
+    }
+    b.model.select_output_outlets(&outputs)?;
     b.model.set_outlet_label(x, OUTPUT.to_string())?;
     Ok(b.model)
 }
@@ -296,10 +288,8 @@ pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<
         std::io::Read::read_to_end(&mut entry, &mut data)?;
         files.push((path, data));
     }
-    let graph_ix = files
-        .iter()
-        .position(|(p, _)| p == "graph.nnef")
-        .context("NNEF tar has no graph.nnef")?;
+    let graph_ix =
+        files.iter().position(|(p, _)| p == "graph.nnef").context("NNEF tar has no graph.nnef")?;
     let mut text = String::from_utf8(std::mem::take(&mut files[graph_ix].1))?;
     for (i, layer) in bert.layers.iter().enumerate() {
         for (name, lin) in [
@@ -321,10 +311,7 @@ pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<
                 .next()
                 .with_context(|| format!("weight {label} not found in the NNEF graph"))?
                 .to_owned();
-            ensure!(
-                hits.next().is_none(),
-                "weight {label} declared twice in the NNEF graph"
-            );
+            ensure!(hits.next().is_none(), "weight {label} declared twice in the NNEF graph");
             let ident = line.trim().split(' ').next().unwrap_or_default().to_owned();
             let q = quantize_rows(&m.data, m.rows, m.cols);
             let replacement = format!(

@@ -5,6 +5,7 @@ mod compile;
 mod data;
 mod eval;
 mod graph;
+mod prune;
 mod quantize;
 mod train;
 
@@ -49,6 +50,21 @@ enum Command {
         /// Threads used to embed training data (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Remove this fraction of the FFN neurons in every layer (e.g. 0.5).
+        #[arg(long, default_value_t = 0.0)]
+        prune_ffn: f32,
+        /// Remove this fraction of the attention heads in every layer (e.g. 0.25).
+        #[arg(long, default_value_t = 0.0)]
+        prune_heads: f32,
+        /// Remove this many whole layers (the ones that change their input least).
+        #[arg(long, default_value_t = 0)]
+        drop_layers: usize,
+        /// Texts to measure pruning importance on (JSONL/CSV; default: the --train file).
+        #[arg(long)]
+        calibration: Option<PathBuf>,
+        /// How many calibration texts to use.
+        #[arg(long, default_value_t = 128)]
+        calibration_texts: usize,
     },
     /// Evaluate bundles (and the fp32 checkpoint) on labeled data: accuracy, macro-F1, agreement
     /// and embedding cosine with the reference, size, FLOPs, batch-1 latency.
@@ -62,6 +78,9 @@ enum Command {
         /// Write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write an SVG plot (accuracy vs latency, marker size = bundle size) here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
         /// How many texts to time for latency.
         #[arg(long, default_value_t = 50)]
         latency_texts: usize,
@@ -85,6 +104,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             multi_label,
             l2,
             threads,
+            prune_ffn,
+            prune_heads,
+            drop_layers,
+            calibration,
+            calibration_texts,
         } => {
             let output = output.unwrap_or_else(|| compile::default_output(&model_dir));
             compile::compile(&compile::CompileOptions {
@@ -96,21 +120,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 multi_label,
                 l2,
                 threads: threads.unwrap_or_else(compile::threads_default),
+                prune: prune::PruneOptions { ffn: prune_ffn, heads: prune_heads, drop_layers },
+                calibration,
+                calibration_texts,
             })
         }
-        Command::Eval {
-            data,
-            model_dir,
-            json,
-            latency_texts,
-            threads,
-            bundles,
-        } => {
+        Command::Eval { data, model_dir, json, svg, latency_texts, threads, bundles } => {
             eval::eval(&eval::EvalOptions {
                 data,
                 model_dir,
                 bundles,
                 json_out: json,
+                svg_out: svg,
                 latency_texts,
                 threads: threads.unwrap_or_else(compile::threads_default),
             })?;

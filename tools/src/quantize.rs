@@ -40,14 +40,14 @@ pub fn quantize_rows(data: &[f32], rows: usize, cols: usize) -> QuantizedRows {
         let scale = (0..CLIP_STEPS)
             .map(|i| max * (1.0 - 0.01 * i as f32) / 127.0)
             .map(|s| (s, sse(s)))
-            .fold((max / 127.0, f32::INFINITY), |best, (s, e)| {
-                if e < best.1 { (s, e) } else { best }
-            })
+            .fold(
+                (max / 127.0, f32::INFINITY),
+                |best, (s, e)| {
+                    if e < best.1 { (s, e) } else { best }
+                },
+            )
             .0;
-        values.extend(
-            row.iter()
-                .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8),
-        );
+        values.extend(row.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8));
         scales.push(scale);
     }
     QuantizedRows { values, scales }
@@ -77,9 +77,8 @@ mod tests {
         assert_eq!(q.scales[1], 1.0);
         // A varied matrix: unclipped elements within half a step; total error no worse than
         // plain max scaling.
-        let data: Vec<f32> = (0..64 * 48)
-            .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0)
-            .collect();
+        let data: Vec<f32> =
+            (0..64 * 48).map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0).collect();
         let q = quantize_rows(&data, 64, 48);
         let back = dequantize_rows(&q, 48);
         let mut sse = 0.0;
@@ -111,10 +110,6 @@ mod tests {
             .collect();
         let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
         let q = quantize_rows(&row, 1, 4096);
-        assert!(
-            q.scales[0] < max / 127.0,
-            "expected clipping, scale {} max {max}",
-            q.scales[0]
-        );
+        assert!(q.scales[0] < max / 127.0, "expected clipping, scale {} max {max}", q.scales[0]);
     }
 }

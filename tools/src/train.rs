@@ -11,11 +11,7 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions {
-            l2: 1e-3,
-            iterations: 500,
-            learning_rate: 0.5,
-        }
+        TrainOptions { l2: 1e-3, iterations: 500, learning_rate: 0.5 }
     }
 }
 
@@ -45,13 +41,7 @@ pub fn train_softmax(
     let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
     let z: Vec<Vec<f32>> = xs
         .iter()
-        .map(|x| {
-            x.iter()
-                .zip(&mean)
-                .zip(&std)
-                .map(|((v, m), s)| (v - m) / s)
-                .collect()
-        })
+        .map(|x| x.iter().zip(&mean).zip(&std).map(|((v, m), s)| (v - m) / s).collect())
         .collect();
 
     let mut w = vec![0f32; k * d];
@@ -65,12 +55,8 @@ pub fn train_softmax(
         let mut gb = vec![0f32; k];
         for (x, &y) in z.iter().zip(ys) {
             for c in 0..k {
-                probs[c] = b[c]
-                    + w[c * d..(c + 1) * d]
-                        .iter()
-                        .zip(x)
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>();
+                probs[c] =
+                    b[c] + w[c * d..(c + 1) * d].iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
             }
             let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
@@ -131,9 +117,7 @@ mod tests {
                 let scores: Vec<f32> = (0..3)
                     .map(|c| b[c] + (0..4).map(|j| w[c * 4 + j] * x[j]).sum::<f32>())
                     .collect();
-                let best = (0..3)
-                    .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
-                    .unwrap();
+                let best = (0..3).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap();
                 best == **y
             })
             .count();

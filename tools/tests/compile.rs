@@ -15,17 +15,11 @@ const FP32_PROB_TOLERANCE: f32 = 1e-4;
 const INT8_PROB_TOLERANCE: f32 = 0.03;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn tool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bertlite-tool"))
-        .args(args)
-        .output()
-        .expect("tool runs")
+    Command::new(env!("CARGO_BIN_EXE_bertlite-tool")).args(args).output().expect("tool runs")
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -35,13 +29,8 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn compile(dir: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "compile",
-        "--model-dir",
-        dir.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
+    let mut args =
+        vec!["compile", "--model-dir", dir.to_str().unwrap(), "-o", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     tool(&args)
 }
@@ -52,12 +41,7 @@ fn golden() -> Vec<(Value, Value)> {
     texts
         .lines()
         .zip(want.lines())
-        .map(|(t, w)| {
-            (
-                serde_json::from_str(t).unwrap(),
-                serde_json::from_str(w).unwrap(),
-            )
-        })
+        .map(|(t, w)| (serde_json::from_str(t).unwrap(), serde_json::from_str(w).unwrap()))
         .collect()
 }
 
@@ -68,27 +52,19 @@ fn check_against_reference(bundle: &Path, tolerance: f32) {
     for (text, want) in golden() {
         let enc = match &text {
             Value::String(s) => model.encode(s).unwrap(),
-            Value::Array(p) => model
-                .encode_pair(p[0].as_str().unwrap(), p[1].as_str().unwrap())
-                .unwrap(),
+            Value::Array(p) => {
+                model.encode_pair(p[0].as_str().unwrap(), p[1].as_str().unwrap()).unwrap()
+            }
             _ => unreachable!(),
         };
-        let want_ids: Vec<u32> = want["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want_ids: Vec<u32> =
+            want["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         assert_eq!(enc.ids.as_slice(), want_ids.as_slice(), "{text}");
         let pooled = model.embed_encodings(&[&enc]).unwrap().remove(0);
         let probs = head.probabilities(&pooled);
         for (got, want) in probs.iter().zip(want["probs"].as_array().unwrap()) {
             let want = want.as_f64().unwrap() as f32;
-            assert!(
-                (got - want).abs() <= tolerance,
-                "{text}: {probs:?} vs {}",
-                want
-            );
+            assert!((got - want).abs() <= tolerance, "{text}: {probs:?} vs {}", want);
         }
     }
 }
@@ -98,19 +74,11 @@ fn tiny_checkpoint_fp32_and_int8_match_reference() {
     let dir = repo().join("models/tiny-bert-cls");
     let f32_out = temp("tiny-f32.blt");
     let out = compile(&dir, &f32_out, &["--no-quantize"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_against_reference(&f32_out, FP32_PROB_TOLERANCE);
     let int8_out = temp("tiny-int8.blt");
     let out = compile(&dir, &int8_out, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_against_reference(&int8_out, INT8_PROB_TOLERANCE);
 }
 
@@ -119,21 +87,12 @@ fn vocab_txt_without_tokenizer_json_gives_same_tokens() {
     let src = repo().join("models/tiny-bert-cls");
     let dir = temp("tiny-vocab-only");
     std::fs::create_dir_all(&dir).unwrap();
-    for f in [
-        "config.json",
-        "model.safetensors",
-        "vocab.txt",
-        "tokenizer_config.json",
-    ] {
+    for f in ["config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
     let out_path = temp("tiny-vocab.blt");
     let out = compile(&dir, &out_path, &["--no-quantize"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_against_reference(&out_path, FP32_PROB_TOLERANCE);
 }
 
@@ -153,18 +112,11 @@ fn trains_a_head_from_csv() {
         &out_path,
         &["--train", csv.to_str().unwrap(), "--threads", "1"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let model = Model::load(&out_path).unwrap();
     assert_eq!(model.head().unwrap().info.labels, ["neg", "pos"]);
     assert_eq!(model.classify("great love best").unwrap().top().0, "pos");
-    assert_eq!(
-        model.classify("terrible worst hate").unwrap().top().0,
-        "neg"
-    );
+    assert_eq!(model.classify("terrible worst hate").unwrap().top().0, "neg");
 }
 
 fn expect_error(out: Output, needle: &str) {
@@ -178,51 +130,26 @@ fn expect_error(out: Output, needle: &str) {
 fn bad_checkpoints_are_clear_errors() {
     let src = repo().join("models/tiny-bert-cls");
     let out_path = temp("never.blt");
-    expect_error(
-        compile(Path::new("/nonexistent/dir"), &out_path, &[]),
-        "does not exist",
-    );
+    expect_error(compile(Path::new("/nonexistent/dir"), &out_path, &[]), "does not exist");
 
     let gpt = temp("gpt2-like");
     std::fs::create_dir_all(&gpt).unwrap();
-    std::fs::write(
-        gpt.join("config.json"),
-        r#"{"model_type": "gpt2", "n_layer": 2}"#,
-    )
-    .unwrap();
+    std::fs::write(gpt.join("config.json"), r#"{"model_type": "gpt2", "n_layer": 2}"#).unwrap();
     expect_error(compile(&gpt, &out_path, &[]), "not a BERT checkpoint");
 
     let broken = temp("broken-weights");
     std::fs::create_dir_all(&broken).unwrap();
-    for f in [
-        "config.json",
-        "vocab.txt",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ] {
+    for f in ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(src.join(f), broken.join(f)).unwrap();
     }
     let weights = std::fs::read(src.join("model.safetensors")).unwrap();
-    std::fs::write(
-        broken.join("model.safetensors"),
-        &weights[..weights.len() / 2],
-    )
-    .unwrap();
-    expect_error(
-        compile(&broken, &out_path, &[]),
-        "not a valid safetensors file",
-    );
+    std::fs::write(broken.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    expect_error(compile(&broken, &out_path, &[]), "not a valid safetensors file");
 
     std::fs::write(broken.join("model.safetensors"), &weights).unwrap();
     std::fs::write(broken.join("config.json"), "{not json").unwrap();
-    expect_error(
-        compile(&broken, &out_path, &[]),
-        "config.json is not valid JSON",
-    );
+    expect_error(compile(&broken, &out_path, &[]), "config.json is not valid JSON");
 
-    expect_error(
-        compile(&src, &out_path, &["--max-len", "100000"]),
-        "max length",
-    );
+    expect_error(compile(&src, &out_path, &["--max-len", "100000"]), "max length");
     assert!(!out_path.exists(), "nothing written on failure");
 }

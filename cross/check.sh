@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the runtime for the boards and checks it under qemu-user, CPU pinned per board:
+#  - unit tests of the runtime crate run on each target;
+#  - the x86_64-compiled bundle gives the same labels and embeddings on aarch64/armv7 as on x86_64;
+#  - tract picks the NEON kernels (arm64simd on aarch64, armv7neon on armv7);
+#  - stripped binary size and the glibc symbol versions it needs are reported.
+# Needs the bundles tools/test.sh makes and the packages .ci/run installs.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BERTLITE_CACHE/target}
+bundle="$BERTLITE_CACHE/bundles/minilm-bbc.blt"
+host="$CARGO_TARGET_DIR/debug/bertlite"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# Golden sentences, one per line (a sentence with a newline becomes several lines on both sides).
+python3 -c 'import json,sys
+for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embeddings.jsonl > "$out/texts.txt"
+"$host" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.classify" || true
+"$host" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.embed" || true
+
+check_target() {
+  local target=$1 runner=$2 kernel=$3 cpu=$4
+  echo "-- $target (qemu cpu $cpu)"
+  cargo build --release --target "$target" -p bertlite --bin bertlite
+  local bin="$CARGO_TARGET_DIR/$target/release/bertlite"
+  printf 'binary: %s, %.2f MB stripped\n' "$bin" "$(stat -c %s "$bin" | awk '{print $1/1e6}')"
+  local prefix=${target%%-*}; [ "$prefix" = armv7 ] && prefix=arm
+  local objdump=$([ "$prefix" = arm ] && echo arm-linux-gnueabihf-objdump || echo aarch64-linux-gnu-objdump)
+  echo "glibc needed: $($objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
+
+  QEMU_CPU=$cpu "$runner" "$bin" info -v -m "$bundle" > "$out/$target.info"
+  grep -E '^(cpu|matmul)' "$out/$target.info"
+  if ! grep -q "^matmul.*$kernel" "$out/$target.info"; then
+    echo "FAIL: expected $kernel kernels on $target" >&2; exit 1
+  fi
+  QEMU_CPU=$cpu "$runner" "$bin" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.classify" || true
+  QEMU_CPU=$cpu "$runner" "$bin" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.embed" || true
+  python3 cross/compare.py "$out/x86.classify" "$out/$target.classify" "$out/x86.embed" "$out/$target.embed"
+
+  # The runtime's unit tests, on the target (release profile: the debug one is too slow under qemu).
+  QEMU_CPU=$cpu cargo test --release --target "$target" -p bertlite --lib
+}
+
+check_target aarch64-unknown-linux-gnu cross/run-aarch64.sh arm64simd_mmm_f32 cortex-a72
+# Pi 5 / Orin class core: same NEON f32 kernels; dotprod is visible to tract here.
+QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/bertlite" info -m "$bundle" | grep -E '^(cpu|matmul)'
+check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15
