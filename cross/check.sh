@@ -40,8 +40,8 @@ check_target() {
   QEMU_CPU=$cpu "$runner" "$bin" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.embed" || true
   python3 cross/compare.py "$out/x86.classify" "$out/$target.classify" "$out/x86.embed" "$out/$target.embed"
 
-  # The runtime's unit tests, on the target (release profile: the debug one is too slow under qemu).
-  QEMU_CPU=$cpu cargo test --release --target "$target" -p bertlite --lib
+  # The runtime's unit tests, on the target (qemu-test profile: unoptimized, quick to build).
+  QEMU_CPU=$cpu cargo test --profile qemu-test --target "$target" -p bertlite --lib
 }
 
 check_target aarch64-unknown-linux-gnu cross/run-aarch64.sh arm64simd_mmm_f32 cortex-a72

@@ -92,19 +92,48 @@ impl Encoder {
         self.plan.model()
     }
 
-    /// Runs the encoder; returns the last hidden state, row-major `[batch, seq, hidden]`.
-    pub fn run(&self, batch: &Batch) -> Result<Vec<f32>> {
+    /// Runs the encoder `iters` times, timing every op of the plan; returns (op name, total
+    /// time) sorted by time, largest first. For finding where inference time goes.
+    pub fn profile(
+        &self,
+        batch: &Batch,
+        iters: usize,
+    ) -> Result<Vec<(String, std::time::Duration)>> {
+        let mut times: std::collections::HashMap<String, std::time::Duration> = Default::default();
+        for _ in 0..iters.max(1) {
+            let mut state =
+                self.plan.spawn().map_err(|e| Error::inference("cannot start the plan", e))?;
+            state
+                .run_plan_with_eval(self.inputs(batch)?, |ctx, op_state, node, inputs| {
+                    let start = std::time::Instant::now();
+                    let out = tract_nnef::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    *times.entry(node.op().name().to_string()).or_default() += start.elapsed();
+                    out
+                })
+                .map_err(|e| Error::inference("the encoder failed to run", e))?;
+        }
+        let mut times: Vec<_> = times.into_iter().collect();
+        times.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(times)
+    }
+
+    fn inputs(&self, batch: &Batch) -> Result<TVec<TValue>> {
         let shape = [batch.batch, batch.seq];
         let tensor = |data: &[i64]| -> Result<TValue> {
             Tensor::from_shape(&shape, data)
                 .map(TValue::from)
                 .map_err(|e| Error::inference("cannot build an input tensor", e))
         };
-        let inputs = tvec!(
+        Ok(tvec!(
             tensor(&batch.input_ids)?,
             tensor(&batch.attention_mask)?,
             tensor(&batch.token_type_ids)?
-        );
+        ))
+    }
+
+    /// Runs the encoder; returns the last hidden state, row-major `[batch, seq, hidden]`.
+    pub fn run(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let inputs = self.inputs(batch)?;
         let outputs =
             self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))?;
         let hidden = outputs

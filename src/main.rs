@@ -76,6 +76,15 @@ enum Command {
         /// Timed runs per text (after one warm-up).
         #[arg(long, default_value_t = 10)]
         iters: usize,
+        /// Run texts in batches of this many (one line per batch).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Cut every text to this many tokens (keeping the final [SEP]), to time exact lengths.
+        #[arg(long)]
+        truncate: Option<usize>,
+        /// Print where the time goes, per op type, instead of latencies.
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -227,7 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 write!(out, "{}", bertlite::report::plan_details(&m))?;
             }
         }
-        Command::Bench { common, iters } => {
+        Command::Bench { common, iters, batch, truncate, profile } => {
             let start = Instant::now();
             let model = load(&common.model, common.threads)?;
             let load_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -238,21 +247,61 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 size as f64 / 1e6,
                 threads(common.threads)
             )?;
-            each(common, &mut out, &mut |text| {
-                let e = encode(&model, text, common.pair)?;
-                model.embed_encodings(&[&e])?; // warm-up
-                let mut times: Vec<f64> = (0..(*iters).max(1))
-                    .map(|_| {
-                        let t = Instant::now();
-                        model.embed_encodings(&[&e]).map(|_| t.elapsed().as_secs_f64() * 1e3)
-                    })
-                    .collect::<bertlite::Result<_>>()?;
+            let mut encodings = Vec::new();
+            for text in inputs(&common.texts) {
+                let text = text.map_err(bertlite::Error::input)?;
+                let mut e = encode(&model, &text, common.pair)?;
+                if let Some(n) = truncate {
+                    e.truncate(*n);
+                }
+                encodings.push(e);
+            }
+            for group in encodings.chunks((*batch).max(1)) {
+                let refs: Vec<&bertlite::tokenizer::Encoding> = group.iter().collect();
+                if *profile {
+                    let b = bertlite::encoder::Batch::new(&refs, model.tokenizer().pad_id());
+                    model.encoder().run(&b)?; // warm-up
+                    let times = model.encoder().profile(&b, *iters)?;
+                    let total: f64 = times.iter().map(|t| t.1.as_secs_f64()).sum();
+                    writeln!(
+                        out,
+                        "{} tokens × {}: {:.2} ms per run",
+                        b.seq,
+                        b.batch,
+                        total * 1e3 / (*iters).max(1) as f64
+                    )?;
+                    for (op, t) in times {
+                        let share = 100.0 * t.as_secs_f64() / total;
+                        writeln!(
+                            out,
+                            "  {share:5.1}%  {:8.3} ms  {op}",
+                            t.as_secs_f64() * 1e3 / (*iters).max(1) as f64
+                        )?;
+                    }
+                    continue;
+                }
+                model.embed_encodings(&refs)?; // warm-up
+                let mut times = Vec::with_capacity(*iters);
+                for _ in 0..(*iters).max(1) {
+                    let t = Instant::now();
+                    model.embed_encodings(&refs)?;
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
                 times.sort_by(f64::total_cmp);
                 let p50 = times[times.len() / 2];
                 let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
-                let plain = format!("{:>4} tokens  p50 {p50:7.2} ms  p95 {p95:7.2} ms", e.len());
-                Ok((plain, json!({ "tokens": e.len(), "p50_ms": p50, "p95_ms": p95 })))
-            })?;
+                let tokens = group.iter().map(|e| e.len()).max().unwrap_or(0);
+                if common.json {
+                    let line = json!({ "tokens": tokens, "batch": group.len(), "p50_ms": p50, "p95_ms": p95 });
+                    writeln!(out, "{line}")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{tokens:>4} tokens × {}  p50 {p50:7.2} ms  p95 {p95:7.2} ms",
+                        group.len()
+                    )?;
+                }
+            }
         }
     }
     out.flush()?;

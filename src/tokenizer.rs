@@ -58,6 +58,18 @@ impl Encoding {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
+
+    /// Keeps the first `n - 1` tokens and the last one (`[SEP]`), as truncation at `n` would.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= 2 && self.len() > n {
+            let (last_id, last_type) = (self.ids[self.len() - 1], self.type_ids[self.len() - 1]);
+            self.ids.truncate(n - 1);
+            self.type_ids.truncate(n - 1);
+            // Capacity is available: we just removed elements.
+            let _ = self.ids.push(last_id);
+            let _ = self.type_ids.push(last_type);
+        }
+    }
 }
 
 pub struct Tokenizer {
