@@ -21,15 +21,29 @@ for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embedding
 "$host" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.classify" || true
 "$host" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.embed" || true
 
+# The shipped binaries are linked against glibc 2.31 with cargo-zigbuild, so one binary runs on
+# Pi OS Bullseye / JetPack 5 and newer; without zigbuild, Debian's cross linkers are used.
+GLIBC_FLOOR=2.31
+
 check_target() {
   local target=$1 runner=$2 kernel=$3 cpu=$4
   echo "-- $target (qemu cpu $cpu)"
-  cargo build --release --target "$target" -p bertlite --bin bertlite
-  local bin="$CARGO_TARGET_DIR/$target/release/bertlite"
+  local bin
+  if command -v cargo-zigbuild >/dev/null; then
+    cargo zigbuild --release --target "$target.$GLIBC_FLOOR" -p bertlite --bin bertlite
+  else
+    cargo build --release --target "$target" -p bertlite --bin bertlite
+  fi
+  bin="$CARGO_TARGET_DIR/$target/release/bertlite"
   printf 'binary: %s, %.2f MB stripped\n' "$bin" "$(stat -c %s "$bin" | awk '{print $1/1e6}')"
-  local prefix=${target%%-*}; [ "$prefix" = armv7 ] && prefix=arm
-  local objdump=$([ "$prefix" = arm ] && echo arm-linux-gnueabihf-objdump || echo aarch64-linux-gnu-objdump)
-  echo "glibc needed: $($objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
+  local objdump=aarch64-linux-gnu-objdump
+  [ "${target%%-*}" = armv7 ] && objdump=arm-linux-gnueabihf-objdump
+  local glibc
+  glibc=$($objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+  echo "glibc needed: $glibc"
+  if command -v cargo-zigbuild >/dev/null && [ "$(printf '%s\n' "GLIBC_$GLIBC_FLOOR" "$glibc" | sort -V | tail -1)" != "GLIBC_$GLIBC_FLOOR" ]; then
+    echo "FAIL: $target binary needs $glibc, above GLIBC_$GLIBC_FLOOR" >&2; exit 1
+  fi
 
   QEMU_CPU=$cpu "$runner" "$bin" info -v -m "$bundle" > "$out/$target.info"
   grep -E '^(cpu|matmul)' "$out/$target.info"

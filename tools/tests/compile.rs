@@ -153,3 +153,44 @@ fn bad_checkpoints_are_clear_errors() {
     expect_error(compile(&src, &out_path, &["--max-len", "100000"]), "max length");
     assert!(!out_path.exists(), "nothing written on failure");
 }
+
+#[test]
+fn pruning_shrinks_the_graph_and_still_runs() {
+    let cal = temp("calibration.jsonl");
+    let lines: String =
+        ["the market rose", "terrible film", "good music award", "shares fell at the bank"]
+            .iter()
+            .map(|t| format!("{{\"text\": \"{t}\", \"label\": \"x\"}}\n"))
+            .collect();
+    std::fs::write(&cal, lines).unwrap();
+    let out_path = temp("tiny-pruned.blt");
+    let dir = repo().join("models/tiny-bert-cls");
+    let args = [
+        "--calibration",
+        cal.to_str().unwrap(),
+        "--prune-ffn",
+        "0.5",
+        "--prune-heads",
+        "0.5",
+        "--drop-layers",
+        "1",
+    ];
+    let out = compile(&dir, &out_path, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = Model::load(&out_path).unwrap();
+    let enc = &model.metadata().encoder;
+    assert_eq!(enc.heads, vec![2], "4 heads halved, one of two layers dropped");
+    assert_eq!(enc.intermediate, vec![32]);
+    let full = Model::load({
+        let p = temp("tiny-full.blt");
+        assert!(compile(&dir, &p, &[]).status.success());
+        p
+    })
+    .unwrap();
+    assert!(enc.flops(32) * 3 < full.metadata().encoder.flops(32), "at least 3x fewer FLOPs");
+    assert!(model.metadata().pruning.as_deref().unwrap_or("").contains("ffn -50%"));
+    let c = model.classify("the market rose").unwrap();
+    assert_eq!(c.scores.len(), 3);
+    // Pruning without calibration text is a clear error.
+    expect_error(compile(&dir, &temp("never2.blt"), &["--prune-ffn", "0.5"]), "--calibration");
+}
