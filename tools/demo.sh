@@ -2,12 +2,7 @@
 # The main job on the default model: fetch all-MiniLM-L6-v2 and BBC News (cached), build
 # release binaries, compile the real model into an int8 bundle with a BBC News head, classify
 # sample sentences, and print size and latency.
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BERTLITE_CACHE/target}
-tools/setup.sh
+source "$(dirname "$0")/env.sh"
 cargo build --release --workspace --bins
 bin="$CARGO_TARGET_DIR/release"
 bundle=${BUNDLE:-minilm-bbc.blt}

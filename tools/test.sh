@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
 # The test command: fetch the real model and data (cached), compile the test bundles from the
 # real all-MiniLM-L6-v2, then run every test of the workspace.
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BERTLITE_CACHE/target}
-tools/setup.sh
+source "$(dirname "$0")/env.sh"
 cargo build --workspace --bins
 tool="$CARGO_TARGET_DIR/debug/bertlite-tool"
 bundles="$BERTLITE_CACHE/bundles"

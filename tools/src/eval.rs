@@ -8,7 +8,7 @@ use anyhow::{Context, Result, ensure};
 use bertlite::bundle::Bundle;
 use bertlite::pooling::cosine;
 use bertlite::{EncoderOptions, Model};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::compile::{build_bundle, embed_all};
@@ -25,7 +25,7 @@ pub struct EvalOptions {
     pub threads: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Row {
     pub name: String,
     pub quantization: String,
@@ -41,7 +41,7 @@ pub struct Row {
     pub latency_p95_ms: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Report {
     pub data: String,
     pub examples: usize,
@@ -239,10 +239,9 @@ pub fn plot_svg(r: &Report) -> String {
         let span = (hi - lo).max(1e-9);
         (lo - span * 0.15, hi + span * 0.15)
     };
-    let (x0, x1) = pad(
-        0.0f64.min(xs.iter().copied().fold(f64::INFINITY, f64::min)),
-        xs.iter().copied().fold(0.0, f64::max),
-    );
+    // Latency axis from 0, so distances read as ratios.
+    let x0 = 0.0;
+    let x1 = xs.iter().copied().fold(0.0, f64::max) * 1.1;
     let (y0, y1) = pad(
         ys.iter().copied().fold(f64::INFINITY, f64::min),
         ys.iter().copied().fold(0.0, f64::max),
@@ -313,9 +312,11 @@ pub fn plot_svg(r: &Report) -> String {
             row.gflops_per_text
         );
         let label = label.replace('&', "&amp;").replace('<', "&lt;");
+        // Labels go on the side with room.
+        let (lx, anchor) =
+            if cx > w * 0.55 { (cx - radius - 3.0, "end") } else { (cx + radius + 3.0, "start") };
         s += &format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{label}</text>\n",
-            cx + radius + 3.0,
+            "<text x=\"{lx:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\">{label}</text>\n",
             cy - 3.0 + if i % 2 == 0 { 0.0 } else { 12.0 }
         );
     }

@@ -91,6 +91,14 @@ enum Command {
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
     },
+    /// Redraw the SVG plot from an `eval --json` file.
+    Plot {
+        /// The JSON written by `eval --json`.
+        json: PathBuf,
+        /// Output SVG.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -124,6 +132,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 calibration,
                 calibration_texts,
             })
+        }
+        Command::Plot { json, output } => {
+            let text = std::fs::read_to_string(&json)?;
+            let report: eval::Report = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not an eval report: {e}", json.display()))?;
+            bertlite::bundle::write_atomic(&output, eval::plot_svg(&report).as_bytes())?;
+            Ok(())
         }
         Command::Eval { data, model_dir, json, svg, latency_texts, threads, bundles } => {
             eval::eval(&eval::EvalOptions {
