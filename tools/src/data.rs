@@ -1,5 +1,6 @@
-//! Labeled text: JSONL (`{"text": ..., "label": ...}` per line) or CSV with `text` and `label`
-//! columns (header required).
+//! Labeled text: JSONL (`{"text": ..., "label": ...}` per line; for multi-label data `label`
+//! may be an array) or CSV with `text` and `label` columns (header required; several labels
+//! separated by `|`).
 
 use std::path::Path;
 
@@ -9,7 +10,8 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub struct Example {
     pub text: String,
-    pub label: String,
+    /// One label, or several for multi-label data.
+    pub labels: Vec<String>,
 }
 
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
@@ -28,6 +30,13 @@ fn label_of(v: &Value) -> Option<String> {
     }
 }
 
+fn labels_of(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::Array(items) => items.iter().map(label_of).collect(),
+        other => label_of(other).map(|l| vec![l]),
+    }
+}
+
 fn read_jsonl(path: &Path) -> Result<Vec<Example>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -43,9 +52,11 @@ fn read_jsonl(path: &Path) -> Result<Vec<Example>> {
             .get("text")
             .and_then(Value::as_str)
             .with_context(|| format!("{}: no \"text\" string", at()))?;
-        let label =
-            v.get("label").and_then(label_of).with_context(|| format!("{}: no \"label\"", at()))?;
-        out.push(Example { text: text.to_owned(), label });
+        let labels = v
+            .get("label")
+            .and_then(labels_of)
+            .with_context(|| format!("{}: no \"label\" (a string, number or array)", at()))?;
+        out.push(Example { text: text.to_owned(), labels });
     }
     Ok(out)
 }
@@ -62,16 +73,40 @@ fn read_csv(path: &Path) -> Result<Vec<Example>> {
     for (i, rec) in r.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: bad CSV record {}", path.display(), i + 2))?;
         let get = |c: usize| rec.get(c).map(str::to_owned).unwrap_or_default();
-        out.push(Example { text: get(t), label: get(l) });
+        let labels =
+            get(l).split('|').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        out.push(Example { text: get(t), labels });
     }
     Ok(out)
 }
 
-/// Sorted distinct labels and each example's label index.
-pub fn label_index(examples: &[Example]) -> (Vec<String>, Vec<usize>) {
-    let mut labels: Vec<String> = examples.iter().map(|e| e.label.clone()).collect();
+/// Sorted distinct labels and each example's target vector (1.0 for its labels).
+///
+/// # Errors
+/// Single-label training data whose example has no label or several.
+pub fn label_targets(
+    examples: &[Example],
+    multi_label: bool,
+) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+    let mut labels: Vec<String> = examples.iter().flat_map(|e| e.labels.iter().cloned()).collect();
     labels.sort();
     labels.dedup();
-    let ys = examples.iter().map(|e| labels.binary_search(&e.label).unwrap_or(0)).collect();
-    (labels, ys)
+    let mut targets = Vec::with_capacity(examples.len());
+    for (i, e) in examples.iter().enumerate() {
+        if !multi_label && e.labels.len() != 1 {
+            bail!(
+                "example {} has {} labels; use --multi-label for several labels per text",
+                i + 1,
+                e.labels.len()
+            );
+        }
+        let mut t = vec![0f32; labels.len()];
+        for l in &e.labels {
+            if let Ok(c) = labels.binary_search(l) {
+                t[c] = 1.0;
+            }
+        }
+        targets.push(t);
+    }
+    Ok((labels, targets))
 }

@@ -86,8 +86,10 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
     for (name, model, size) in &models {
         let head = model.head().with_context(|| format!("{name} has no classification head"))?;
         let labels = &head.info.labels;
-        let truth: Vec<Option<usize>> =
-            examples.iter().map(|e| labels.iter().position(|l| *l == e.label)).collect();
+        let truth: Vec<Option<usize>> = examples
+            .iter()
+            .map(|e| e.labels.first().and_then(|f| labels.iter().position(|l| l == f)))
+            .collect();
         let embeddings = embed_all(model, &texts, name)?;
         let preds: Vec<usize> = embeddings
             .iter()

@@ -194,3 +194,26 @@ fn pruning_shrinks_the_graph_and_still_runs() {
     // Pruning without calibration text is a clear error.
     expect_error(compile(&dir, &temp("never2.blt"), &["--prune-ffn", "0.5"]), "--calibration");
 }
+
+#[test]
+fn trains_a_multi_label_sigmoid_head() {
+    let data = temp("multi.jsonl");
+    let mut text = String::new();
+    for i in 0..15 {
+        text.push_str(&format!("{{\"text\": \"good great {i}\", \"label\": [\"pos\"]}}\n"));
+        text.push_str(&format!("{{\"text\": \"market shares bank {i}\", \"label\": [\"finance\"]}}\n"));
+        text.push_str(&format!("{{\"text\": \"good great market shares {i}\", \"label\": [\"pos\", \"finance\"]}}\n"));
+    }
+    std::fs::write(&data, text).unwrap();
+    let out_path = temp("tiny-multi.blt");
+    let dir = repo().join("models/tiny-bert-cls");
+    let args = ["--train", data.to_str().unwrap(), "--multi-label", "--threads", "1"];
+    let out = compile(&dir, &out_path, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = Model::load(&out_path).unwrap();
+    assert_eq!(model.head().unwrap().info.kind, bertlite::bundle::HeadKind::MultiLabel);
+    let c = model.classify("good great market shares").unwrap();
+    assert!(c.scores.iter().all(|(_, p)| *p > 0.5), "both labels: {c:?}");
+    // Several labels without --multi-label is a clear error.
+    expect_error(compile(&dir, &temp("never3.blt"), &["--train", data.to_str().unwrap()]), "--multi-label");
+}
