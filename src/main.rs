@@ -241,12 +241,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let model = load(&common.model, common.threads)?;
             let load_ms = start.elapsed().as_secs_f64() * 1e3;
             let size = std::fs::metadata(&common.model)?.len();
-            writeln!(
-                out,
-                "bundle {:.2} MB, load {load_ms:.0} ms, threads {}",
-                size as f64 / 1e6,
-                threads(common.threads)
-            )?;
+            let threads = threads(common.threads);
+            if common.json {
+                let line = json!({ "bundle_bytes": size, "load_ms": load_ms, "threads": threads });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(
+                    out,
+                    "bundle {:.2} MB, load {load_ms:.0} ms, threads {threads}",
+                    size as f64 / 1e6
+                )?;
+            }
             let mut encodings = Vec::new();
             for text in inputs(&common.texts) {
                 let text = text.map_err(bertlite::Error::input)?;

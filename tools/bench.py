@@ -1,6 +1,8 @@
 """bertlite vs ONNX Runtime on all-MiniLM-L6-v2: same weights, same token ids, one script.
 
-    python3 tools/bench.py [--bundle B] [--quick]     (tools/setup.sh and a release build first)
+    python3 tools/bench.py [--bundle B] [--quick]
+
+Needs tools/setup.sh, `cargo build --release -p bertlite`, GNU time (`apt-get install time`).
 
 Baselines (tools/reference/make_onnx.py, built from the same safetensors and checked against the
 float64 reference): ONNX Runtime fp32, and ONNX Runtime int8 = quantize_dynamic(per_channel=True,
@@ -14,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def time_bertlite(exe, bundle, texts, n, batch, threads, iters):
     # One text per line: newlines inside an article become spaces (the same separator to WordPiece).
     lines = "\n".join(" ".join(t.split("\n")) for t in texts) + "\n"
     out = subprocess.run(cmd, input=lines, capture_output=True, text=True, check=True).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rows = [r for r in rows if "p50_ms" in r]
     return statistics.mean(r["p50_ms"] / r["batch"] for r in rows)
 
 
@@ -84,6 +86,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="16 and 128 tokens, batch 1, 1 thread")
     ap.add_argument("--out", default=str(ROOT / "results/bench"))
+    ap.add_argument("--reuse-speed", action="store_true", help="keep the speed table of OUT.json, redo the rest")
     a = ap.parse_args()
     if a.quick:
         a.lengths, a.batches, a.threads = "16,128", "1", "1"
@@ -106,6 +109,9 @@ def main():
     for th in threads:
         for kind in ("fp32", "int8"):
             sessions[(kind, th)] = ort_session(onnx_dir / f"minilm-{kind}.onnx", th)
+    if a.reuse_speed:
+        results = json.loads(Path(a.out + ".json").read_text())["speed"]
+        lengths = []
     for n in lengths:
         tok.enable_truncation(n)
         ids = [tok.encode(t).ids for t in long_texts]
@@ -147,21 +153,25 @@ def main():
     }
     fidelity = {k: {"mean": statistics.mean(v), "min": min(v)} for k, v in fid.items()}
 
-    # Cold start (load to first answer) and peak RSS, each in a fresh process.
+    # Cold start (load to first answer) and peak RSS, each in a fresh process started by GNU
+    # time (a fork of this big Python process would report its RSS instead).
+    gnu_time = ["/usr/bin/time", "-f", "%M"]
     t = time.perf_counter()
-    subprocess.run([a.bertlite, "embed", "-m", a.bundle, "--threads", "1", "Shares fell."], capture_output=True, check=True)
+    r = subprocess.run(gnu_time + [a.bertlite, "embed", "-m", a.bundle, "--threads", "1", "Shares fell."], capture_output=True, text=True, check=True)
     bl_cold = time.perf_counter() - t
-    bl_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    bl_rss = int(r.stderr.strip().splitlines()[-1]) / 1024
     child = (
-        "import time,resource,numpy as np,onnxruntime as ort\n"
+        "import time,numpy as np,onnxruntime as ort\n"
         "t=time.perf_counter()\n"
         "so=ort.SessionOptions(); so.intra_op_num_threads=1\n"
         f"s=ort.InferenceSession({str(onnx_dir / 'minilm-int8.onnx')!r}, so, providers=['CPUExecutionProvider'])\n"
         "ids=np.array([[101,6661,3062,1012,102]],dtype=np.int64)\n"
         "s.run(None,{'input_ids':ids,'attention_mask':np.ones_like(ids),'token_type_ids':np.zeros_like(ids)})\n"
-        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)\n"
+        "print(time.perf_counter()-t)\n"
     )
-    ort_cold, ort_rss = map(float, subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout.split())
+    r = subprocess.run(gnu_time + [sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    ort_cold = float(r.stdout.split()[0])
+    ort_rss = int(r.stderr.strip().splitlines()[-1]) / 1024
     env = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}",
         "onnxruntime": __import__("onnxruntime").__version__,

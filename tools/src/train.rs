@@ -7,7 +7,7 @@
 //! held-out fifth of the training data, then the head is retrained on all of it.
 
 /// L2 strengths tried when none is given.
-pub const L2_CANDIDATES: [f32; 6] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2];
+pub const L2_CANDIDATES: [f32; 9] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0];
 
 #[derive(Clone, Copy)]
 pub struct TrainOptions {

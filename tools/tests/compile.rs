@@ -201,8 +201,12 @@ fn trains_a_multi_label_sigmoid_head() {
     let mut text = String::new();
     for i in 0..15 {
         text.push_str(&format!("{{\"text\": \"good great {i}\", \"label\": [\"pos\"]}}\n"));
-        text.push_str(&format!("{{\"text\": \"market shares bank {i}\", \"label\": [\"finance\"]}}\n"));
-        text.push_str(&format!("{{\"text\": \"good great market shares {i}\", \"label\": [\"pos\", \"finance\"]}}\n"));
+        text.push_str(&format!(
+            "{{\"text\": \"market shares bank {i}\", \"label\": [\"finance\"]}}\n"
+        ));
+        text.push_str(&format!(
+            "{{\"text\": \"good great market shares {i}\", \"label\": [\"pos\", \"finance\"]}}\n"
+        ));
     }
     std::fs::write(&data, text).unwrap();
     let out_path = temp("tiny-multi.blt");
@@ -215,5 +219,8 @@ fn trains_a_multi_label_sigmoid_head() {
     let c = model.classify("good great market shares").unwrap();
     assert!(c.scores.iter().all(|(_, p)| *p > 0.5), "both labels: {c:?}");
     // Several labels without --multi-label is a clear error.
-    expect_error(compile(&dir, &temp("never3.blt"), &["--train", data.to_str().unwrap()]), "--multi-label");
+    expect_error(
+        compile(&dir, &temp("never3.blt"), &["--train", data.to_str().unwrap()]),
+        "--multi-label",
+    );
 }
