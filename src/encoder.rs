@@ -113,7 +113,7 @@ impl Encoder {
                 .map_err(|e| Error::inference("the encoder failed to run", e))?;
         }
         let mut times: Vec<_> = times.into_iter().collect();
-        times.sort_by(|a, b| b.1.cmp(&a.1));
+        times.sort_by_key(|t| std::cmp::Reverse(t.1));
         Ok(times)
     }
 

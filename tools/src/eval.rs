@@ -39,6 +39,9 @@ pub struct Row {
     pub gflops_per_text: f64,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
+    /// Peak resident memory of a fresh process that loads the bundle and embeds one text.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,15 +62,20 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
 
     // Models: the fp32 reference (built in memory from the checkpoint, with the first bundle's
     // head) if a checkpoint is given, then each bundle.
-    let mut models: Vec<(String, Model, u64)> = Vec::new();
+    let mut models: Vec<(String, Model, u64, PathBuf)> = Vec::new();
+    let scratch = std::env::temp_dir().join(format!("bertlite-eval-{}", std::process::id()));
     if let Some(dir) = &opts.model_dir {
         let first = Bundle::read(&opts.bundles[0])?;
         let ckpt = Checkpoint::load(dir, Some(first.metadata.tokenizer.max_len))?;
         let mut b = build_bundle(&ckpt, Precision::F32)?;
         b.metadata.head = first.metadata.head.clone();
         b.head = first.head.clone();
+        // Written out once so its memory footprint is measured like the bundles'.
+        std::fs::create_dir_all(&scratch)?;
+        let path = scratch.join("fp32.blt");
+        b.write(&path)?;
         let model = Model::from_bundle(b, enc_opts)?;
-        models.push(("fp32 (checkpoint)".into(), model, ckpt.file_bytes));
+        models.push(("fp32 (checkpoint)".into(), model, ckpt.file_bytes, path));
     }
     for path in &opts.bundles {
         let model = Model::load_with(path, enc_opts)
@@ -77,13 +85,14 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
             path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             model,
             size,
+            path.clone(),
         ));
     }
 
     let mut reference: Option<(Vec<Vec<f32>>, Vec<usize>)> = None;
     let mut rows = Vec::new();
     let mut mean_tokens = 0.0;
-    for (name, model, size) in &models {
+    for (name, model, size, path) in &models {
         let head = model.head().with_context(|| format!("{name} has no classification head"))?;
         let labels = &head.info.labels;
         let truth: Vec<Option<usize>> = examples
@@ -119,6 +128,7 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
             None => (1.0, 1.0, 1.0),
         };
         let (p50, p95) = latency(model, &texts[..opts.latency_texts.min(texts.len())])?;
+        let peak_rss_mib = footprint(path, texts[0]);
         rows.push(Row {
             name: name.clone(),
             quantization: model.metadata().quantization.clone(),
@@ -132,11 +142,13 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
             gflops_per_text: flops / 1e9,
             latency_p50_ms: p50,
             latency_p95_ms: p95,
+            peak_rss_mib,
         });
         if reference.is_none() {
             reference = Some((embeddings, preds));
         }
     }
+    let _ = std::fs::remove_dir_all(&scratch);
     let report = Report {
         data: opts.data.display().to_string(),
         examples: examples.len(),
@@ -156,6 +168,29 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
         println!("wrote {}", path.display());
     }
     Ok(report)
+}
+
+/// Peak RSS (MiB) of a fresh `bertlite-tool footprint` process on `bundle`; `None` where it
+/// cannot be measured (no /proc).
+fn footprint(bundle: &std::path::Path, text: &str) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out =
+        std::process::Command::new(exe).arg("footprint").arg(bundle).arg(text).output().ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse::<f64>().ok().map(|kib| kib / 1024.0)
+}
+
+/// The hidden `footprint` subcommand: load, embed one text on one thread, print VmHWM in KiB.
+pub fn footprint_child(bundle: &std::path::Path, text: &str) -> Result<()> {
+    let model = Model::load_with(bundle, EncoderOptions { threads: 1 })?;
+    model.embed(text)?;
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    println!("{hwm}");
+    Ok(())
 }
 
 /// Accuracy and macro-F1 (labels absent from the head count as always wrong).
@@ -202,7 +237,7 @@ fn print_table(r: &Report) {
         r.examples, r.data, r.mean_tokens, r.threads, r.reference
     );
     println!(
-        "{:<28} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}",
+        "{:<28} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8}",
         "model",
         "acc",
         "macroF1",
@@ -212,11 +247,12 @@ fn print_table(r: &Report) {
         "MB",
         "GFLOP",
         "p50 ms",
-        "p95 ms"
+        "p95 ms",
+        "RSS MiB"
     );
     for row in &r.rows {
         println!(
-            "{:<28} {:>8.4} {:>8.4} {:>8.4} {:>9.5} {:>9.5} {:>9.2} {:>8.2} {:>9.2} {:>9.2}",
+            "{:<28} {:>8.4} {:>8.4} {:>8.4} {:>9.5} {:>9.5} {:>9.2} {:>8.2} {:>9.2} {:>9.2} {:>8}",
             row.name,
             row.accuracy,
             row.macro_f1,
@@ -226,7 +262,8 @@ fn print_table(r: &Report) {
             row.size_bytes as f64 / 1e6,
             row.gflops_per_text,
             row.latency_p50_ms,
-            row.latency_p95_ms
+            row.latency_p95_ms,
+            row.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
         );
     }
 }

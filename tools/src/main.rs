@@ -91,6 +91,10 @@ enum Command {
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
     },
+    /// (internal) Load a bundle, embed one text, print peak RSS in KiB: `eval` measures each
+    /// model's memory in a fresh process with it.
+    #[command(hide = true)]
+    Footprint { bundle: PathBuf, text: String },
     /// Redraw the SVG plot from an `eval --json` file.
     Plot {
         /// The JSON written by `eval --json`.
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 calibration_texts,
             })
         }
+        Command::Footprint { bundle, text } => eval::footprint_child(&bundle, &text),
         Command::Plot { json, output } => {
             let text = std::fs::read_to_string(&json)?;
             let report: eval::Report = serde_json::from_str(&text)
