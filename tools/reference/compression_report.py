@@ -10,6 +10,8 @@ print("# Compression trade-off: all-MiniLM-L6-v2 on BBC News\n")
 print(f"{r['examples']} test articles (mean {r['mean_tokens']:.0f} tokens), {r['threads']} thread(s), batch 1. "
       f"Reference: {r['reference']}. Each bundle's head was retrained (`--train`) on its own embeddings of the "
       "1781 training articles; the fp32 row uses the int8 bundle's head. Regenerate with `tools/sweep.sh`.\n")
+if any(x.get("peak_rss_mib") for x in rows):
+    print("Peak RSS (fresh process, load + one text): " + ", ".join(f"{x['name']} {x['peak_rss_mib']:.0f} MiB" for x in rows if x.get("peak_rss_mib")) + ".\n")
 print("| model | pruning | accuracy | Δ vs fp32 (pt) | macro-F1 | agreement with fp32 | cosine mean / min | MB | GFLOP/text | FLOPs vs full | p50 ms | p95 ms | speed-up vs int8 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for x in rows:
