@@ -105,23 +105,25 @@ pub fn choose_l2(xs: &[Vec<f32>], targets: &[Vec<f32>], opts: &TrainOptions) -> 
     (best.0, best.2)
 }
 
+/// Probabilities of a trained head `(w [k][d], b [k])` for one feature vector.
+fn predict(w: &[f32], b: &[f32], x: &[f32], multi: bool) -> Vec<f32> {
+    let d = x.len();
+    let mut p: Vec<f32> = b
+        .iter()
+        .enumerate()
+        .map(|(c, bc)| bc + w[c * d..(c + 1) * d].iter().zip(x).map(|(a, b)| a * b).sum::<f32>())
+        .collect();
+    activate(&mut p, multi);
+    p
+}
+
 /// Mean cross-entropy (softmax) or binary cross-entropy summed over labels (sigmoid).
 fn log_loss(w: &[f32], b: &[f32], xs: &[Vec<f32>], targets: &[Vec<f32>], multi: bool) -> f64 {
-    let k = b.len();
     let total: f64 = xs
         .iter()
         .zip(targets)
         .map(|(x, t)| {
-            let mut p: Vec<f32> = (0..k)
-                .map(|c| {
-                    b[c] + w[c * x.len()..(c + 1) * x.len()]
-                        .iter()
-                        .zip(x.iter())
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>()
-                })
-                .collect();
-            activate(&mut p, multi);
+            let p = predict(w, b, x, multi);
             p.iter()
                 .zip(t)
                 .map(|(&p, &t)| {
@@ -142,16 +144,7 @@ pub fn accuracy(w: &[f32], b: &[f32], xs: &[Vec<f32>], targets: &[Vec<f32>], mul
         .iter()
         .zip(targets)
         .filter(|(x, t)| {
-            let mut p: Vec<f32> = (0..k)
-                .map(|c| {
-                    b[c] + w[c * x.len()..(c + 1) * x.len()]
-                        .iter()
-                        .zip(x.iter())
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>()
-                })
-                .collect();
-            activate(&mut p, multi);
+            let p = predict(w, b, x, multi);
             if multi {
                 p.iter().zip(t.iter()).all(|(p, t)| (*p > 0.5) == (*t > 0.5))
             } else {
