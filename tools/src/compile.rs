@@ -11,7 +11,7 @@ use bertlite::head::Head;
 use bertlite::tokenizer::Encoding;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Linear};
 use crate::data::{Example, label_targets, read_examples};
 use crate::graph::{self, Precision};
 use crate::prune::{PruneOptions, measure, prune};
@@ -147,13 +147,11 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
     let (head_info, head_weights) = match (&ckpt.head, &bert.pooler) {
         (Some(h), pooler) => {
             let use_pooler = ckpt.pooling.mode == PoolingMode::Cls && pooler.is_some();
-            let mut w = Vec::new();
-            if let (true, Some(p)) = (use_pooler, pooler) {
-                w.extend_from_slice(&p.weight.data);
-                w.extend_from_slice(&p.bias);
-            }
-            w.extend_from_slice(&h.classifier.weight.data);
-            w.extend_from_slice(&h.classifier.bias);
+            let w = head_section(
+                pooler.as_ref().filter(|_| use_pooler),
+                &h.classifier.weight.data,
+                &h.classifier.bias,
+            );
             let info = HeadInfo {
                 kind: h.kind,
                 labels: h.labels.clone(),
@@ -267,13 +265,7 @@ fn train_head(
         }
     };
     let (weight, bias) = train(&xs, &targets, &TrainOptions { l2, ..base });
-    let mut w = Vec::new();
-    if let Some(p) = &pooler {
-        w.extend_from_slice(&p.weight.data);
-        w.extend_from_slice(&p.bias);
-    }
-    w.extend_from_slice(&weight);
-    w.extend_from_slice(&bias);
+    let w = head_section(pooler.as_ref(), &weight, &bias);
     let info = HeadInfo {
         kind: if opts.multi_label { HeadKind::MultiLabel } else { HeadKind::SingleLabel },
         labels,
@@ -282,6 +274,18 @@ fn train_head(
         origin: String::new(),
     };
     Ok((Head::from_parts(info, ckpt.bert.hidden, &w)?, origin))
+}
+
+/// The `HEAD` section layout (docs/bundle-format.md): optional pooler, then the classifier.
+fn head_section(pooler: Option<&Linear>, weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut w = Vec::new();
+    if let Some(p) = pooler {
+        w.extend_from_slice(&p.weight.data);
+        w.extend_from_slice(&p.bias);
+    }
+    w.extend_from_slice(weight);
+    w.extend_from_slice(bias);
+    w
 }
 
 pub fn default_output(model_dir: &Path) -> PathBuf {
