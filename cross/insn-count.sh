@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Guest instructions per inference under qemu-user: a deterministic cost measure for comparing
+# builds, precisions and graph changes on the ARM targets (emulated wall time means nothing).
+#
+#   cross/insn-count.sh [-t aarch64|armv7] [-c CPU] [-n "16 128"] [-p PRECISION] BUNDLE [BINARY]
+#
+# Counts with our plugin (cross/insn/insn_count.c, built here with the host gcc) over two runs of
+# `bertlite bench` that differ only in the number of timed iterations (1 and 3); the difference
+# / 2 is the cost of one batch-1 inference at that length, load and tokenization excluded.
+# Instruction counts are not time (no cache misses, no issue width), but the same binary and CPU
+# model give the same count every run, so a change of a few percent is visible.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BERTLITE_CACHE/target}
+arch=aarch64 cpu="" lengths="16 128" precision=""
+while getopts "t:c:n:p:" o; do
+  case $o in
+    t) arch=$OPTARG ;; c) cpu=$OPTARG ;; n) lengths=$OPTARG ;; p) precision=$OPTARG ;;
+    *) sed -n 4,5p "$0"; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+bundle=${1:?usage: cross/insn-count.sh [-t aarch64|armv7] [-c CPU] [-n LENGTHS] [-p PRECISION] BUNDLE [BINARY]}
+case $arch in
+  aarch64) target=aarch64-unknown-linux-gnu runner=$root/cross/run-aarch64.sh cpu=${cpu:-cortex-a72} ;;
+  armv7) target=armv7-unknown-linux-gnueabihf runner=$root/cross/run-armv7.sh cpu=${cpu:-cortex-a15} ;;
+  *) echo "unknown target $arch (aarch64 or armv7)" >&2; exit 2 ;;
+esac
+bin=${2:-$CARGO_TARGET_DIR/$target/release/bertlite}
+[ -x "$bin" ] || { echo "no $target binary at $bin: run cross/check.sh or cargo build --release --target $target" >&2; exit 2; }
+
+plugin=$BERTLITE_CACHE/qemu-plugins/libinsn_count.so
+if [ ! -f "$plugin" ] || [ "$root/cross/insn/insn_count.c" -nt "$plugin" ]; then
+  mkdir -p "$(dirname "$plugin")"
+  gcc -shared -fPIC -O2 -o "$plugin.tmp" "$root/cross/insn/insn_count.c" && mv "$plugin.tmp" "$plugin"
+fi
+
+# A long real article, cut to each length by the runtime (--truncate).
+text=$(python3 -c 'import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1])]
+print(max(rows, key=lambda r: len(r["text"]))["text"].replace("\n"," "))' "$root/data/bbc/test.jsonl")
+extra=()
+[ -n "$precision" ] && extra=(--precision "$precision")
+
+count() { # iters tokens
+  QEMU_CPU=$cpu QEMU_PLUGIN="file=$plugin" "$runner" "$bin" bench -m "$bundle" --threads 1 \
+    --iters "$1" --truncate "$2" "${extra[@]}" "$text" 2>&1 >/dev/null | sed -n 's/^insns: //p'
+}
+echo "target $target, qemu cpu $cpu, precision ${precision:-auto}, $(basename "$bundle")"
+for n in $lengths; do
+  one=$(count 1 "$n") three=$(count 3 "$n")
+  awk -v n="$n" -v a="$one" -v b="$three" 'BEGIN { printf "%4d tokens: %.1f M instructions per inference\n", n, (b - a) / 2 / 1e6 }'
+done

@@ -1,0 +1,55 @@
+/*
+ * A QEMU TCG plugin that counts guest instructions executed, for comparing the cost of an
+ * inference deterministically under qemu-user (wall time under emulation says nothing).
+ *
+ * Debian ships qemu-user with plugin support (-plugin) but neither the plugin headers nor the
+ * sample plugins, so the few entry points used here are declared below, as documented in QEMU's
+ * include/qemu/qemu-plugin.h (API version 1, QEMU 7.x; the calls used are unchanged since 4.2).
+ *
+ * Counting is inline (one add per translated block executed), so the emulation stays fast.
+ * Prints "insns: N" to stderr at exit.
+ */
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef uint64_t qemu_plugin_id_t;
+typedef struct qemu_info_t qemu_info_t;
+struct qemu_plugin_tb;
+enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
+typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
+typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+
+void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
+void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
+                                              void *ptr, uint64_t imm);
+size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
+
+__attribute__((visibility("default"))) int qemu_plugin_version = 1;
+
+/* One counter for all vCPUs: the runtime is run with one thread when counting. */
+static uint64_t insns;
+
+static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
+    (void)id;
+    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &insns,
+                                             qemu_plugin_tb_n_insns(tb));
+}
+
+static void at_exit(qemu_plugin_id_t id, void *userdata) {
+    (void)id;
+    (void)userdata;
+    fprintf(stderr, "insns: %llu\n", (unsigned long long)insns);
+}
+
+__attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id,
+                                                               const qemu_info_t *info, int argc,
+                                                               char **argv) {
+    (void)info;
+    (void)argc;
+    (void)argv;
+    qemu_plugin_register_vcpu_tb_trans_cb(id, tb_trans);
+    qemu_plugin_register_atexit_cb(id, at_exit, NULL);
+    return 0;
+}
