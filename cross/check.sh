@@ -20,6 +20,9 @@ python3 -c 'import json,sys
 for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embeddings.jsonl > "$out/texts.txt"
 "$host" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.classify" || true
 "$host" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.embed" || true
+# The int8 compute path, forced on x86 (slow here, but the reference for boards that choose it).
+"$host" classify -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.classify" || true
+"$host" embed -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.embed" || true
 
 # The shipped binaries are linked against glibc 2.31 with cargo-zigbuild, so one binary runs on
 # Pi OS Bullseye / JetPack 5 and newer; without zigbuild, Debian's cross linkers are used.
@@ -59,6 +62,20 @@ check_target() {
 }
 
 check_target aarch64-unknown-linux-gnu cross/run-aarch64.sh arm64simd_mmm_f32 cortex-a72
-# Pi 5 / Orin class core: same NEON f32 kernels; dotprod is visible to tract here.
-QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/bertlite" info -m "$bundle" | grep -E '^(cpu|matmul)'
+
+# Pi 5 / Orin class core: dotprod is there, so `auto` must choose int8 on the SDOT kernel, and
+# agree with x86's int8 path within int8 bounds (cross/compare.py --int8).
+echo "-- aarch64 (qemu cpu cortex-a76)"
+a64="$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/bertlite"
+QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" > "$out/a76.info"
+grep -E '^(cpu|precision|matmul)' "$out/a76.info"
+if ! grep -q '^precision    int8' "$out/a76.info" || ! grep -q '^matmul.*arm64simd_mmm_i32_8x8_dot' "$out/a76.info"; then
+  echo "FAIL: expected int8 on the dot-product kernel on cortex-a76" >&2; exit 1
+fi
+QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.classify" || true
+QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.embed" || true
+python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.int8.embed" "$out/a76.embed" --int8
+# Same core with fp16 exposed (qemu hides it from tract): --precision f16 takes the fp16 kernels.
+TRACT_CPU_ISA=+fp16 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision f16 | grep -E '^(precision|matmul)' | tee "$out/a76.f16.info"
+grep -q '^matmul.*arm64fp16_mmm_f16' "$out/a76.f16.info" || { echo "FAIL: no fp16 kernels with --precision f16 on cortex-a76+fp16" >&2; exit 1; }
 check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15

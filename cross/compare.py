@@ -1,11 +1,20 @@
 """Same bundle, x86_64 vs a board: labels identical (unless the x86 top-2 margin is under
-MARGIN, a genuine tie) and embeddings within COSINE. Tolerances: both run f32 kernels on the
-same dequantized weights; only summation order and FMA contraction differ, so outputs agree to
-~1e-6 relative; 0.99999 leaves room for that and nothing else."""
+MARGIN, a genuine tie) and embeddings within a cosine bound.
+
+f32 (default): both run f32 kernels on the same dequantized weights; only summation order and
+FMA contraction differ, so outputs agree to ~1e-6 relative; min cosine 0.99999 leaves room for
+that and nothing else.
+
+int8 (`--int8`): both quantize activations per token at run time. Integer sums are exact, but a
+1e-7 difference upstream flips the rounding of an activation sitting on a rounding boundary, and
+each flip moves it by a whole step (1/127 of its row's max), so the two sides differ by int8
+noise, not f32 noise (measured on the golden sentences, x86 vs Cortex-A76: mean 0.99961, min
+0.99603). Bounds: mean 0.999, min 0.99; labels identical as above."""
 import json
 import sys
 
 COSINE = 0.99999
+INT8_MEAN, INT8_MIN = 0.999, 0.99
 MARGIN = 0.01
 
 
@@ -20,7 +29,7 @@ def cos(a, b):
     return dot / (na * nb) if na and nb else 0.0
 
 
-def main(xc, tc, xe, te):
+def main(xc, tc, xe, te, int8=False):
     xc, tc, xe, te = rows(xc), rows(tc), rows(xe), rows(te)
     assert len(xc) == len(tc) > 0 and len(xe) == len(te) > 0, "line counts differ"
     bad = []
@@ -36,10 +45,14 @@ def main(xc, tc, xe, te):
     worst = min(cosines)
     print(f"compare: {len(xc)} labels, {sum(1 for a, b in zip(xc, tc) if a.get('label') == b.get('label'))} identical; "
           f"{len(cosines)} embeddings, min cosine {worst:.7f}")
-    if bad or worst < COSINE:
+    mean = sum(cosines) / len(cosines)
+    ok = (mean >= INT8_MEAN and worst >= INT8_MIN) if int8 else worst >= COSINE
+    print(f"compare: mean cosine {mean:.7f} ({'int8' if int8 else 'f32'} bounds)")
+    if bad or not ok:
         print("FAIL", bad[:5], file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args = [a for a in sys.argv[1:] if a != "--int8"]
+    main(*args, int8="--int8" in sys.argv[1:])

@@ -11,6 +11,7 @@ use tract_nnef::internal::*;
 use tract_nnef::prelude::{Framework, TypedRunnableModel};
 
 use crate::error::{Error, Result};
+use crate::precision::{Decision, Precision, PrecisionChoice};
 use crate::tokenizer::Encoding;
 
 /// How the runtime executes the graph.
@@ -18,17 +19,20 @@ use crate::tokenizer::Encoding;
 pub struct EncoderOptions {
     /// Threads for the matrix multiplies (1 = run on the calling thread).
     pub threads: usize,
+    /// Compute precision; `Auto` picks the fastest measured for this CPU.
+    pub precision: PrecisionChoice,
 }
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        EncoderOptions { threads: 1 }
+        EncoderOptions { threads: 1, precision: PrecisionChoice::Auto }
     }
 }
 
 pub struct Encoder {
     plan: Arc<TypedRunnableModel>,
     hidden: usize,
+    decision: Decision,
 }
 
 /// A batch of encodings padded to the longest one, as the graph wants it.
@@ -67,9 +71,25 @@ impl Batch {
 impl Encoder {
     /// Parses the NNEF tar and builds the optimized plan for this CPU.
     pub fn load(graph: &[u8], hidden: usize, options: EncoderOptions) -> Result<Encoder> {
-        let model = tract_nnef::nnef()
+        let mut model = tract_nnef::nnef()
             .model_for_read(&mut &*graph)
             .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
+        let int8_weights = crate::int8::count_int8_linears(&model) > 0;
+        let decision = crate::precision::decide(
+            options.precision,
+            &crate::report::cpu_features(),
+            int8_weights,
+        );
+        match decision.precision {
+            Precision::F32 => {}
+            Precision::Int8 => {
+                crate::int8::rewrite_linears(&mut model)
+                    .map_err(|e| Error::inference("cannot set up the int8 linears", e))?;
+            }
+            Precision::F16 => {
+                model = to_f16(model)?;
+            }
+        }
         let model =
             model.into_optimized().map_err(|e| Error::inference("cannot optimize the graph", e))?;
         let mut run_options = RunOptions::default();
@@ -80,7 +100,12 @@ impl Encoder {
         let plan = model
             .into_runnable_with_options(&run_options)
             .map_err(|e| Error::inference("cannot build the execution plan", e))?;
-        Ok(Encoder { plan, hidden })
+        Ok(Encoder { plan, hidden, decision })
+    }
+
+    /// The precision the encoder runs at, and why it was chosen.
+    pub fn precision(&self) -> &Decision {
+        &self.decision
     }
 
     pub fn hidden(&self) -> usize {
@@ -139,6 +164,9 @@ impl Encoder {
         let hidden = outputs
             .first()
             .ok_or_else(|| Error::bundle("the graph has no output"))?
+            .cast_to::<f32>()
+            .map_err(|e| Error::inference("the graph's output is not a float tensor", e))?;
+        let hidden = hidden
             .to_plain_array_view::<f32>()
             .map_err(|e| Error::inference("the graph's output is not f32", e))?;
         if hidden.shape() != [batch.batch, batch.seq, self.hidden] {
@@ -150,4 +178,18 @@ impl Encoder {
         }
         Ok(hidden.iter().copied().collect())
     }
+}
+
+/// The whole graph in f16 (tract's `f32_to_f16`): f16 weights and activations; matmuls run
+/// tract's native fp16 kernels where the CPU has them, f32 kernels on f16 data elsewhere.
+fn to_f16(mut model: TypedModel) -> Result<TypedModel> {
+    let transform =
+        tract_nnef::tract_core::transform::get_transform("f32_to_f16")
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::bundle("this build of tract has no f32_to_f16 transform"))?;
+    transform
+        .transform(&mut model)
+        .map_err(|e| Error::inference("cannot translate the graph to f16", e))?;
+    Ok(model)
 }

@@ -18,11 +18,14 @@ pub mod bundle;
 pub mod encoder;
 mod error;
 pub mod head;
+pub mod int8;
 mod model;
 pub mod pooling;
+pub mod precision;
 pub mod report;
 pub mod tokenizer;
 
 pub use encoder::EncoderOptions;
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Classification, Model};
+pub use precision::{Precision, PrecisionChoice};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use bertlite::{EncoderOptions, Model};
+use bertlite::{EncoderOptions, Model, PrecisionChoice};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
@@ -35,6 +35,9 @@ struct Common {
     /// Threads for the matrix multiplies (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Compute precision: auto (the fastest measured for this CPU), f32, f16 or int8.
+    #[arg(long, default_value = "auto")]
+    precision: PrecisionChoice,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +68,9 @@ enum Command {
         /// Threads for the matrix multiplies (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Compute precision: auto (the fastest measured for this CPU), f32, f16 or int8.
+        #[arg(long, default_value = "auto")]
+        precision: PrecisionChoice,
         /// Also list the plan's ops and every matrix multiply with its kernel.
         #[arg(short, long)]
         verbose: bool,
@@ -92,8 +98,8 @@ fn threads(t: Option<usize>) -> usize {
     t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }
 
-fn load(path: &PathBuf, t: Option<usize>) -> anyhow::Result<Model> {
-    Model::load_with(path, EncoderOptions { threads: threads(t) })
+fn load(path: &PathBuf, t: Option<usize>, precision: PrecisionChoice) -> anyhow::Result<Model> {
+    Model::load_with(path, EncoderOptions { threads: threads(t), precision })
         .with_context(|| format!("cannot load {}", path.display()))
 }
 
@@ -170,7 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     };
     match &cli.command {
         Command::Classify { common, top_k } => {
-            let model = load(&common.model, common.threads)?;
+            let model = load(&common.model, common.threads, common.precision)?;
             if model.head().is_none() {
                 anyhow::bail!(
                     "{} has no classification head (compile it with --train FILE); `embed` works",
@@ -195,7 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             })?;
         }
         Command::Embed { common } => {
-            let model = load(&common.model, common.threads)?;
+            let model = load(&common.model, common.threads, common.precision)?;
             each(common, &mut out, &mut |text| {
                 let e = encode(&model, text, common.pair)?;
                 let v = model.embed_encodings(&[&e])?.remove(0);
@@ -226,9 +232,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 ))
             })?;
         }
-        Command::Info { model, threads: t, verbose } => {
+        Command::Info { model, threads: t, precision, verbose } => {
             let start = Instant::now();
-            let m = load(model, *t)?;
+            let m = load(model, *t, *precision)?;
             let load_s = start.elapsed().as_secs_f64();
             let size = std::fs::metadata(model)?.len();
             writeln!(out, "{}", bertlite::report::info(&m, size, load_s, threads(*t)))?;
@@ -238,18 +244,20 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Bench { common, iters, batch, truncate, profile } => {
             let start = Instant::now();
-            let model = load(&common.model, common.threads)?;
+            let model = load(&common.model, common.threads, common.precision)?;
             let load_ms = start.elapsed().as_secs_f64() * 1e3;
             let size = std::fs::metadata(&common.model)?.len();
             let threads = threads(common.threads);
             if common.json {
-                let line = json!({ "bundle_bytes": size, "load_ms": load_ms, "threads": threads });
+                let precision = model.encoder().precision().precision.name();
+                let line = json!({ "bundle_bytes": size, "load_ms": load_ms, "threads": threads, "precision": precision });
                 writeln!(out, "{line}")?;
             } else {
                 writeln!(
                     out,
-                    "bundle {:.2} MB, load {load_ms:.0} ms, threads {threads}",
-                    size as f64 / 1e6
+                    "bundle {:.2} MB, load {load_ms:.0} ms, threads {threads}, precision {}",
+                    size as f64 / 1e6,
+                    model.encoder().precision().precision
                 )?;
             }
             let mut encodings = Vec::new();

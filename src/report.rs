@@ -115,6 +115,8 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
     }
     let _ = writeln!(s, "cpu          {} [{}]", std::env::consts::ARCH, cpu_features().join(" "));
     let _ = writeln!(s, "threads      {threads}");
+    let d = model.encoder().precision();
+    let _ = writeln!(s, "precision    {} ({})", d.precision, d.reason);
     let _ =
         writeln!(s, "load         {:.0} ms (parse + optimize for this CPU)", load_seconds * 1e3);
     for (k, n) in matmul_kernels(model) {

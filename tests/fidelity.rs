@@ -3,7 +3,7 @@
 use bertlite::bundle::Bundle;
 use bertlite::pooling::cosine;
 use bertlite::tokenizer::Encoding;
-use bertlite::{EncoderOptions, Model};
+use bertlite::{EncoderOptions, Model, Precision, PrecisionChoice};
 
 use crate::common::*;
 
@@ -12,13 +12,19 @@ const FP32_MIN_COSINE: f32 = 0.99999;
 /// int8 weights (per-channel, symmetric) vs float64: the budget.
 const INT8_MEAN_COSINE: f32 = 0.999;
 const INT8_MIN_COSINE: f32 = 0.995;
+/// int8 compute (weights int8, activations quantized per token at run time) vs float64. ONNX
+/// Runtime's `quantize_dynamic` int8 scores mean 0.9883 / min 0.9710 on these same 56 sentences
+/// (ours measured 0.9957 / 0.9793): it must stay at least as faithful as ORT int8.
+const INT8_COMPUTE_MEAN_COSINE: f32 = 0.994;
+const INT8_COMPUTE_MIN_COSINE: f32 = 0.975;
 /// Bundle size budget relative to the fp32 safetensors.
 const MAX_SIZE_RATIO: f64 = 0.26;
 /// Padding inside a batch must not change a text's embedding beyond f32 noise.
 const BATCH_MIN_COSINE: f32 = 0.99999;
 
 fn load(name: &str) -> Model {
-    Model::load_with(bundle(name), EncoderOptions { threads: 2 }).expect("bundle loads")
+    Model::load_with(bundle(name), EncoderOptions { threads: 2, ..Default::default() })
+        .expect("bundle loads")
 }
 
 fn golden_cosines(model: &Model) -> Vec<(String, f32)> {
@@ -53,6 +59,22 @@ fn int8_close_to_reference() {
     );
     assert!(mean >= INT8_MEAN_COSINE, "mean cosine {mean}");
     assert!(min >= INT8_MIN_COSINE, "min cosine {min}: {cos:?}");
+}
+
+#[test]
+fn int8_compute_close_to_reference() {
+    let options = EncoderOptions { threads: 2, precision: PrecisionChoice::Fixed(Precision::Int8) };
+    let model = Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads");
+    assert_eq!(model.encoder().precision().precision, Precision::Int8);
+    let cos = golden_cosines(&model);
+    let mean = cos.iter().map(|c| c.1).sum::<f32>() / cos.len() as f32;
+    let min = cos.iter().map(|c| c.1).fold(1.0, f32::min);
+    eprintln!(
+        "int8 compute cosine to fp64 reference over {} sentences: mean {mean:.5}, min {min:.5}",
+        cos.len()
+    );
+    assert!(mean >= INT8_COMPUTE_MEAN_COSINE, "mean cosine {mean}");
+    assert!(min >= INT8_COMPUTE_MIN_COSINE, "min cosine {min}: {cos:?}");
 }
 
 #[test]
@@ -107,7 +129,8 @@ fn bbc_accuracy_fp32_and_int8() {
     let mut fp32 = Bundle::read(&bundle("minilm-f32.blt")).unwrap();
     fp32.metadata.head = trained.metadata.head.clone();
     fp32.head = trained.head.clone();
-    let fp32 = Model::from_bundle(fp32, EncoderOptions { threads: 2 }).unwrap();
+    let fp32 =
+        Model::from_bundle(fp32, EncoderOptions { threads: 2, ..Default::default() }).unwrap();
     let (acc8, p8) = accuracy(&int8, &rows);
     let (acc32, p32) = accuracy(&fp32, &rows);
     let agree = p8.iter().zip(&p32).filter(|(a, b)| a == b).count() as f64 / rows.len() as f64;

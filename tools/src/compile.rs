@@ -238,7 +238,7 @@ fn train_head(
     let bytes = bundle.to_bytes()?;
     let model = bertlite::Model::from_bundle(
         Bundle::from_bytes(&bytes)?,
-        EncoderOptions { threads: opts.threads },
+        EncoderOptions { threads: opts.threads, ..Default::default() },
     )?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let mut xs = embed_all(&model, &texts, "embedding")?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use bertlite::bundle::Bundle;
 use bertlite::pooling::cosine;
-use bertlite::{EncoderOptions, Model};
+use bertlite::{EncoderOptions, Model, PrecisionChoice};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
@@ -23,6 +23,8 @@ pub struct EvalOptions {
     pub svg_out: Option<PathBuf>,
     pub latency_texts: usize,
     pub threads: usize,
+    /// How the bundles compute (the fp32 reference always computes in f32).
+    pub precision: PrecisionChoice,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,7 +60,11 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
     ensure!(!opts.bundles.is_empty(), "give at least one bundle to evaluate");
     let examples = read_examples(&opts.data)?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let enc_opts = EncoderOptions { threads: opts.threads };
+    let enc_opts = EncoderOptions { threads: opts.threads, precision: opts.precision };
+    let ref_opts = EncoderOptions {
+        threads: opts.threads,
+        precision: PrecisionChoice::Fixed(bertlite::Precision::F32),
+    };
 
     // Models: the fp32 reference (built in memory from the checkpoint, with the first bundle's
     // head) if a checkpoint is given, then each bundle.
@@ -74,7 +80,7 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
         std::fs::create_dir_all(&scratch)?;
         let path = scratch.join("fp32.blt");
         b.write(&path)?;
-        let model = Model::from_bundle(b, enc_opts)?;
+        let model = Model::from_bundle(b, ref_opts)?;
         models.push(("fp32 (checkpoint)".into(), model, ckpt.file_bytes, path));
     }
     for path in &opts.bundles {
@@ -128,7 +134,7 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
             None => (1.0, 1.0, 1.0),
         };
         let (p50, p95) = latency(model, &texts[..opts.latency_texts.min(texts.len())])?;
-        let peak_rss_mib = footprint(path, texts[0]);
+        let peak_rss_mib = footprint(path, texts[0], opts.precision);
         rows.push(Row {
             name: name.clone(),
             quantization: model.metadata().quantization.clone(),
@@ -172,16 +178,29 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
 
 /// Peak RSS (MiB) of a fresh `bertlite-tool footprint` process on `bundle`; `None` where it
 /// cannot be measured (no /proc).
-fn footprint(bundle: &std::path::Path, text: &str) -> Option<f64> {
+fn footprint(bundle: &std::path::Path, text: &str, precision: PrecisionChoice) -> Option<f64> {
     let exe = std::env::current_exe().ok()?;
-    let out =
-        std::process::Command::new(exe).arg("footprint").arg(bundle).arg(text).output().ok()?;
+    let precision = match precision {
+        PrecisionChoice::Auto => "auto".to_owned(),
+        PrecisionChoice::Fixed(p) => p.name().to_owned(),
+    };
+    let out = std::process::Command::new(exe)
+        .arg("footprint")
+        .arg(bundle)
+        .arg(text)
+        .arg(precision)
+        .output()
+        .ok()?;
     String::from_utf8(out.stdout).ok()?.trim().parse::<f64>().ok().map(|kib| kib / 1024.0)
 }
 
 /// The hidden `footprint` subcommand: load, embed one text on one thread, print VmHWM in KiB.
-pub fn footprint_child(bundle: &std::path::Path, text: &str) -> Result<()> {
-    let model = Model::load_with(bundle, EncoderOptions { threads: 1 })?;
+pub fn footprint_child(
+    bundle: &std::path::Path,
+    text: &str,
+    precision: PrecisionChoice,
+) -> Result<()> {
+    let model = Model::load_with(bundle, EncoderOptions { threads: 1, precision })?;
     model.embed(text)?;
     let status = std::fs::read_to_string("/proc/self/status")?;
     let hwm = status

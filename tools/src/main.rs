@@ -12,6 +12,7 @@ mod train;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bertlite::PrecisionChoice;
 use clap::{Parser, Subcommand};
 
 /// Compile, quantize and evaluate BERT classifiers for bertlite.
@@ -87,6 +88,9 @@ enum Command {
         /// Threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// How the bundles compute: auto, f32, f16 or int8 (see `bertlite info`).
+        #[arg(long, default_value = "auto")]
+        precision: PrecisionChoice,
         /// Bundles to evaluate.
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
@@ -94,7 +98,7 @@ enum Command {
     /// (internal) Load a bundle, embed one text, print peak RSS in KiB: `eval` measures each
     /// model's memory in a fresh process with it.
     #[command(hide = true)]
-    Footprint { bundle: PathBuf, text: String },
+    Footprint { bundle: PathBuf, text: String, precision: PrecisionChoice },
     /// Redraw the SVG plot from an `eval --json` file.
     Plot {
         /// The JSON written by `eval --json`.
@@ -137,7 +141,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 calibration_texts,
             })
         }
-        Command::Footprint { bundle, text } => eval::footprint_child(&bundle, &text),
+        Command::Footprint { bundle, text, precision } => {
+            eval::footprint_child(&bundle, &text, precision)
+        }
         Command::Plot { json, output } => {
             let text = std::fs::read_to_string(&json)?;
             let report: eval::Report = serde_json::from_str(&text)
@@ -145,7 +151,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bertlite::bundle::write_atomic(&output, eval::plot_svg(&report).as_bytes())?;
             Ok(())
         }
-        Command::Eval { data, model_dir, json, svg, latency_texts, threads, bundles } => {
+        Command::Eval {
+            data,
+            model_dir,
+            json,
+            svg,
+            latency_texts,
+            threads,
+            precision,
+            bundles,
+        } => {
             eval::eval(&eval::EvalOptions {
                 data,
                 model_dir,
@@ -154,6 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 svg_out: svg,
                 latency_texts,
                 threads: threads.unwrap_or_else(compile::threads_default),
+                precision,
             })?;
             Ok(())
         }

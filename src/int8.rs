@@ -1,0 +1,306 @@
+//! Int8 compute for the linear layers: `x · Wᵀ` as int8 × int8 → i32 on tract's integer
+//! kernels, with the two conversions around it done in one pass each by our own ops:
+//!
+//! ```text
+//! x f32 [.., k] ─ QuantizeRows ─┬─ xq i8 [.., k] ─ EinSum(i8, W i8 [n, k]) ─ acc i32 [.., n]
+//!                               └─ sx f32 [.., 1] ───────────────────────────┐
+//!                          acc · sx · sw[n] ─ DequantizeRows ─ y f32 [.., n] ┘
+//! ```
+//!
+//! Activations are quantized per token (row), symmetric, from the row's own max |x|: no
+//! calibration, no zero points, so tract needs no zero-point compensation (the cost that made its
+//! ONNX int8 path slower than f32, ../shared/notes/tract-0.23.md). Weights are the bundle's own
+//! int8 values and per-channel scales, untouched.
+//!
+//! The rewrite runs on the loaded graph, before tract optimizes it: it finds each matmul whose
+//! weight is `cast(i8 const) · scale const` (how `bertlite-tool` stores int8 linears) and
+//! replaces it. The bundle format does not change.
+
+use std::collections::HashMap;
+
+use tract_nnef::internal::*;
+use tract_nnef::tract_core::ops::binary::TypedBinOp;
+use tract_nnef::tract_core::ops::cast::Cast;
+use tract_nnef::tract_core::ops::einsum::EinSum;
+use tract_nnef::tract_core::ops::konst::Const;
+use tract_nnef::tract_core::ops::math::Mul;
+
+/// f32 → (i8, per-row scale) over the last axis: `x ≈ xq · scale`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantizeRows;
+
+/// Rounds to nearest-even by the float trick: adding 1.5·2²³ pushes the fraction out of the
+/// mantissa. Unlike `f32::round`, it vectorizes on every target (no SSE4.1 / libm call).
+#[inline(always)]
+fn round_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
+/// Quantizes one row into `out`; returns its scale (0 for an all-zero row).
+fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
+    // Eight independent maxima so the loop vectorizes (a single fold is a serial chain).
+    let mut lanes = [0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    let mut amax = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
+    amax = lanes.iter().fold(amax, |m, &v| m.max(v));
+    if !(amax > 0.0 && amax.is_finite()) {
+        out.fill(0);
+        return if amax == 0.0 { 0.0 } else { f32::NAN };
+    }
+    let inv = 127.0 / amax;
+    for (q, &v) in out.iter_mut().zip(x) {
+        *q = round_even(v * inv) as i32 as i8;
+    }
+    amax / 127.0
+}
+
+impl Op for QuantizeRows {
+    fn name(&self) -> StaticName {
+        "BertliteQuantizeRows".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for QuantizeRows {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let shape = x.shape().to_vec();
+        let k = *shape.last().context("QuantizeRows needs a rank ≥ 1 input")?;
+        let mut scale_shape = shape.clone();
+        if let Some(last) = scale_shape.last_mut() {
+            *last = 1;
+        }
+        let mut q = Tensor::zero::<i8>(&shape)?;
+        let mut s = Tensor::zero::<f32>(&scale_shape)?;
+        if k > 0 {
+            let x_ram = x.try_as_plain_ram()?;
+            let x = x_ram.as_slice::<f32>()?;
+            let mut q_ram = q.try_as_plain_ram_mut()?;
+            let q = q_ram.as_slice_mut::<i8>()?;
+            let mut s_ram = s.try_as_plain_ram_mut()?;
+            let s = s_ram.as_slice_mut::<f32>()?;
+            for ((x, q), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(s.iter_mut()) {
+                *s = quantize_row(x, q);
+            }
+        }
+        Ok(tvec![q.into_tvalue(), s.into_tvalue()])
+    }
+}
+
+impl TypedOp for QuantizeRows {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type(), "QuantizeRows wants f32");
+        let shape = inputs[0].shape.to_tvec();
+        let mut scale_shape = shape.clone();
+        *scale_shape.last_mut().context("QuantizeRows needs a rank ≥ 1 input")? = 1.to_dim();
+        Ok(tvec![i8::fact(shape), f32::fact(scale_shape)])
+    }
+    as_op!();
+}
+
+/// i32 accumulators `[.., n]` × per-row scale `[.., 1]` × per-channel scale `[n]` → f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DequantizeRows {
+    pub channel_scales: Arc<Vec<f32>>,
+}
+
+impl Eq for DequantizeRows {}
+
+impl Op for DequantizeRows {
+    fn name(&self) -> StaticName {
+        "BertliteDequantizeRows".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeRows {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (acc, row_scales) = args_2!(inputs);
+        let n = self.channel_scales.len();
+        ensure!(
+            acc.shape().last() == Some(&n),
+            "DequantizeRows: {:?} vs {n} channels",
+            acc.shape()
+        );
+        let mut y = Tensor::zero::<f32>(acc.shape())?;
+        {
+            let acc_ram = acc.try_as_plain_ram()?;
+            let acc = acc_ram.as_slice::<i32>()?;
+            let rs_ram = row_scales.try_as_plain_ram()?;
+            let rs = rs_ram.as_slice::<f32>()?;
+            let mut y_ram = y.try_as_plain_ram_mut()?;
+            let y = y_ram.as_slice_mut::<f32>()?;
+            ensure!(rs.len() * n == acc.len(), "DequantizeRows: one scale per row");
+            for ((y, acc), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(rs) {
+                for ((y, &a), &c) in y.iter_mut().zip(acc).zip(self.channel_scales.iter()) {
+                    *y = a as f32 * (r * c);
+                }
+            }
+        }
+        Ok(tvec![y.into_tvalue()])
+    }
+}
+
+impl TypedOp for DequantizeRows {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == i32::datum_type(), "DequantizeRows wants i32");
+        Ok(tvec![f32::fact(inputs[0].shape.clone())])
+    }
+    as_op!();
+}
+
+/// The constant behind `outlet` through any casts to f32 (the NNEF loader adds no-op ones);
+/// with the number of casts crossed.
+fn konst(model: &TypedModel, mut outlet: OutletId) -> Option<(Arc<Tensor>, usize)> {
+    let mut casts = 0;
+    loop {
+        let node = model.node(outlet.node);
+        if let Some(c) = node.op_as::<Const>() {
+            return Some((c.val().clone(), casts));
+        }
+        node.op_as::<Cast>().filter(|c| c.to == f32::datum_type())?;
+        outlet = node.inputs[0];
+        casts += 1;
+    }
+}
+
+/// `(int8 weights [n, k], per-channel scales [n])` if `outlet` is `cast(i8 const) · scale`.
+fn int8_weight(model: &TypedModel, outlet: OutletId) -> Option<(Arc<Tensor>, Vec<f32>)> {
+    let mul = model.node(outlet.node);
+    if !mul.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Mul>()) {
+        return None;
+    }
+    let (q, casts) = konst(model, mul.inputs[0])?;
+    if q.datum_type() != i8::datum_type() || casts == 0 {
+        return None;
+    }
+    let (scale, _) = konst(model, mul.inputs[1])?;
+    let n = *q.shape().first()?;
+    if q.rank() != 2 || scale.len() != n || scale.datum_type() != f32::datum_type() {
+        return None;
+    }
+    let scales = scale.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
+    Some((q, scales))
+}
+
+/// How many matmuls have int8 weights (0 for an f32 bundle).
+pub fn count_int8_linears(model: &TypedModel) -> usize {
+    model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<EinSum>() && n.inputs.len() == 2)
+        .filter(|n| int8_weight(model, n.inputs[1]).is_some())
+        .count()
+}
+
+/// Rewrites every int8-weight matmul `x · cast(Wq)·s` into the int8 form above; returns how many.
+/// Matmuls sharing an input (query, key, value) share one quantization of it.
+pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
+    let mut patch = TypedModelPatch::new("bertlite int8 linears");
+    let mut quantized: HashMap<OutletId, (OutletId, OutletId)> = HashMap::new();
+    let mut count = 0;
+    for node in model.nodes() {
+        let Some(einsum) = node.op_as::<EinSum>() else { continue };
+        if einsum.q_params.is_some() || node.inputs.len() != 2 {
+            continue;
+        }
+        let Some((q, channel_scales)) = int8_weight(model, node.inputs[1]) else { continue };
+        let x = node.inputs[0];
+        let (xq, xs) = match quantized.get(&x) {
+            Some(&pair) => pair,
+            None => {
+                let tapped = patch.tap_model(model, x)?;
+                let outs =
+                    patch.wire_node(format!("{}.quantize", node.name), QuantizeRows, &[tapped])?;
+                quantized.insert(x, (outs[0], outs[1]));
+                (outs[0], outs[1])
+            }
+        };
+        let w = patch.add_const(format!("{}.weight_i8", node.name), q)?;
+        let acc = patch.wire_node(
+            format!("{}.i8", node.name),
+            EinSum::new(einsum.axes.clone(), i32::datum_type()),
+            &[xq, w],
+        )?[0];
+        let y = patch.wire_node(
+            format!("{}.dequantize", node.name),
+            DequantizeRows { channel_scales: Arc::new(channel_scales) },
+            &[acc, xs],
+        )?[0];
+        patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
+        count += 1;
+    }
+    patch.apply(model)?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_quantize_symmetrically_to_their_own_max() {
+        let x = [0.5f32, -1.0, 0.25, 0.0, 1.0 / 127.0, 0.996, -0.5, 0.1, 0.2];
+        let mut q = [0i8; 9];
+        let s = quantize_row(&x, &mut q);
+        assert_eq!(s, 1.0 / 127.0);
+        assert_eq!(q, [64, -127, 32, 0, 1, 126, -64, 13, 25]);
+        for (&v, &q) in x.iter().zip(&q) {
+            assert!((v - q as f32 * s).abs() <= s / 2.0 + 1e-7);
+        }
+    }
+
+    #[test]
+    fn zero_and_non_finite_rows_are_not_divided_by_zero() {
+        let mut q = [5i8; 3];
+        assert_eq!(quantize_row(&[0.0; 3], &mut q), 0.0);
+        assert_eq!(q, [0; 3]);
+        assert!(quantize_row(&[1.0, f32::INFINITY, 0.0], &mut q).is_nan());
+    }
+
+    /// The rewritten graph computes what the dequantized f32 graph computes, within int8
+    /// activation rounding (≤ half a step per element, summed over k).
+    #[test]
+    fn rewrite_matches_the_f32_linear() -> TractResult<()> {
+        let (n, k, t) = (5usize, 16usize, 3usize);
+        let wq: Vec<i8> = (0..n * k).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect();
+        let ws: Vec<f32> = (0..n).map(|i| 0.01 * (i + 1) as f32).collect();
+        let xs: Vec<f32> = (0..t * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, t, k]))?;
+        let q = model.add_const("w.q", Tensor::from_shape(&[n, k], &wq)?)?;
+        let s = model.add_const("w.scale", Tensor::from_shape(&[n, 1], &ws)?)?;
+        let qf = model.wire_node("w.cast", Cast { to: f32::datum_type() }, &[q])?[0];
+        let w = model.wire_node("w", TypedBinOp(Box::new(Mul), None), &[qf, s])?[0];
+        let y = model.wire_node(
+            "mm",
+            EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()),
+            &[x, w],
+        )?;
+        model.select_output_outlets(&y)?;
+        let input = Tensor::from_shape(&[1, t, k], &xs)?;
+        let expected = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+        assert_eq!(rewrite_linears(&mut model)?, 1);
+        let got = model.into_optimized()?.into_runnable()?.run(tvec![input.into_tvalue()])?;
+        let (e, g) =
+            (expected[0].to_plain_array_view::<f32>()?, got[0].to_plain_array_view::<f32>()?);
+        for ((&e, &g), row) in e.iter().zip(g.iter()).zip((0..t * n).map(|i| i / n)) {
+            let amax = xs[row * k..][..k].iter().fold(0f32, |m, v| m.max(v.abs()));
+            // Each of k products is off by ≤ half an activation step × |w| ≤ 127 · max scale.
+            let bound = k as f32 * (amax / 127.0 / 2.0) * 127.0 * ws[n - 1] + 1e-5;
+            assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
+        }
+        Ok(())
+    }
+}

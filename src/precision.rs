@@ -1,0 +1,141 @@
+//! How the encoder computes, chosen at load for the CPU it runs on. The bundle stores int8
+//! weights either way; this decides what happens to them in memory:
+//!
+//! - [`Precision::F32`]: weights dequantized once to f32 (tract folds `cast → mul(scale)` at
+//!   load), f32 kernels. Fastest where int8 kernels are not (measured: x86 AVX2, where tract
+//!   0.23.9's `avx2_mmm_i32_8x8` runs ~80× slower than its f32 kernel).
+//! - [`Precision::F16`]: as F32, then the graph translated to f16 (tract's `f32_to_f16`); only
+//!   worth it with native fp16 arithmetic (Cortex-A76/A78).
+//! - [`Precision::Int8`]: every linear layer runs on int8 × int8 → i32 kernels: activations are
+//!   quantized per token (symmetric, dynamic), the i32 result scaled back per token × per
+//!   channel ([`crate::int8`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F16,
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the user asked for: a fixed precision, or the runtime's choice for this CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrecisionChoice {
+    #[default]
+    Auto,
+    Fixed(Precision),
+}
+
+impl FromStr for PrecisionChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => PrecisionChoice::Auto,
+            "f32" => PrecisionChoice::Fixed(Precision::F32),
+            "f16" => PrecisionChoice::Fixed(Precision::F16),
+            "int8" => PrecisionChoice::Fixed(Precision::Int8),
+            _ => {
+                return Err(Error::input(format!(
+                    "unknown precision {s:?} (expected auto, f32, f16 or int8)"
+                )));
+            }
+        })
+    }
+}
+
+/// The precision the encoder runs at, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub precision: Precision,
+    pub reason: String,
+}
+
+/// Resolves `choice` for a CPU with the given tract ISA feature names (see
+/// [`crate::report::cpu_features`]) and a bundle that does or does not store int8 weights.
+///
+/// `Auto` follows what was measured (results/precision.md): int8 only where the CPU has the
+/// dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin); without them tract's int8
+/// kernel costs more instructions than f32 (Cortex-A72: 589 M vs 553 M per 128-token
+/// inference) and on x86 AVX2 it runs ~55× slower than f32. Then f16 where the CPU computes
+/// in fp16 natively, else f32.
+pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Decision {
+    let has = |f: &str| cpu.iter().any(|c| c == f);
+    let decision = |precision, reason: &str| Decision { precision, reason: reason.to_owned() };
+    match choice {
+        PrecisionChoice::Fixed(Precision::Int8) if !int8_bundle => {
+            decision(Precision::F32, "int8 asked for, but the bundle has f32 weights: running f32")
+        }
+        PrecisionChoice::Fixed(p) => decision(p, "asked for (--precision)"),
+        PrecisionChoice::Auto if int8_bundle && has("aarch64") && has("dotprod") => {
+            decision(Precision::Int8, "auto: int8 weights and a CPU with dot-product (SDOT)")
+        }
+        PrecisionChoice::Auto if has("aarch64") && has("fp16") => {
+            decision(Precision::F16, "auto: native fp16 arithmetic, no dot-product")
+        }
+        PrecisionChoice::Auto if int8_bundle => decision(
+            Precision::F32,
+            "auto: no dot-product, so int8 weights are widened once to f32 at load",
+        ),
+        PrecisionChoice::Auto => decision(Precision::F32, "auto: f32 bundle"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_choice_and_names_a_bad_one() {
+        assert_eq!("auto".parse::<PrecisionChoice>().unwrap(), PrecisionChoice::Auto);
+        assert_eq!(
+            "int8".parse::<PrecisionChoice>().unwrap(),
+            PrecisionChoice::Fixed(Precision::Int8)
+        );
+        let err = "fp8".parse::<PrecisionChoice>().unwrap_err().to_string();
+        assert!(err.contains("fp8"), "{err}");
+    }
+
+    fn cpu(features: &[&str]) -> Vec<String> {
+        features.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn auto_picks_int8_only_with_dot_product() {
+        let pick = |f: &[&str], int8| decide(PrecisionChoice::Auto, &cpu(f), int8).precision;
+        assert_eq!(pick(&["aarch64", "fp16", "dotprod"], true), Precision::Int8);
+        assert_eq!(pick(&["aarch64", "fp16", "dotprod"], false), Precision::F16);
+        assert_eq!(pick(&["aarch64"], true), Precision::F32);
+        assert_eq!(pick(&["x86_64", "avx2", "fma"], true), Precision::F32);
+        assert_eq!(pick(&["arm", "neon"], true), Precision::F32);
+    }
+
+    #[test]
+    fn a_fixed_choice_wins_but_int8_needs_int8_weights() {
+        let cpu = vec!["neon".to_string()];
+        let d = decide(PrecisionChoice::Fixed(Precision::F16), &cpu, true);
+        assert_eq!(d.precision, Precision::F16);
+        let d = decide(PrecisionChoice::Fixed(Precision::Int8), &cpu, false);
+        assert_eq!(d.precision, Precision::F32);
+        assert!(d.reason.contains("f32 weights"));
+    }
+}
