@@ -4,8 +4,9 @@
 //! - [`Precision::F32`]: weights dequantized once to f32 (tract folds `cast → mul(scale)` at
 //!   load), f32 kernels. Fastest where int8 kernels are not (measured: x86 AVX2, where tract
 //!   0.23.9's `avx2_mmm_i32_8x8` runs ~80× slower than its f32 kernel).
-//! - [`Precision::F16`]: as F32, then the graph translated to f16 (tract's `f32_to_f16`); only
-//!   worth it with native fp16 arithmetic (Cortex-A76/A78).
+//! - [`Precision::F16`]: as F32, then the graph translated to f16 (tract's `f32_to_f16`): half
+//!   the weight memory of f32; native fp16 kernels where the CPU has them. Never chosen by
+//!   `Auto` (no fewer instructions than f32 at 128 tokens on a Cortex-A76, less faithful).
 //! - [`Precision::Int8`]: every linear layer runs on int8 × int8 → i32 kernels: activations are
 //!   quantized per token (symmetric, dynamic), the i32 result scaled back per token × per
 //!   channel ([`crate::int8`]).
@@ -76,8 +77,10 @@ pub struct Decision {
 /// `Auto` follows what was measured (results/precision.md): int8 only where the CPU has the
 /// dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin); without them tract's int8
 /// kernel costs more instructions than f32 (Cortex-A72: 589 M vs 553 M per 128-token
-/// inference) and on x86 AVX2 it runs ~55× slower than f32. Then f16 where the CPU computes
-/// in fp16 natively, else f32.
+/// inference) and on x86 AVX2 it runs ~55× slower than f32. Never f16: on a Cortex-A76 with
+/// fp16 exposed, tract's f16 graph cost 564 M instructions at 128 tokens against 553 M in f32
+/// (16% fewer at 16 tokens) and it is less faithful, so f16 is an explicit choice (half the
+/// weight memory of f32).
 pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Decision {
     let has = |f: &str| cpu.iter().any(|c| c == f);
     let decision = |precision, reason: &str| Decision { precision, reason: reason.to_owned() };
@@ -88,9 +91,6 @@ pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Dec
         PrecisionChoice::Fixed(p) => decision(p, "asked for (--precision)"),
         PrecisionChoice::Auto if int8_bundle && has("aarch64") && has("dotprod") => {
             decision(Precision::Int8, "auto: int8 weights and a CPU with dot-product (SDOT)")
-        }
-        PrecisionChoice::Auto if has("aarch64") && has("fp16") => {
-            decision(Precision::F16, "auto: native fp16 arithmetic, no dot-product")
         }
         PrecisionChoice::Auto if int8_bundle => decision(
             Precision::F32,
@@ -123,7 +123,8 @@ mod tests {
     fn auto_picks_int8_only_with_dot_product() {
         let pick = |f: &[&str], int8| decide(PrecisionChoice::Auto, &cpu(f), int8).precision;
         assert_eq!(pick(&["aarch64", "fp16", "dotprod"], true), Precision::Int8);
-        assert_eq!(pick(&["aarch64", "fp16", "dotprod"], false), Precision::F16);
+        assert_eq!(pick(&["aarch64", "fp16", "dotprod"], false), Precision::F32);
+        assert_eq!(pick(&["aarch64", "fp16"], true), Precision::F32);
         assert_eq!(pick(&["aarch64"], true), Precision::F32);
         assert_eq!(pick(&["x86_64", "avx2", "fma"], true), Precision::F32);
         assert_eq!(pick(&["arm", "neon"], true), Precision::F32);

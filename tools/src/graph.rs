@@ -12,6 +12,10 @@
 //! into the int8 form, in the text and the tar. The embedding tables are gathered as int8 and
 //! dequantized per gathered row (not constant, so never folded): they stay int8 in memory too.
 //!
+//! For int8 storage, the inputs of the query/key/value and FFN-in projections are smoothed
+//! (per-channel factors moved from the activations into the weights, [`Smoothing`]) so the
+//! runtime's int8 compute quantizes them with less error.
+//!
 //! The graph is written before declutter: declutter rewrites erf-GELU into `GeluExact`, which has
 //! no NNEF serializer.
 
@@ -87,6 +91,13 @@ impl Builder {
         let y = self.wire(name, EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()), &[x, w])?;
         let b = self.konst(&format!("{name}.bias"), tensor1(&l.bias))?;
         self.bin(&format!("{name}.add_bias"), math::add, y, b)
+    }
+
+    /// `x · (1/s)` per channel, the input side of [`Smoothing`].
+    fn smooth(&mut self, name: &str, x: OutletId, s: &[f32]) -> Result<OutletId> {
+        let inv: Vec<f32> = s.iter().map(|s| 1.0 / s).collect();
+        let inv = self.konst(&format!("{name}.inv"), tensor1(&inv))?;
+        self.bin(name, math::mul, x, inv)
     }
 
     /// LayerNorm over the last axis, from primitives (declutter fuses it at load).
@@ -167,6 +178,68 @@ pub fn fold_query_scale(bert: &Bert) -> Bert {
     bert
 }
 
+/// Per-channel factors that move the spread of a linear layer's input into its weights:
+/// the graph multiplies the input by `1/s`, the weight columns are multiplied by `s`, so the
+/// product is unchanged in exact arithmetic (SmoothQuant, α = ½).
+///
+/// Why: the runtime's int8 compute quantizes each token's activations with one scale, and the
+/// LayerNorm outputs feeding query/key/value and the FFN carry a few channels far larger than
+/// the rest (large |γ| or |β|), which leaves the other channels a handful of int8 steps. The
+/// LayerNorm output also feeds the residual, so `1/s` cannot be folded into γ/β; it is one
+/// element-wise multiply per smoothed input. Data-free: a channel's activation scale is taken
+/// as |γ| + |β| (the LayerNorm output before its affine part has unit variance). Measured on
+/// the 56 golden sentences (cosine to fp64, mean / min): int8 compute 0.99568 / 0.97925 →
+/// 0.99641 / 0.98475; the f32-compute path 0.99933 / 0.99585 → 0.99936 / 0.99684. Range
+/// proxies 2|γ|+|β|, 3|γ|+|β|, |β| and α = ¾, 1 measured no better.
+#[derive(Clone, Debug)]
+pub struct Smoothing {
+    pub qkv: Vec<f32>,
+    pub ffn_in: Vec<f32>,
+}
+
+fn smoothing_factors(norm: &LayerNorm, linears: &[&Linear]) -> Vec<f32> {
+    (0..norm.gamma.len())
+        .map(|c| {
+            let act = norm.gamma[c].abs() + norm.beta[c].abs();
+            let weight = linears
+                .iter()
+                .flat_map(|l| l.weight.data.iter().skip(c).step_by(l.weight.cols))
+                .fold(0f32, |m, w| m.max(w.abs()));
+            if act > 0.0 && weight > 0.0 { (act / weight).sqrt() } else { 1.0 }
+        })
+        .collect()
+}
+
+fn scale_columns(l: &mut Linear, s: &[f32]) {
+    for row in l.weight.data.chunks_exact_mut(l.weight.cols) {
+        row.iter_mut().zip(s).for_each(|(w, s)| *w *= s);
+    }
+}
+
+/// The model as the graph is built from it: attention scale folded into the query weights, and
+/// for int8 storage, inputs smoothed (see [`Smoothing`]; `None` per layer for f32).
+pub fn prepare(bert: &Bert, precision: Precision) -> (Bert, Vec<Option<Smoothing>>) {
+    let mut bert = fold_query_scale(bert);
+    if precision == Precision::F32 {
+        let n = bert.layers.len();
+        return (bert, vec![None; n]);
+    }
+    let mut smoothing = Vec::with_capacity(bert.layers.len());
+    for i in 0..bert.layers.len() {
+        let input_norm =
+            if i == 0 { bert.embed_norm.clone() } else { bert.layers[i - 1].ffn_norm.clone() };
+        let layer = &mut bert.layers[i];
+        let qkv = smoothing_factors(&input_norm, &[&layer.query, &layer.key, &layer.value]);
+        let ffn_in = smoothing_factors(&layer.attn_norm, &[&layer.ffn_in]);
+        for l in [&mut layer.query, &mut layer.key, &mut layer.value] {
+            scale_columns(l, &qkv);
+        }
+        scale_columns(&mut layer.ffn_in, &ffn_in);
+        smoothing.push(Some(Smoothing { qkv, ffn_in }));
+    }
+    (bert, smoothing)
+}
+
 /// Builds the encoder graph (inputs i64 `[batch, seq]`, output f32 `[batch, seq, hidden]`).
 pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
     build_with_taps(bert, precision, false)
@@ -178,7 +251,8 @@ pub const TAPS_PER_LAYER: usize = 3;
 
 /// As [`build`]; with `taps`, outputs are `[hidden, then TAPS_PER_LAYER per layer]`.
 pub fn build_with_taps(bert: &Bert, precision: Precision, taps: bool) -> Result<TypedModel> {
-    let bert = &fold_query_scale(bert);
+    let (bert, smoothing) = prepare(bert, precision);
+    let bert = &bert;
     let mut tapped = Vec::new();
     let mut b = Builder { model: TypedModel::default(), precision };
     let batch = b.model.sym("batch");
@@ -236,9 +310,14 @@ pub fn build_with_taps(bert: &Bert, precision: Precision, taps: bool) -> Result<
                 &[t],
             )
         };
-        let q = b.linear(&format!("{p}.query"), x, &layer.query)?;
-        let k = b.linear(&format!("{p}.key"), x, &layer.key)?;
-        let v = b.linear(&format!("{p}.value"), x, &layer.value)?;
+        let smooth = &smoothing[i];
+        let x_in = match smooth {
+            Some(s) => b.smooth(&format!("{p}.qkv_smooth"), x, &s.qkv)?,
+            None => x,
+        };
+        let q = b.linear(&format!("{p}.query"), x_in, &layer.query)?;
+        let k = b.linear(&format!("{p}.key"), x_in, &layer.key)?;
+        let v = b.linear(&format!("{p}.value"), x_in, &layer.value)?;
         let q = split(&mut b, &format!("{p}.q_heads"), q)?;
         let k = split(&mut b, &format!("{p}.k_heads"), k)?;
         let v = split(&mut b, &format!("{p}.v_heads"), v)?;
@@ -268,7 +347,11 @@ pub fn build_with_taps(bert: &Bert, precision: Precision, taps: bool) -> Result<
         let attn = b.linear(&format!("{p}.attn_out"), ctx, &layer.attn_out)?;
         let res = b.bin(&format!("{p}.attn_residual"), math::add, attn, x)?;
         let h = b.layer_norm(&format!("{p}.attn_norm"), res, &layer.attn_norm, bert.eps)?;
-        let f = b.linear(&format!("{p}.ffn_in"), h, &layer.ffn_in)?;
+        let h_in = match smooth {
+            Some(s) => b.smooth(&format!("{p}.ffn_smooth"), h, &s.ffn_in)?,
+            None => h,
+        };
+        let f = b.linear(&format!("{p}.ffn_in"), h_in, &layer.ffn_in)?;
         let f = b.gelu(&format!("{p}.gelu"), f)?;
         tapped.push(f);
         let f = b.linear(&format!("{p}.ffn_out"), f, &layer.ffn_out)?;
@@ -287,7 +370,8 @@ pub fn build_with_taps(bert: &Bert, precision: Precision, taps: bool) -> Result<
 /// Serializes a graph as an NNEF tar (tract extensions on); with `Precision::Int8`, stores every
 /// Linear weight as int8 + per-row scales.
 pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<Vec<u8>> {
-    let bert = &fold_query_scale(bert);
+    let (bert, _) = prepare(bert, precision);
+    let bert = &bert;
     let tar = tract_nnef::nnef()
         .write_to_tar(model, Vec::new())
         .context("cannot serialize the encoder graph to NNEF")?;
