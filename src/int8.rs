@@ -23,7 +23,7 @@ use tract_nnef::tract_core::ops::binary::TypedBinOp;
 use tract_nnef::tract_core::ops::cast::Cast;
 use tract_nnef::tract_core::ops::einsum::EinSum;
 use tract_nnef::tract_core::ops::konst::Const;
-use tract_nnef::tract_core::ops::math::Mul;
+use tract_nnef::tract_core::ops::math::{Add, Mul};
 
 /// f32 → (i8, per-row scale) over the last axis: `x ≈ xq · scale`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +39,23 @@ fn round_even(v: f32) -> f32 {
 
 /// Quantizes one row into `out`; returns its scale (0 for an all-zero row).
 fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
+    // The default x86_64 target is SSE2 only; with AVX2 the same loops run 8 wide.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present.
+        return unsafe { quantize_row_avx2(x, out) };
+    }
+    quantize_row_body(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_row_avx2(x: &[f32], out: &mut [i8]) -> f32 {
+    quantize_row_body(x, out)
+}
+
+#[inline(always)]
+fn quantize_row_body(x: &[f32], out: &mut [i8]) -> f32 {
     // Eight independent maxima so the loop vectorizes (a single fold is a serial chain).
     let mut lanes = [0f32; 8];
     let mut chunks = x.chunks_exact(8);
@@ -160,6 +177,130 @@ impl TypedOp for DequantizeRows {
     as_op!();
 }
 
+/// The whole int8 linear in one op, on our AVX2 kernel ([`crate::gemm_i8`]): quantize each
+/// row of `x [.., k]`, exact int8 products, rescale to f32 `[.., n]`. Used on x86_64 instead of
+/// the three-op chain above, whose tract int8 matmul is unusably slow there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearI8 {
+    pub weights: Arc<crate::gemm_i8::PackedWeights>,
+    pub channel_scales: Arc<Vec<f32>>,
+    /// The bias add that followed the matmul, absorbed into the rescale pass.
+    pub bias: Option<Arc<Vec<f32>>>,
+}
+
+impl Eq for LinearI8 {}
+
+impl Op for LinearI8 {
+    fn name(&self) -> StaticName {
+        "BertliteLinearI8".into()
+    }
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "Mult: k:{} n:{} with [bertlite_avx2_i16_madd_4x16]",
+            self.weights.k, self.weights.n
+        )])
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for LinearI8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let (k, n) = (self.weights.k, self.weights.n);
+        ensure!(x.shape().last() == Some(&k), "LinearI8: input {:?}, k = {k}", x.shape());
+        let mut shape = x.shape().to_vec();
+        let m = x.len() / k.max(1);
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        let mut y = Tensor::zero::<f32>(&shape)?;
+        if m == 0 || k == 0 {
+            return Ok(tvec![y.into_tvalue()]);
+        }
+        let x_ram = x.try_as_plain_ram()?;
+        let x = x_ram.as_slice::<f32>()?;
+        let mut xq = vec![0i8; m * k];
+        let row_scales: Vec<f32> = x
+            .chunks_exact(k)
+            .zip(xq.chunks_exact_mut(k))
+            .map(|(x, q)| quantize_row(x, q))
+            .collect();
+        let mut acc = vec![0i32; m * n];
+        crate::gemm_i8::matmul(&crate::gemm_i8::widen_rows(&xq, m, k), m, &self.weights, &mut acc);
+        {
+            let mut y_ram = y.try_as_plain_ram_mut()?;
+            let out = y_ram.as_slice_mut::<f32>()?;
+            for ((out, acc), &r) in
+                out.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(&row_scales)
+            {
+                for ((o, &a), &c) in out.iter_mut().zip(acc).zip(self.channel_scales.iter()) {
+                    *o = a as f32 * (r * c);
+                }
+                if let Some(bias) = &self.bias {
+                    out.iter_mut().zip(bias.iter()).for_each(|(o, b)| *o += b);
+                }
+            }
+        }
+        Ok(tvec![y.into_tvalue()])
+    }
+}
+
+impl TypedOp for LinearI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type(), "LinearI8 wants f32");
+        let mut shape = inputs[0].shape.to_tvec();
+        *shape.last_mut().context("LinearI8 needs a rank ≥ 1 input")? = self.weights.n.to_dim();
+        Ok(tvec![f32::fact(shape)])
+    }
+    as_op!();
+}
+
+/// Whether an einsum contracts the last axis of its input with the second axis of an `[n, k]`
+/// weight and puts `n` last (`mk,nk->mn`, `bsk,nk->bsn`): the shape [`LinearI8`] computes.
+fn is_linear(einsum: &EinSum) -> bool {
+    let text = einsum.axes.to_string();
+    let Some((inputs, output)) = text.split_once("->") else { return false };
+    let Some((x, w)) = inputs.split_once(',') else { return false };
+    let (x, w): (Vec<char>, Vec<char>) = (x.chars().collect(), w.chars().collect());
+    w.len() == 2
+        && x.last() == Some(&w[1])
+        && output.chars().collect::<Vec<_>>() == [&x[..x.len() - 1], &w[..1]].concat()
+}
+
+/// The `[n]` bias added right after `node`'s output (through no-op casts), with the node that
+/// adds it, if there is one and nothing else reads the matmul's output.
+fn following_bias(model: &TypedModel, node: &TypedNode, n: usize) -> Option<(usize, Vec<f32>)> {
+    let mut outlet = OutletId::new(node.id, 0);
+    loop {
+        let succ = &model.outlet_successors(outlet);
+        if succ.len() != 1 {
+            return None;
+        }
+        let next = model.node(succ[0].node);
+        if next.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type()) {
+            outlet = OutletId::new(next.id, 0);
+            continue;
+        }
+        if !next.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>()) {
+            return None;
+        }
+        let other = next.inputs[1 - succ[0].slot];
+        let (bias, _) = konst(model, other)?;
+        if bias.len() != n || bias.datum_type() != f32::datum_type() {
+            return None;
+        }
+        let out_fact = model.outlet_fact(OutletId::new(next.id, 0)).ok()?;
+        let in_fact = model.outlet_fact(outlet).ok()?;
+        if out_fact.shape != in_fact.shape {
+            return None;
+        }
+        let values = bias.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
+        return Some((next.id, values));
+    }
+}
+
 /// The constant behind `outlet` through any casts to f32 (the NNEF loader adds no-op ones);
 /// with the number of casts crossed.
 fn konst(model: &TypedModel, mut outlet: OutletId) -> Option<(Arc<Tensor>, usize)> {
@@ -217,6 +358,22 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
         }
         let Some((q, channel_scales)) = int8_weight(model, node.inputs[1]) else { continue };
         let x = node.inputs[0];
+        if crate::gemm_i8::available() && is_linear(einsum) {
+            let (n, k) = (q.shape()[0], q.shape()[1]);
+            let w = q.try_as_plain_ram()?.as_slice::<i8>()?.to_vec();
+            let tapped = patch.tap_model(model, x)?;
+            let bias = following_bias(model, node, n);
+            let op = LinearI8 {
+                weights: Arc::new(crate::gemm_i8::PackedWeights::pack(&w, n, k)),
+                channel_scales: Arc::new(channel_scales),
+                bias: bias.as_ref().map(|(_, b)| Arc::new(b.clone())),
+            };
+            let y = patch.wire_node(format!("{}.int8", node.name), op, &[tapped])?[0];
+            let replaced = bias.map_or(node.id, |(add, _)| add);
+            patch.shunt_outside(model, OutletId::new(replaced, 0), y)?;
+            count += 1;
+            continue;
+        }
         let (xq, xs) = match quantized.get(&x) {
             Some(&pair) => pair,
             None => {
@@ -287,7 +444,10 @@ mod tests {
             "mm",
             EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()),
             &[x, w],
-        )?;
+        )?[0];
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 - 2.0).collect();
+        let b = model.add_const("b", Tensor::from_shape(&[1, 1, n], &bias)?)?;
+        let y = model.wire_node("add_bias", TypedBinOp(Box::new(Add), None), &[y, b])?;
         model.select_output_outlets(&y)?;
         let input = Tensor::from_shape(&[1, t, k], &xs)?;
         let expected = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;

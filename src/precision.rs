@@ -2,14 +2,14 @@
 //! weights either way; this decides what happens to them in memory:
 //!
 //! - [`Precision::F32`]: weights dequantized once to f32 (tract folds `cast → mul(scale)` at
-//!   load), f32 kernels. Fastest where int8 kernels are not (measured: x86 AVX2, where tract
-//!   0.23.9's `avx2_mmm_i32_8x8` runs ~80× slower than its f32 kernel).
+//!   load), f32 kernels, multithreaded. The most faithful; the default off dot-product ARM.
 //! - [`Precision::F16`]: as F32, then the graph translated to f16 (tract's `f32_to_f16`): half
 //!   the weight memory of f32; native fp16 kernels where the CPU has them. Never chosen by
 //!   `Auto` (no fewer instructions than f32 at 128 tokens on a Cortex-A76, less faithful).
 //! - [`Precision::Int8`]: every linear layer runs on int8 × int8 → i32 kernels: activations are
 //!   quantized per token (symmetric, dynamic), the i32 result scaled back per token × per
-//!   channel ([`crate::int8`]).
+//!   channel ([`crate::int8`]). tract's int8 kernels on ARM; on x86_64 our own AVX2 kernel
+//!   ([`crate::gemm_i8`]), because tract 0.23.9's runs ~80× slower than its f32 one there.
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,9 +75,11 @@ pub struct Decision {
 /// [`crate::report::cpu_features`]) and a bundle that does or does not store int8 weights.
 ///
 /// `Auto` follows what was measured (results/precision.md): int8 only where the CPU has the
-/// dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin); without them tract's int8
-/// kernel costs more instructions than f32 (Cortex-A72: 589 M vs 553 M per 128-token
-/// inference) and on x86 AVX2 it runs ~55× slower than f32. Never f16: on a Cortex-A76 with
+/// dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin: 2.3× fewer instructions than
+/// f32); without them tract's int8 kernel costs more instructions than f32 (Cortex-A72: 589 M
+/// vs 553 M per 128-token inference). On x86_64 our AVX2 int8 kernel is 1.2–1.5× faster than
+/// f32 on one thread but single-threaded and less faithful, so `auto` stays f32 there and int8
+/// is `--precision int8`. Never f16: on a Cortex-A76 with
 /// fp16 exposed, tract's f16 graph cost 564 M instructions at 128 tokens against 553 M in f32
 /// (16% fewer at 16 tokens) and it is less faithful, so f16 is an explicit choice (half the
 /// weight memory of f32).

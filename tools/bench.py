@@ -65,8 +65,8 @@ def time_ort(sess, batches, iters):
     return statistics.mean(per_text)
 
 
-def time_bertlite(exe, bundle, texts, n, batch, threads, iters):
-    cmd = [str(exe), "bench", "-m", str(bundle), "--json", "--threads", str(threads), "--iters", str(iters), "--batch", str(batch), "--truncate", str(n)]
+def time_bertlite(exe, bundle, texts, n, batch, threads, iters, precision):
+    cmd = [str(exe), "bench", "-m", str(bundle), "--json", "--threads", str(threads), "--iters", str(iters), "--batch", str(batch), "--truncate", str(n), "--precision", precision]
     # One text per line: newlines inside an article become spaces (the same separator to WordPiece).
     lines = "\n".join(" ".join(t.split("\n")) for t in texts) + "\n"
     out = subprocess.run(cmd, input=lines, capture_output=True, text=True, check=True).stdout
@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--iters", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--precision", default="auto", help="bertlite's --precision (auto, f32, f16, int8)")
     ap.add_argument("--quick", action="store_true", help="16 and 128 tokens, batch 1, 1 thread")
     ap.add_argument("--out", default=str(ROOT / "results/bench"))
     ap.add_argument("--reuse-speed", action="store_true", help="keep the speed table of OUT.json, redo the rest")
@@ -124,7 +125,7 @@ def main():
                 for _ in range(a.rounds):
                     rounds["ort_fp32"].append(time_ort(sessions[("fp32", th)], groups, a.iters))
                     rounds["ort_int8"].append(time_ort(sessions[("int8", th)], groups, a.iters))
-                    rounds["bertlite"].append(time_bertlite(a.bertlite, a.bundle, texts, n, b, th, a.iters))
+                    rounds["bertlite"].append(time_bertlite(a.bertlite, a.bundle, texts, n, b, th, a.iters, a.precision))
                 med = {k: statistics.median(v) for k, v in rounds.items()}
                 row = {"tokens": n, "batch": b, "threads": th, **{f"{k}_ms": v for k, v in med.items()}}
                 row["ratio_vs_ort_int8"] = med["bertlite"] / med["ort_int8"]
@@ -143,7 +144,7 @@ def main():
         feed = {"input_ids": e, "attention_mask": np.ones_like(e), "token_type_ids": np.zeros_like(e)}
         ref.append(mean_pool(sessions[("fp32", threads[0])].run(None, feed)[0], feed["attention_mask"])[0])
         q8.append(mean_pool(sessions[("int8", threads[0])].run(None, feed)[0], feed["attention_mask"])[0])
-    out = subprocess.run([a.bertlite, "embed", "-m", a.bundle, "--json", "--threads", "1"], input="\n".join(t.replace("\n", " ") for t in sample) + "\n", capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([a.bertlite, "embed", "-m", a.bundle, "--json", "--threads", "1", "--precision", a.precision], input="\n".join(t.replace("\n", " ") for t in sample) + "\n", capture_output=True, text=True, check=True).stdout
     bl = [np.array(json.loads(line)["embedding"]) for line in out.splitlines()]
     # bertlite got the article with newlines as spaces: same tokens (whitespace is a separator).
     cos = lambda x, y: float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)))
@@ -157,7 +158,7 @@ def main():
     # time (a fork of this big Python process would report its RSS instead).
     gnu_time = ["/usr/bin/time", "-f", "%M"]
     t = time.perf_counter()
-    r = subprocess.run(gnu_time + [a.bertlite, "embed", "-m", a.bundle, "--threads", "1", "Shares fell."], capture_output=True, text=True, check=True)
+    r = subprocess.run(gnu_time + [a.bertlite, "embed", "-m", a.bundle, "--threads", "1", "--precision", a.precision, "Shares fell."], capture_output=True, text=True, check=True)
     bl_cold = time.perf_counter() - t
     bl_rss = int(r.stderr.strip().splitlines()[-1]) / 1024
     child = (

@@ -1,0 +1,174 @@
+//! Our own int8 matrix multiply for x86_64 AVX2, used by [`crate::int8`] instead of tract's.
+//!
+//! Why hand-written: tract 0.23.9's only AVX2 int8 kernel (`avx2_mmm_i32_8x8`) measured ~80×
+//! slower than its own f32 kernel on this machine kind (results/precision.md), and no
+//! well-kept crate does int8 GEMM. This one is deliberately simple: exact i16 products with
+//! `vpmaddwd` (int8 values widened to i16, pairs of k summed into i32), no saturation — unlike
+//! the `vpmaddubsw` u8×s8 trick ONNX Runtime uses on AVX2, which can saturate.
+//!
+//! Layout: weights `[n, k]` are packed once at load in blocks of 16 output channels, k in
+//! pairs: for each pair p, 16 × (w[c][2p], w[c][2p+1]) as i16 = two ymm registers. Activation
+//! rows are widened to i16 with k padded to even, so one 32-bit broadcast is a k pair. The
+//! micro-kernel computes 4 rows × 16 channels (8 accumulators).
+
+/// Output channels per packed block.
+const NB: usize = 16;
+/// Rows per micro-kernel call.
+const MR: usize = 4;
+
+/// Int8 weights `[n, k]` packed for [`matmul`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedWeights {
+    pub n: usize,
+    pub k: usize,
+    data: Vec<i16>,
+}
+
+impl PackedWeights {
+    /// `k` pairs, rounded up.
+    fn pairs(&self) -> usize {
+        self.k.div_ceil(2)
+    }
+
+    pub fn pack(w: &[i8], n: usize, k: usize) -> PackedWeights {
+        let kp = k.div_ceil(2);
+        let blocks = n.div_ceil(NB);
+        let mut data = vec![0i16; blocks * kp * NB * 2];
+        for c in 0..n {
+            let (block, j) = (c / NB, c % NB);
+            for kk in 0..k {
+                let (p, t) = (kk / 2, kk % 2);
+                data[((block * kp + p) * NB + j) * 2 + t] = i16::from(w[c * k + kk]);
+            }
+        }
+        PackedWeights { n, k, data }
+    }
+}
+
+/// Whether this CPU can run [`matmul`].
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Widens int8 rows `[m, k]` into the i16 layout [`matmul`] reads (k padded to even).
+pub fn widen_rows(xq: &[i8], m: usize, k: usize) -> Vec<i16> {
+    let kp2 = k.div_ceil(2) * 2;
+    let mut out = vec![0i16; m * kp2];
+    for (dst, src) in out.chunks_exact_mut(kp2).zip(xq.chunks_exact(k)) {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = i16::from(s));
+    }
+    out
+}
+
+/// `acc[m, n] = x[m, :] · w[n, :]` exactly, in i32. `x` from [`widen_rows`]; `acc` holds
+/// `m × n` values. Callers check [`available`] first.
+pub fn matmul(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    assert!(acc.len() == m * w.n && x.len() == m * w.pairs() * 2, "matmul: shapes");
+    if m == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AVX2 is present (checked above); all reads stay inside `x` and `w.data` (the
+        // row index is clamped to m-1 and the packed blocks cover every pair), writes inside
+        // `acc` (checked per element against m and n).
+        unsafe { matmul_avx2(x, m, w, acc) };
+        return;
+    }
+    matmul_scalar(x, m, w, acc);
+}
+
+/// Reference: the same sum, portable.
+fn matmul_scalar(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    let kp = w.pairs();
+    for row in 0..m {
+        for c in 0..w.n {
+            let (block, j) = (c / NB, c % NB);
+            let mut s = 0i32;
+            for p in 0..kp {
+                for t in 0..2 {
+                    let wv = w.data[((block * kp + p) * NB + j) * 2 + t];
+                    s += i32::from(wv) * i32::from(x[row * kp * 2 + 2 * p + t]);
+                }
+            }
+            acc[row * w.n + c] = s;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn matmul_avx2(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let kp = w.pairs();
+    let n = w.n;
+    let xp = x.as_ptr();
+    for block in 0..n.div_ceil(NB) {
+        let wp = unsafe { w.data.as_ptr().add(block * kp * NB * 2) };
+        for m0 in (0..m).step_by(MR) {
+            let rows: [usize; MR] = std::array::from_fn(|r| (m0 + r).min(m - 1));
+            let mut a = [[_mm256_setzero_si256(); 2]; MR];
+            for p in 0..kp {
+                unsafe {
+                    let w0 = _mm256_loadu_si256(wp.add(p * NB * 2) as *const __m256i);
+                    let w1 = _mm256_loadu_si256(wp.add(p * NB * 2 + 16) as *const __m256i);
+                    for r in 0..MR {
+                        let pair =
+                            (xp.add(rows[r] * kp * 2 + 2 * p) as *const i32).read_unaligned();
+                        let xr = _mm256_set1_epi32(pair);
+                        a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(w0, xr));
+                        a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(w1, xr));
+                    }
+                }
+            }
+            for (r, acc_r) in a.iter().enumerate() {
+                let row = m0 + r;
+                if row >= m {
+                    break;
+                }
+                let mut lanes = [0i32; NB];
+                unsafe {
+                    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc_r[0]);
+                    _mm256_storeu_si256(lanes.as_mut_ptr().add(8) as *mut __m256i, acc_r[1]);
+                }
+                let c0 = block * NB;
+                let width = NB.min(n - c0);
+                acc[row * n + c0..][..width].copy_from_slice(&lanes[..width]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_plain_triple_loop_on_awkward_shapes() {
+        for &(m, n, k) in &[(1, 1, 1), (5, 17, 3), (4, 16, 8), (9, 33, 31), (3, 40, 384)] {
+            let w: Vec<i8> = (0..n * k).map(|i| ((i * 97 + 13) % 255) as i32 as i8).collect();
+            let x: Vec<i8> = (0..m * k).map(|i| ((i * 31 + 7) % 255) as i32 as i8).collect();
+            let packed = PackedWeights::pack(&w, n, k);
+            let mut got = vec![0i32; m * n];
+            matmul(&widen_rows(&x, m, k), m, &packed, &mut got);
+            let mut scalar = vec![0i32; m * n];
+            matmul_scalar(&widen_rows(&x, m, k), m, &packed, &mut scalar);
+            for row in 0..m {
+                for c in 0..n {
+                    let want: i32 = (0..k)
+                        .map(|kk| i32::from(x[row * k + kk]) * i32::from(w[c * k + kk]))
+                        .sum();
+                    assert_eq!(got[row * n + c], want, "{m}x{n}x{k} at {row},{c}");
+                    assert_eq!(scalar[row * n + c], want);
+                }
+            }
+        }
+    }
+}
