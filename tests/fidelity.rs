@@ -140,4 +140,18 @@ fn bbc_accuracy_fp32_and_int8() {
     );
     assert!(acc32 >= 0.96 && acc8 >= 0.96, "fp32 {acc32}, int8 {acc8}");
     assert!((acc32 - acc8).abs() <= 0.005, "fp32 {acc32} vs int8 {acc8}");
+
+    // The int8 compute path (what Pi 5 / Orin run by default), same bundle and head. Only where
+    // our AVX2 kernel runs it at speed: tract's x86 int8 kernel would take ~45 min here.
+    if !bertlite::gemm_i8::available() {
+        eprintln!("no AVX2: int8-compute BBC accuracy not measured");
+        return;
+    }
+    let options = EncoderOptions { threads: 2, precision: PrecisionChoice::Fixed(Precision::Int8) };
+    let int8c = Model::load_with(bundle("minilm-bbc.blt"), options).unwrap();
+    let (acc8c, p8c) = accuracy(&int8c, &rows);
+    let agree8c = p8c.iter().zip(&p8).filter(|(a, b)| a == b).count() as f64 / rows.len() as f64;
+    eprintln!("BBC test, int8 compute: {acc8c:.4}, agreement with f32 compute {agree8c:.4}");
+    assert!(acc8c >= 0.96, "int8 compute {acc8c}");
+    assert!((acc32 - acc8c).abs() <= 0.005, "fp32 {acc32} vs int8 compute {acc8c}");
 }
