@@ -8,13 +8,15 @@ that and nothing else.
 int8 (`--int8`): both quantize activations per token at run time. Integer sums are exact, but a
 1e-7 difference upstream flips the rounding of an activation sitting on a rounding boundary, and
 each flip moves it by a whole step (1/127 of its row's max), so the two sides differ by int8
-noise, not f32 noise (measured on the golden sentences, x86 vs Cortex-A76: mean 0.99961, min
-0.99603). Bounds: mean 0.999, min 0.99; labels identical as above."""
+noise, not f32 noise. Measured on the golden sentences, x86 vs Cortex-A76: mean 0.99954, min
+0.99084 (smoothed bundle; 0.99961 / 0.99603 before smoothing). Each side is itself only within
+min cosine 0.985 of fp64 (tests/fidelity.rs), so two int8 runs can sit further apart than f32
+noise on a short text. Bounds: mean 0.999, min 0.98; labels identical as above."""
 import json
 import sys
 
 COSINE = 0.99999
-INT8_MEAN, INT8_MIN = 0.999, 0.99
+INT8_MEAN, INT8_MIN = 0.999, 0.98
 MARGIN = 0.01
 
 
