@@ -74,7 +74,7 @@ impl Encoder {
         let mut model = tract_nnef::nnef()
             .model_for_read(&mut &*graph)
             .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
-        let int8_weights = crate::int8::count_int8_linears(&model) > 0;
+        let int8_weights = crate::int8::has_int8_linears(&model);
         let decision = crate::precision::decide(
             options.precision,
             &crate::report::cpu_features(),

@@ -70,6 +70,7 @@ pub fn widen_rows(xq: &[i8], m: usize, k: usize) -> Vec<i16> {
 /// `acc[m, n] = x[m, :] · w[n, :]` exactly, in i32. `x` from [`widen_rows`]; `acc` holds
 /// `m × n` values. Callers check [`available`] first.
 pub fn matmul(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    // ok: callers size both buffers from m, k, n (widen_rows, LinearI8); input cannot reach it.
     assert!(acc.len() == m * w.n && x.len() == m * w.pairs() * 2, "matmul: shapes");
     if m == 0 {
         return;

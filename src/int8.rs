@@ -78,6 +78,26 @@ fn quantize_row_body(x: &[f32], out: &mut [i8]) -> f32 {
     amax / 127.0
 }
 
+/// Quantizes every `k`-long row of `x` into `q`; one scale per row into `scales`.
+fn quantize_rows(x: &[f32], k: usize, q: &mut [i8], scales: &mut [f32]) {
+    for ((x, q), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(scales) {
+        *s = quantize_row(x, q);
+    }
+}
+
+/// `y = acc · row_scale · channel_scale (+ bias)`, rows of `n`: the pass back to f32.
+fn rescale(y: &mut [f32], acc: &[i32], rows: &[f32], channels: &[f32], bias: Option<&[f32]>) {
+    let n = channels.len();
+    for ((y, acc), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(rows) {
+        for ((y, &a), &c) in y.iter_mut().zip(acc).zip(channels) {
+            *y = a as f32 * (r * c);
+        }
+        if let Some(bias) = bias {
+            y.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        }
+    }
+}
+
 impl Op for QuantizeRows {
     fn name(&self) -> StaticName {
         "BertliteQuantizeRows".into()
@@ -104,10 +124,7 @@ impl EvalOp for QuantizeRows {
             let mut q_ram = q.try_as_plain_ram_mut()?;
             let q = q_ram.as_slice_mut::<i8>()?;
             let mut s_ram = s.try_as_plain_ram_mut()?;
-            let s = s_ram.as_slice_mut::<f32>()?;
-            for ((x, q), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(s.iter_mut()) {
-                *s = quantize_row(x, q);
-            }
+            quantize_rows(x, k, q, s_ram.as_slice_mut::<f32>()?);
         }
         Ok(tvec![q.into_tvalue(), s.into_tvalue()])
     }
@@ -157,13 +174,8 @@ impl EvalOp for DequantizeRows {
             let rs_ram = row_scales.try_as_plain_ram()?;
             let rs = rs_ram.as_slice::<f32>()?;
             let mut y_ram = y.try_as_plain_ram_mut()?;
-            let y = y_ram.as_slice_mut::<f32>()?;
             ensure!(rs.len() * n == acc.len(), "DequantizeRows: one scale per row");
-            for ((y, acc), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(rs) {
-                for ((y, &a), &c) in y.iter_mut().zip(acc).zip(self.channel_scales.iter()) {
-                    *y = a as f32 * (r * c);
-                }
-            }
+            rescale(y_ram.as_slice_mut::<f32>()?, acc, rs, &self.channel_scales, None);
         }
         Ok(tvec![y.into_tvalue()])
     }
@@ -222,26 +234,14 @@ impl EvalOp for LinearI8 {
         let x_ram = x.try_as_plain_ram()?;
         let x = x_ram.as_slice::<f32>()?;
         let mut xq = vec![0i8; m * k];
-        let row_scales: Vec<f32> = x
-            .chunks_exact(k)
-            .zip(xq.chunks_exact_mut(k))
-            .map(|(x, q)| quantize_row(x, q))
-            .collect();
+        let mut row_scales = vec![0f32; m];
+        quantize_rows(x, k, &mut xq, &mut row_scales);
         let mut acc = vec![0i32; m * n];
         crate::gemm_i8::matmul(&crate::gemm_i8::widen_rows(&xq, m, k), m, &self.weights, &mut acc);
         {
             let mut y_ram = y.try_as_plain_ram_mut()?;
-            let out = y_ram.as_slice_mut::<f32>()?;
-            for ((out, acc), &r) in
-                out.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(&row_scales)
-            {
-                for ((o, &a), &c) in out.iter_mut().zip(acc).zip(self.channel_scales.iter()) {
-                    *o = a as f32 * (r * c);
-                }
-                if let Some(bias) = &self.bias {
-                    out.iter_mut().zip(bias.iter()).for_each(|(o, b)| *o += b);
-                }
-            }
+            let bias = self.bias.as_deref().map(|b| b.as_slice());
+            rescale(y_ram.as_slice_mut::<f32>()?, &acc, &row_scales, &self.channel_scales, bias);
         }
         Ok(tvec![y.into_tvalue()])
     }
@@ -335,14 +335,13 @@ fn int8_weight(model: &TypedModel, outlet: OutletId) -> Option<(Arc<Tensor>, Vec
     Some((q, scales))
 }
 
-/// How many matmuls have int8 weights (0 for an f32 bundle).
-pub fn count_int8_linears(model: &TypedModel) -> usize {
+/// Whether any matmul has int8 weights (false for an f32 bundle).
+pub fn has_int8_linears(model: &TypedModel) -> bool {
     model
         .nodes()
         .iter()
         .filter(|n| n.op_is::<EinSum>() && n.inputs.len() == 2)
-        .filter(|n| int8_weight(model, n.inputs[1]).is_some())
-        .count()
+        .any(|n| int8_weight(model, n.inputs[1]).is_some())
 }
 
 /// Rewrites every int8-weight matmul `x · cast(Wq)·s` into the int8 form above; returns how many.

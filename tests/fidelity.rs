@@ -38,6 +38,11 @@ fn golden_cosines(model: &Model) -> Vec<(String, f32)> {
         .collect()
 }
 
+fn mean_min(cos: &[(String, f32)]) -> (f32, f32) {
+    let mean = cos.iter().map(|c| c.1).sum::<f32>() / cos.len() as f32;
+    (mean, cos.iter().map(|c| c.1).fold(1.0, f32::min))
+}
+
 #[test]
 fn fp32_matches_reference() {
     let cos = golden_cosines(&load("minilm-f32.blt"));
@@ -51,8 +56,7 @@ fn fp32_matches_reference() {
 #[test]
 fn int8_close_to_reference() {
     let cos = golden_cosines(&load("minilm-int8.blt"));
-    let mean = cos.iter().map(|c| c.1).sum::<f32>() / cos.len() as f32;
-    let min = cos.iter().map(|c| c.1).fold(1.0, f32::min);
+    let (mean, min) = mean_min(&cos);
     eprintln!(
         "int8 cosine to fp64 reference over {} sentences: mean {mean:.5}, min {min:.5}",
         cos.len()
@@ -67,8 +71,7 @@ fn int8_compute_close_to_reference() {
     let model = Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads");
     assert_eq!(model.encoder().precision().precision, Precision::Int8);
     let cos = golden_cosines(&model);
-    let mean = cos.iter().map(|c| c.1).sum::<f32>() / cos.len() as f32;
-    let min = cos.iter().map(|c| c.1).fold(1.0, f32::min);
+    let (mean, min) = mean_min(&cos);
     eprintln!(
         "int8 compute cosine to fp64 reference over {} sentences: mean {mean:.5}, min {min:.5}",
         cos.len()
