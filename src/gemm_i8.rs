@@ -13,7 +13,8 @@
 
 /// Output channels per packed block.
 const NB: usize = 16;
-/// Rows per micro-kernel call.
+/// Rows per micro-kernel call (only the AVX2 kernel has a micro-kernel).
+#[cfg(target_arch = "x86_64")]
 const MR: usize = 4;
 
 /// Int8 weights `[n, k]` packed for [`matmul`].
