@@ -80,6 +80,11 @@ impl Encoder {
             &crate::report::cpu_features(),
             int8_weights,
         );
+        if decision.precision != Precision::F16 {
+            // f32 ops: the f16 path converts the graph to f16 first and keeps tract's.
+            crate::fused::rewrite(&mut model)
+                .map_err(|e| Error::inference("cannot fuse the layer norms and softmaxes", e))?;
+        }
         match decision.precision {
             Precision::F32 => {}
             Precision::Int8 => {
@@ -118,11 +123,13 @@ impl Encoder {
     }
 
     /// Runs the encoder `iters` times, timing every op of the plan; returns (op name, total
-    /// time) sorted by time, largest first. For finding where inference time goes.
+    /// time) sorted by time, largest first — per node (`op name` + node name) with `by_node`.
+    /// For finding where inference time goes.
     pub fn profile(
         &self,
         batch: &Batch,
         iters: usize,
+        by_node: bool,
     ) -> Result<Vec<(String, std::time::Duration)>> {
         let mut times: std::collections::HashMap<String, std::time::Duration> = Default::default();
         for _ in 0..iters.max(1) {
@@ -132,7 +139,12 @@ impl Encoder {
                 .run_plan_with_eval(self.inputs(batch)?, |ctx, op_state, node, inputs| {
                     let start = std::time::Instant::now();
                     let out = tract_nnef::tract_core::plan::eval(ctx, op_state, node, inputs);
-                    *times.entry(node.op().name().to_string()).or_default() += start.elapsed();
+                    let key = if by_node {
+                        format!("{} {}", node.op().name(), node.name)
+                    } else {
+                        node.op().name().to_string()
+                    };
+                    *times.entry(key).or_default() += start.elapsed();
                     out
                 })
                 .map_err(|e| Error::inference("the encoder failed to run", e))?;

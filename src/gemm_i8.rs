@@ -68,23 +68,54 @@ pub fn widen_rows(xq: &[i8], m: usize, k: usize) -> Vec<i16> {
     out
 }
 
+/// The epilogue of a quantized linear: `y = acc · row_scale · channel_scale (+ bias)`.
+pub struct Rescale<'a> {
+    /// One per row of `x`.
+    pub rows: &'a [f32],
+    /// One per output channel.
+    pub channels: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+}
+
 /// `acc[m, n] = x[m, :] · w[n, :]` exactly, in i32. `x` from [`widen_rows`]; `acc` holds
-/// `m × n` values. Callers check [`available`] first.
+/// `m × n` values.
 pub fn matmul(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
-    // ok: callers size both buffers from m, k, n (widen_rows, LinearI8); input cannot reach it.
+    // ok: callers size both buffers from m, k, n; input cannot reach it.
     assert!(acc.len() == m * w.n && x.len() == m * w.pairs() * 2, "matmul: shapes");
+    matmul_scalar(x, m, w, acc);
+}
+
+/// `y[m, n] = (x[m, :] · w[n, :]) · rows[m] · channels[n] + bias[n]`: the int8 products exact
+/// in i32, converted to f32 in the kernel's registers (no i32 buffer, no second pass).
+pub fn linear(x: &[i16], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut [f32]) {
+    // ok: LinearI8 sizes every buffer from m, k, n; input cannot reach it.
+    assert!(
+        y.len() == m * w.n
+            && x.len() == m * w.pairs() * 2
+            && rescale.rows.len() == m
+            && rescale.channels.len() == w.n
+            && rescale.bias.is_none_or(|b| b.len() == w.n),
+        "linear: shapes"
+    );
     if m == 0 {
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if available() {
-        // SAFETY: AVX2 is present (checked above); all reads stay inside `x` and `w.data` (the
-        // row index is clamped to m-1 and the packed blocks cover every pair), writes inside
-        // `acc` (checked per element against m and n).
-        unsafe { matmul_avx2(x, m, w, acc) };
+        // SAFETY: AVX2 is present (checked above); all reads stay inside `x`, `w.data` and the
+        // rescale slices (the row index is clamped to m-1, the packed blocks cover every pair,
+        // full-width stores only where c0 + 16 ≤ n), writes inside `y`.
+        unsafe { linear_avx2(x, m, w, rescale, y) };
         return;
     }
-    matmul_scalar(x, m, w, acc);
+    let mut acc = vec![0i32; m * w.n];
+    matmul_scalar(x, m, w, &mut acc);
+    let n = w.n;
+    for ((y, acc), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(rescale.rows) {
+        for (c, (y, &a)) in y.iter_mut().zip(acc).enumerate() {
+            *y = a as f32 * (r * rescale.channels[c]) + rescale.bias.map_or(0.0, |b| b[c]);
+        }
+    }
 }
 
 /// Reference: the same sum, portable.
@@ -106,14 +137,29 @@ fn matmul_scalar(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn matmul_avx2(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+#[target_feature(enable = "avx2,fma")]
+unsafe fn linear_avx2(x: &[i16], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut [f32]) {
     use std::arch::x86_64::*;
     let kp = w.pairs();
     let n = w.n;
     let xp = x.as_ptr();
     for block in 0..n.div_ceil(NB) {
         let wp = unsafe { w.data.as_ptr().add(block * kp * NB * 2) };
+        let c0 = block * NB;
+        let width = NB.min(n - c0);
+        // The block's channel scales and bias, padded to 16 lanes.
+        let mut cs = [0f32; NB];
+        let mut bias = [0f32; NB];
+        cs[..width].copy_from_slice(&rescale.channels[c0..c0 + width]);
+        if let Some(b) = rescale.bias {
+            bias[..width].copy_from_slice(&b[c0..c0 + width]);
+        }
+        let (cs, bias) = unsafe {
+            (
+                [_mm256_loadu_ps(cs.as_ptr()), _mm256_loadu_ps(cs.as_ptr().add(8))],
+                [_mm256_loadu_ps(bias.as_ptr()), _mm256_loadu_ps(bias.as_ptr().add(8))],
+            )
+        };
         for m0 in (0..m).step_by(MR) {
             let rows: [usize; MR] = std::array::from_fn(|r| (m0 + r).min(m - 1));
             let mut a = [[_mm256_setzero_si256(); 2]; MR];
@@ -135,14 +181,25 @@ unsafe fn matmul_avx2(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
                 if row >= m {
                     break;
                 }
-                let mut lanes = [0i32; NB];
-                unsafe {
-                    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc_r[0]);
-                    _mm256_storeu_si256(lanes.as_mut_ptr().add(8) as *mut __m256i, acc_r[1]);
+                let rs = _mm256_set1_ps(rescale.rows[row]);
+                let out: [__m256; 2] = std::array::from_fn(|h| {
+                    let scale = _mm256_mul_ps(rs, cs[h]);
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc_r[h]), scale, bias[h])
+                });
+                let dst = &mut y[row * n + c0..][..width];
+                if width == NB {
+                    unsafe {
+                        _mm256_storeu_ps(dst.as_mut_ptr(), out[0]);
+                        _mm256_storeu_ps(dst.as_mut_ptr().add(8), out[1]);
+                    }
+                } else {
+                    let mut lanes = [0f32; NB];
+                    unsafe {
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), out[0]);
+                        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), out[1]);
+                    }
+                    dst.copy_from_slice(&lanes[..width]);
                 }
-                let c0 = block * NB;
-                let width = NB.min(n - c0);
-                acc[row * n + c0..][..width].copy_from_slice(&lanes[..width]);
             }
         }
     }
@@ -158,17 +215,24 @@ mod tests {
             let w: Vec<i8> = (0..n * k).map(|i| ((i * 97 + 13) % 255) as i32 as i8).collect();
             let x: Vec<i8> = (0..m * k).map(|i| ((i * 31 + 7) % 255) as i32 as i8).collect();
             let packed = PackedWeights::pack(&w, n, k);
-            let mut got = vec![0i32; m * n];
-            matmul(&widen_rows(&x, m, k), m, &packed, &mut got);
-            let mut scalar = vec![0i32; m * n];
-            matmul_scalar(&widen_rows(&x, m, k), m, &packed, &mut scalar);
+            let xw = widen_rows(&x, m, k);
+            let mut acc = vec![0i32; m * n];
+            matmul(&xw, m, &packed, &mut acc);
+            // Scales and bias chosen so every f32 result is exact: |acc| < 2²⁴, powers of two.
+            let rows: Vec<f32> = (0..m).map(|r| [1.0, 0.5, 2.0][r % 3]).collect();
+            let channels: Vec<f32> = (0..n).map(|c| [0.25, 1.0][c % 2]).collect();
+            let bias: Vec<f32> = (0..n).map(|c| c as f32 - 3.0).collect();
+            let mut y = vec![f32::NAN; m * n];
+            let rescale = Rescale { rows: &rows, channels: &channels, bias: Some(&bias) };
+            linear(&xw, m, &packed, &rescale, &mut y);
             for row in 0..m {
                 for c in 0..n {
                     let want: i32 = (0..k)
                         .map(|kk| i32::from(x[row * k + kk]) * i32::from(w[c * k + kk]))
                         .sum();
-                    assert_eq!(got[row * n + c], want, "{m}x{n}x{k} at {row},{c}");
-                    assert_eq!(scalar[row * n + c], want);
+                    assert_eq!(acc[row * n + c], want, "{m}x{n}x{k} at {row},{c}");
+                    let want_y = want as f32 * rows[row] * channels[c] + bias[c];
+                    assert_eq!(y[row * n + c], want_y, "{m}x{n}x{k} at {row},{c}");
                 }
             }
         }

@@ -37,8 +37,9 @@ fn round_even(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
-/// Quantizes one row into `out`; returns its scale (0 for an all-zero row).
-fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
+/// Quantizes one row into `out` (i8, or i8 values widened to i16 for [`crate::gemm_i8`]);
+/// returns its scale (0 for an all-zero row).
+fn quantize_row<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
     // The default x86_64 target is SSE2 only; with AVX2 the same loops run 8 wide.
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -50,12 +51,12 @@ fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_row_avx2(x: &[f32], out: &mut [i8]) -> f32 {
+unsafe fn quantize_row_avx2<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
     quantize_row_body(x, out)
 }
 
 #[inline(always)]
-fn quantize_row_body(x: &[f32], out: &mut [i8]) -> f32 {
+fn quantize_row_body<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
     // Eight independent maxima so the loop vectorizes (a single fold is a serial chain).
     let mut lanes = [0f32; 8];
     let mut chunks = x.chunks_exact(8);
@@ -68,12 +69,12 @@ fn quantize_row_body(x: &[f32], out: &mut [i8]) -> f32 {
     let mut amax = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
     amax = lanes.iter().fold(amax, |m, &v| m.max(v));
     if !(amax > 0.0 && amax.is_finite()) {
-        out.fill(0);
+        out.fill(T::from(0));
         return if amax == 0.0 { 0.0 } else { f32::NAN };
     }
     let inv = 127.0 / amax;
     for (q, &v) in out.iter_mut().zip(x) {
-        *q = round_even(v * inv) as i32 as i8;
+        *q = T::from(round_even(v * inv) as i32 as i8);
     }
     amax / 127.0
 }
@@ -85,15 +86,12 @@ fn quantize_rows(x: &[f32], k: usize, q: &mut [i8], scales: &mut [f32]) {
     }
 }
 
-/// `y = acc · row_scale · channel_scale (+ bias)`, rows of `n`: the pass back to f32.
-fn rescale(y: &mut [f32], acc: &[i32], rows: &[f32], channels: &[f32], bias: Option<&[f32]>) {
+/// `y = acc · row_scale · channel_scale`, rows of `n`: the pass back to f32.
+fn rescale(y: &mut [f32], acc: &[i32], rows: &[f32], channels: &[f32]) {
     let n = channels.len();
     for ((y, acc), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(rows) {
         for ((y, &a), &c) in y.iter_mut().zip(acc).zip(channels) {
             *y = a as f32 * (r * c);
-        }
-        if let Some(bias) = bias {
-            y.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
         }
     }
 }
@@ -175,7 +173,7 @@ impl EvalOp for DequantizeRows {
             let rs = rs_ram.as_slice::<f32>()?;
             let mut y_ram = y.try_as_plain_ram_mut()?;
             ensure!(rs.len() * n == acc.len(), "DequantizeRows: one scale per row");
-            rescale(y_ram.as_slice_mut::<f32>()?, acc, rs, &self.channel_scales, None);
+            rescale(y_ram.as_slice_mut::<f32>()?, acc, rs, &self.channel_scales);
         }
         Ok(tvec![y.into_tvalue()])
     }
@@ -227,21 +225,28 @@ impl EvalOp for LinearI8 {
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
-        let mut y = Tensor::zero::<f32>(&shape)?;
         if m == 0 || k == 0 {
-            return Ok(tvec![y.into_tvalue()]);
+            return Ok(tvec![Tensor::zero::<f32>(&shape)?.into_tvalue()]);
         }
         let x_ram = x.try_as_plain_ram()?;
         let x = x_ram.as_slice::<f32>()?;
-        let mut xq = vec![0i8; m * k];
+        // Quantized straight into the kernel's i16 row layout (k padded to even, pad = 0).
+        let kp2 = k.div_ceil(2) * 2;
+        let mut xq = vec![0i16; m * kp2];
         let mut row_scales = vec![0f32; m];
-        quantize_rows(x, k, &mut xq, &mut row_scales);
-        let mut acc = vec![0i32; m * n];
-        crate::gemm_i8::matmul(&crate::gemm_i8::widen_rows(&xq, m, k), m, &self.weights, &mut acc);
+        for ((x, q), s) in x.chunks_exact(k).zip(xq.chunks_exact_mut(kp2)).zip(&mut row_scales) {
+            *s = quantize_row(x, &mut q[..k]);
+        }
+        // SAFETY: `gemm_i8::linear` writes every element of `y` before anything reads it.
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&shape)? };
         {
             let mut y_ram = y.try_as_plain_ram_mut()?;
-            let bias = self.bias.as_deref().map(|b| b.as_slice());
-            rescale(y_ram.as_slice_mut::<f32>()?, &acc, &row_scales, &self.channel_scales, bias);
+            let rescale = crate::gemm_i8::Rescale {
+                rows: &row_scales,
+                channels: &self.channel_scales,
+                bias: self.bias.as_deref().map(|b| b.as_slice()),
+            };
+            crate::gemm_i8::linear(&xq, m, &self.weights, &rescale, y_ram.as_slice_mut::<f32>()?);
         }
         Ok(tvec![y.into_tvalue()])
     }
@@ -303,7 +308,7 @@ fn following_bias(model: &TypedModel, node: &TypedNode, n: usize) -> Option<(usi
 
 /// The constant behind `outlet` through any casts to f32 (the NNEF loader adds no-op ones);
 /// with the number of casts crossed.
-fn konst(model: &TypedModel, mut outlet: OutletId) -> Option<(Arc<Tensor>, usize)> {
+pub(crate) fn konst(model: &TypedModel, mut outlet: OutletId) -> Option<(Arc<Tensor>, usize)> {
     let mut casts = 0;
     loop {
         let node = model.node(outlet.node);

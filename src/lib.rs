@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod encoder;
 mod error;
+pub mod fused;
 pub mod gemm_i8;
 pub mod head;
 pub mod int8;

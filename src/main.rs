@@ -91,6 +91,9 @@ enum Command {
         /// Print where the time goes, per op type, instead of latencies.
         #[arg(long)]
         profile: bool,
+        /// With --profile: per node of the plan instead of per op type.
+        #[arg(long, requires = "profile")]
+        by_node: bool,
     },
 }
 
@@ -242,7 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 write!(out, "{}", bertlite::report::plan_details(&m))?;
             }
         }
-        Command::Bench { common, iters, batch, truncate, profile } => {
+        Command::Bench { common, iters, batch, truncate, profile, by_node } => {
             let start = Instant::now();
             let model = load(&common.model, common.threads, common.precision)?;
             let load_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -274,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 if *profile {
                     let b = bertlite::encoder::Batch::new(&refs, model.tokenizer().pad_id());
                     model.encoder().run(&b)?; // warm-up
-                    let times = model.encoder().profile(&b, *iters)?;
+                    let times = model.encoder().profile(&b, *iters, *by_node)?;
                     let total: f64 = times.iter().map(|t| t.1.as_secs_f64()).sum();
                     writeln!(
                         out,
