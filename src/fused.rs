@@ -164,8 +164,12 @@ impl EvalOp for AddLayerNorm {
         let shape = inputs[0].shape();
         ensure!(shape.last() == Some(&h), "AddLayerNorm: input {shape:?}, h = {h}");
         ensure!(inputs.iter().all(|i| i.shape() == shape), "AddLayerNorm: addends differ");
-        let mut y = Tensor::zero::<f32>(shape)?;
-        if h > 0 {
+        if h == 0 {
+            return Ok(tvec![Tensor::zero::<f32>(shape)?.into_tvalue()]);
+        }
+        // SAFETY: `layer_norm_rows` writes every row of `y` (its length is rows × h).
+        let mut y = unsafe { Tensor::uninitialized::<f32>(shape)? };
+        {
             let a_ram = inputs[0].try_as_plain_ram()?;
             let b_ram = inputs.get(1).map(|b| b.try_as_plain_ram()).transpose()?;
             let b = b_ram.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
@@ -205,9 +209,13 @@ impl EvalOp for MaskedSoftmax {
         let (scores, mask) = args_2!(inputs);
         let (s, m) = (scores.shape(), mask.shape());
         ensure!(mask_broadcasts(s, m, &1), "MaskedSoftmax: mask {m:?} does not fit scores {s:?}");
-        let mut p = Tensor::zero::<f32>(s)?;
         let width = s.last().copied().unwrap_or(0);
-        if width > 0 && scores.len() > 0 {
+        if width == 0 || scores.len() == 0 {
+            return Ok(tvec![Tensor::zero::<f32>(s)?.into_tvalue()]);
+        }
+        // SAFETY: `masked_softmax_rows` writes every row of `p` (its length is rows × width).
+        let mut p = unsafe { Tensor::uninitialized::<f32>(s)? };
+        {
             let rows_per_mask = scores.len() / mask.len();
             let s_ram = scores.try_as_plain_ram()?;
             let m_ram = mask.try_as_plain_ram()?;

@@ -29,17 +29,42 @@ use tract_nnef::tract_core::ops::math::{Add, Mul};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantizeRows;
 
-/// Rounds to nearest-even by the float trick: adding 1.5·2²³ pushes the fraction out of the
-/// mantissa. Unlike `f32::round`, it vectorizes on every target (no SSE4.1 / libm call).
+/// An integer type quantized values are stored as: i8, or i16 for [`crate::gemm_i8`]'s layout.
+pub trait QuantizedInt: Copy {
+    const ZERO: Self;
+    /// `v` in −127..=127; plain `as` (truncating int → int casts vectorize, float → int
+    /// saturating ones do not).
+    fn from_i32(v: i32) -> Self;
+}
+
+impl QuantizedInt for i8 {
+    const ZERO: i8 = 0;
+    #[inline(always)]
+    fn from_i32(v: i32) -> i8 {
+        v as i8
+    }
+}
+
+impl QuantizedInt for i16 {
+    const ZERO: i16 = 0;
+    #[inline(always)]
+    fn from_i32(v: i32) -> i16 {
+        v as i16
+    }
+}
+
+/// `v` rounded to nearest-even as an integer, for |v| < 2²²: adding 1.5·2²³ pushes the
+/// fraction out of the mantissa and leaves the integer in the low bits. Unlike `f32::round`
+/// plus `as i32`, it vectorizes on every target (no SSE4.1, no saturating conversion).
 #[inline(always)]
-fn round_even(v: f32) -> f32 {
+fn round_even(v: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
+    ((v + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
 }
 
 /// Quantizes one row into `out` (i8, or i8 values widened to i16 for [`crate::gemm_i8`]);
 /// returns its scale (0 for an all-zero row).
-fn quantize_row<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
+fn quantize_row<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> f32 {
     // The default x86_64 target is SSE2 only; with AVX2 the same loops run 8 wide.
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -51,12 +76,12 @@ fn quantize_row<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_row_avx2<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
+unsafe fn quantize_row_avx2<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> f32 {
     quantize_row_body(x, out)
 }
 
 #[inline(always)]
-fn quantize_row_body<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
+fn quantize_row_body<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> f32 {
     // Eight independent maxima so the loop vectorizes (a single fold is a serial chain).
     let mut lanes = [0f32; 8];
     let mut chunks = x.chunks_exact(8);
@@ -69,12 +94,12 @@ fn quantize_row_body<T: From<i8> + Copy>(x: &[f32], out: &mut [T]) -> f32 {
     let mut amax = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
     amax = lanes.iter().fold(amax, |m, &v| m.max(v));
     if !(amax > 0.0 && amax.is_finite()) {
-        out.fill(T::from(0));
+        out.fill(T::ZERO);
         return if amax == 0.0 { 0.0 } else { f32::NAN };
     }
     let inv = 127.0 / amax;
     for (q, &v) in out.iter_mut().zip(x) {
-        *q = T::from(round_even(v * inv) as i32 as i8);
+        *q = T::from_i32(round_even(v * inv));
     }
     amax / 127.0
 }
@@ -187,15 +212,22 @@ impl TypedOp for DequantizeRows {
     as_op!();
 }
 
-/// The whole int8 linear in one op, on our AVX2 kernel ([`crate::gemm_i8`]): quantize each
-/// row of `x [.., k]`, exact int8 products, rescale to f32 `[.., n]`. Used on x86_64 instead of
-/// the three-op chain above, whose tract int8 matmul is unusably slow there.
+/// One int8 linear's constants: packed weights `[n, k]`, per-channel scales, and the bias add
+/// that followed the matmul (absorbed into the kernel's rescale).
 #[derive(Clone, Debug, PartialEq)]
-pub struct LinearI8 {
+pub struct Int8Linear {
     pub weights: Arc<crate::gemm_i8::PackedWeights>,
     pub channel_scales: Arc<Vec<f32>>,
-    /// The bias add that followed the matmul, absorbed into the rescale pass.
     pub bias: Option<Arc<Vec<f32>>>,
+}
+
+/// Whole int8 linears in one op, on our AVX2 kernel ([`crate::gemm_i8`]): quantize each row
+/// of `x [.., k]` once, then for every linear reading `x` (query, key and value share one),
+/// exact int8 products rescaled to f32 `[.., n]` — one output per linear. Used on x86_64
+/// instead of the three-op chain above, whose tract int8 matmul is unusably slow there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearI8 {
+    pub linears: Vec<Int8Linear>,
 }
 
 impl Eq for LinearI8 {}
@@ -205,10 +237,14 @@ impl Op for LinearI8 {
         "BertliteLinearI8".into()
     }
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "Mult: k:{} n:{} with [bertlite_avx2_i16_madd_4x16]",
-            self.weights.k, self.weights.n
-        )])
+        Ok(self
+            .linears
+            .iter()
+            .map(|l| {
+                let (k, n) = (l.weights.k, l.weights.n);
+                format!("Mult: k:{k} n:{n} with [bertlite_avx2_i16_madd_4x16]")
+            })
+            .collect())
     }
     op_as_typed_op!();
 }
@@ -218,46 +254,68 @@ impl EvalOp for LinearI8 {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = args_1!(inputs);
-        let (k, n) = (self.weights.k, self.weights.n);
+        let k = self.linears.first().map_or(0, |l| l.weights.k);
         ensure!(x.shape().last() == Some(&k), "LinearI8: input {:?}, k = {k}", x.shape());
-        let mut shape = x.shape().to_vec();
         let m = x.len() / k.max(1);
-        if let Some(last) = shape.last_mut() {
-            *last = n;
-        }
+        let shape = |n: usize| {
+            let mut shape = x.shape().to_vec();
+            if let Some(last) = shape.last_mut() {
+                *last = n;
+            }
+            shape
+        };
         if m == 0 || k == 0 {
-            return Ok(tvec![Tensor::zero::<f32>(&shape)?.into_tvalue()]);
+            return self
+                .linears
+                .iter()
+                .map(|l| Ok(Tensor::zero::<f32>(&shape(l.weights.n))?.into_tvalue()))
+                .collect();
         }
         let x_ram = x.try_as_plain_ram()?;
-        let x = x_ram.as_slice::<f32>()?;
         // Quantized straight into the kernel's i16 row layout (k padded to even, pad = 0).
         let kp2 = k.div_ceil(2) * 2;
         let mut xq = vec![0i16; m * kp2];
         let mut row_scales = vec![0f32; m];
-        for ((x, q), s) in x.chunks_exact(k).zip(xq.chunks_exact_mut(kp2)).zip(&mut row_scales) {
+        let rows = x_ram.as_slice::<f32>()?.chunks_exact(k);
+        for ((x, q), s) in rows.zip(xq.chunks_exact_mut(kp2)).zip(&mut row_scales) {
             *s = quantize_row(x, &mut q[..k]);
         }
-        // SAFETY: `gemm_i8::linear` writes every element of `y` before anything reads it.
-        let mut y = unsafe { Tensor::uninitialized::<f32>(&shape)? };
-        {
-            let mut y_ram = y.try_as_plain_ram_mut()?;
-            let rescale = crate::gemm_i8::Rescale {
-                rows: &row_scales,
-                channels: &self.channel_scales,
-                bias: self.bias.as_deref().map(|b| b.as_slice()),
-            };
-            crate::gemm_i8::linear(&xq, m, &self.weights, &rescale, y_ram.as_slice_mut::<f32>()?);
+        let mut outputs = TVec::new();
+        for l in &self.linears {
+            // SAFETY: `gemm_i8::linear` writes every element of `y` before anything reads it.
+            let mut y = unsafe { Tensor::uninitialized::<f32>(&shape(l.weights.n))? };
+            {
+                let mut y_ram = y.try_as_plain_ram_mut()?;
+                let rescale = crate::gemm_i8::Rescale {
+                    rows: &row_scales,
+                    channels: &l.channel_scales,
+                    bias: l.bias.as_deref().map(|b| b.as_slice()),
+                };
+                crate::gemm_i8::linear(&xq, m, &l.weights, &rescale, y_ram.as_slice_mut()?);
+            }
+            outputs.push(y.into_tvalue());
         }
-        Ok(tvec![y.into_tvalue()])
+        Ok(outputs)
     }
 }
 
 impl TypedOp for LinearI8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs[0].datum_type == f32::datum_type(), "LinearI8 wants f32");
-        let mut shape = inputs[0].shape.to_tvec();
-        *shape.last_mut().context("LinearI8 needs a rank ≥ 1 input")? = self.weights.n.to_dim();
-        Ok(tvec![f32::fact(shape)])
+        let k = self.linears.first().map_or(0, |l| l.weights.k);
+        let last = inputs[0].shape.last().context("LinearI8 needs a rank ≥ 1 input")?;
+        ensure!(*last == k.to_dim(), "LinearI8: input {:?}, k = {k}", inputs[0].shape);
+        Ok(self
+            .linears
+            .iter()
+            .map(|l| {
+                let mut shape = inputs[0].shape.to_tvec();
+                if let Some(last) = shape.last_mut() {
+                    *last = l.weights.n.to_dim();
+                }
+                f32::fact(shape)
+            })
+            .collect())
     }
     as_op!();
 }
@@ -303,6 +361,17 @@ fn following_bias(model: &TypedModel, node: &TypedNode, n: usize) -> Option<(usi
         }
         let values = bias.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
         return Some((next.id, values));
+    }
+}
+
+/// The outlet `o` reshapes, through any chain of reshapes (itself if it is no reshape).
+fn behind_reshapes(model: &TypedModel, mut o: OutletId) -> OutletId {
+    loop {
+        let node = model.node(o.node);
+        match node.op_as::<AxisOp>() {
+            Some(AxisOp::Reshape(..)) => o = node.inputs[0],
+            _ => return o,
+        }
     }
 }
 
@@ -354,6 +423,8 @@ pub fn has_int8_linears(model: &TypedModel) -> bool {
 pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
     let mut patch = TypedModelPatch::new("bertlite int8 linears");
     let mut quantized: HashMap<OutletId, (OutletId, OutletId)> = HashMap::new();
+    // AVX2 path: per input, the linears reading it and the outlet each replaces.
+    let mut fused: Vec<(OutletId, String, Vec<(Int8Linear, OutletId)>)> = Vec::new();
     let mut count = 0;
     for node in model.nodes() {
         let Some(einsum) = node.op_as::<EinSum>() else { continue };
@@ -362,20 +433,30 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
         }
         let Some((q, channel_scales)) = int8_weight(model, node.inputs[1]) else { continue };
         let x = node.inputs[0];
+        count += 1;
         if crate::gemm_i8::available() && is_linear(einsum) {
             let (n, k) = (q.shape()[0], q.shape()[1]);
             let w = q.try_as_plain_ram()?.as_slice::<i8>()?.to_vec();
-            let tapped = patch.tap_model(model, x)?;
             let bias = following_bias(model, node, n);
-            let op = LinearI8 {
+            let linear = Int8Linear {
                 weights: Arc::new(crate::gemm_i8::PackedWeights::pack(&w, n, k)),
                 channel_scales: Arc::new(channel_scales),
                 bias: bias.as_ref().map(|(_, b)| Arc::new(b.clone())),
             };
-            let y = patch.wire_node(format!("{}.int8", node.name), op, &[tapped])?[0];
-            let replaced = bias.map_or(node.id, |(add, _)| add);
-            patch.shunt_outside(model, OutletId::new(replaced, 0), y)?;
-            count += 1;
+            let replaced = OutletId::new(bias.map_or(node.id, |(add, _)| add), 0);
+            // Query, key and value each reshape the same tensor on their own: group them by
+            // the tensor behind the reshapes (their inputs are then equal, element for element).
+            let key = (behind_reshapes(model, x), model.outlet_fact(x)?.shape.clone());
+            let x_of = |input: &OutletId| -> Option<(OutletId, ShapeFact)> {
+                Some((
+                    behind_reshapes(model, *input),
+                    model.outlet_fact(*input).ok()?.shape.clone(),
+                ))
+            };
+            match fused.iter_mut().find(|(input, _, _)| x_of(input).as_ref() == Some(&key)) {
+                Some((_, _, group)) => group.push((linear, replaced)),
+                None => fused.push((x, format!("{}.int8", node.name), vec![(linear, replaced)])),
+            }
             continue;
         }
         let (xq, xs) = match quantized.get(&x) {
@@ -400,7 +481,14 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
             &[acc, xs],
         )?[0];
         patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
-        count += 1;
+    }
+    for (x, name, group) in fused {
+        let tapped = patch.tap_model(model, x)?;
+        let (linears, replaced): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let outs = patch.wire_node(name, LinearI8 { linears }, &[tapped])?;
+        for (out, replaced) in outs.into_iter().zip(replaced) {
+            patch.shunt_outside(model, replaced, out)?;
+        }
     }
     patch.apply(model)?;
     Ok(count)
@@ -431,7 +519,8 @@ mod tests {
     }
 
     /// The rewritten graph computes what the dequantized f32 graph computes, within int8
-    /// activation rounding (≤ half a step per element, summed over k).
+    /// activation rounding (≤ half a step per element, summed over k); two linears reading the
+    /// same input (as query, key and value do) share one op and one quantization.
     #[test]
     fn rewrite_matches_the_f32_linear() -> TractResult<()> {
         let (n, k, t) = (5usize, 16usize, 3usize);
@@ -444,26 +533,32 @@ mod tests {
         let s = model.add_const("w.scale", Tensor::from_shape(&[n, 1], &ws)?)?;
         let qf = model.wire_node("w.cast", Cast { to: f32::datum_type() }, &[q])?[0];
         let w = model.wire_node("w", TypedBinOp(Box::new(Mul), None), &[qf, s])?[0];
-        let y = model.wire_node(
-            "mm",
-            EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()),
-            &[x, w],
-        )?[0];
+        let einsum = || -> TractResult<EinSum> {
+            Ok(EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()))
+        };
+        let y = model.wire_node("mm", einsum()?, &[x, w])?[0];
         let bias: Vec<f32> = (0..n).map(|i| i as f32 - 2.0).collect();
         let b = model.add_const("b", Tensor::from_shape(&[1, 1, n], &bias)?)?;
-        let y = model.wire_node("add_bias", TypedBinOp(Box::new(Add), None), &[y, b])?;
-        model.select_output_outlets(&y)?;
+        let y = model.wire_node("add_bias", TypedBinOp(Box::new(Add), None), &[y, b])?[0];
+        let y2 = model.wire_node("mm2", einsum()?, &[x, w])?[0];
+        model.select_output_outlets(&[y, y2])?;
         let input = Tensor::from_shape(&[1, t, k], &xs)?;
         let expected = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
-        assert_eq!(rewrite_linears(&mut model)?, 1);
-        let got = model.into_optimized()?.into_runnable()?.run(tvec![input.into_tvalue()])?;
-        let (e, g) =
-            (expected[0].to_plain_array_view::<f32>()?, got[0].to_plain_array_view::<f32>()?);
-        for ((&e, &g), row) in e.iter().zip(g.iter()).zip((0..t * n).map(|i| i / n)) {
-            let amax = xs[row * k..][..k].iter().fold(0f32, |m, v| m.max(v.abs()));
-            // Each of k products is off by ≤ half an activation step × |w| ≤ 127 · max scale.
-            let bound = k as f32 * (amax / 127.0 / 2.0) * 127.0 * ws[n - 1] + 1e-5;
-            assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
+        assert_eq!(rewrite_linears(&mut model)?, 2);
+        let model = model.into_optimized()?;
+        if crate::gemm_i8::available() {
+            let ops = model.nodes().iter().filter(|n| n.op_is::<LinearI8>()).count();
+            assert_eq!(ops, 1, "one LinearI8 for both linears");
+        }
+        let got = model.into_runnable()?.run(tvec![input.into_tvalue()])?;
+        for (e, g) in expected.iter().zip(&got) {
+            let (e, g) = (e.to_plain_array_view::<f32>()?, g.to_plain_array_view::<f32>()?);
+            for ((&e, &g), row) in e.iter().zip(g.iter()).zip((0..t * n).map(|i| i / n)) {
+                let amax = xs[row * k..][..k].iter().fold(0f32, |m, v| m.max(v.abs()));
+                // Each of k products is off by ≤ half an activation step × |w| ≤ 127 · max scale.
+                let bound = k as f32 * (amax / 127.0 / 2.0) * 127.0 * ws[n - 1] + 1e-5;
+                assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
+            }
         }
         Ok(())
     }
