@@ -418,13 +418,16 @@ pub fn has_int8_linears(model: &TypedModel) -> bool {
         .any(|n| int8_weight(model, n.inputs[1]).is_some())
 }
 
+/// Linears reading one input: (input, op name, [(linear, the outlet it replaces)]).
+type SharedInput = (OutletId, String, Vec<(Int8Linear, OutletId)>);
+
 /// Rewrites every int8-weight matmul `x · cast(Wq)·s` into the int8 form above; returns how many.
 /// Matmuls sharing an input (query, key, value) share one quantization of it.
 pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
     let mut patch = TypedModelPatch::new("bertlite int8 linears");
     let mut quantized: HashMap<OutletId, (OutletId, OutletId)> = HashMap::new();
     // AVX2 path: per input, the linears reading it and the outlet each replaces.
-    let mut fused: Vec<(OutletId, String, Vec<(Int8Linear, OutletId)>)> = Vec::new();
+    let mut fused: Vec<SharedInput> = Vec::new();
     let mut count = 0;
     for node in model.nodes() {
         let Some(einsum) = node.op_as::<EinSum>() else { continue };
