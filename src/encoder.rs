@@ -82,6 +82,8 @@ impl Encoder {
         );
         if decision.precision != Precision::F16 {
             // f32 ops: the f16 path converts the graph to f16 first and keeps tract's.
+            crate::attention::rewrite(&mut model)
+                .map_err(|e| Error::inference("cannot fuse the attention", e))?;
             crate::fused::rewrite(&mut model)
                 .map_err(|e| Error::inference("cannot fuse the layer norms and softmaxes", e))?;
         }

@@ -23,31 +23,6 @@ use tract_nnef::tract_core::ops::element_wise::ElementWiseOp;
 use tract_nnef::tract_core::ops::math::{Add, Div, Mul, Rsqrt, Square, Sub};
 use tract_nnef::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 
-/// Runs `$body` compiled for AVX2 + FMA when the CPU has them (the default x86_64 target is
-/// SSE2 only), else as plain code; NEON is the aarch64 baseline, so there it vectorizes as is.
-macro_rules! simd_dispatch {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
-        fn $name($($arg: $ty),*) -> $ret {
-            #[inline(always)]
-            fn body($($arg: $ty),*) -> $ret $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) -> $ret {
-                    body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: both features are present.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-
 /// Sum with eight partial sums, so the loop vectorizes (one running sum is a serial chain).
 #[inline(always)]
 fn sum(values: &[f32]) -> f32 {
@@ -117,6 +92,21 @@ fn exp_nonpositive(x: f32) -> f32 {
     e * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
+/// `p = softmax(s + m)` for one row.
+#[inline(always)]
+pub(crate) fn masked_softmax_row(s: &[f32], m: &[f32], p: &mut [f32]) {
+    p.iter_mut().zip(s).zip(m).for_each(|((p, s), m)| *p = s + m);
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = p.chunks_exact(8);
+    for c in &mut chunks {
+        lanes.iter_mut().zip(c).for_each(|(l, &v)| *l = if v > *l { v } else { *l });
+    }
+    let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    p.iter_mut().for_each(|p| *p = exp_nonpositive(*p - max));
+    let inv = 1.0 / sum(p);
+    p.iter_mut().for_each(|p| *p *= inv);
+}
+
 simd_dispatch!(masked_softmax_rows(
     scores: &[f32],
     mask: &[f32],
@@ -125,17 +115,7 @@ simd_dispatch!(masked_softmax_rows(
     p: &mut [f32]
 ) -> () {
     for (row, (s, p)) in scores.chunks_exact(width).zip(p.chunks_exact_mut(width)).enumerate() {
-        let m = &mask[(row / rows_per_mask) * width..][..width];
-        p.iter_mut().zip(s).zip(m).for_each(|((p, s), m)| *p = s + m);
-        let mut lanes = [f32::NEG_INFINITY; 8];
-        let mut chunks = p.chunks_exact(8);
-        for c in &mut chunks {
-            lanes.iter_mut().zip(c).for_each(|(l, &v)| *l = if v > *l { v } else { *l });
-        }
-        let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        p.iter_mut().for_each(|p| *p = exp_nonpositive(*p - max));
-        let inv = 1.0 / sum(p);
-        p.iter_mut().for_each(|p| *p *= inv);
+        masked_softmax_row(s, &mask[(row / rows_per_mask) * width..][..width], p);
     }
 });
 
@@ -228,7 +208,7 @@ impl EvalOp for MaskedSoftmax {
 }
 
 /// Whether `mask` is `[1 or d0, 1, .., 1, t]` against `scores [d0, .., t]`.
-fn mask_broadcasts<D: PartialEq>(scores: &[D], mask: &[D], one: &D) -> bool {
+pub(crate) fn mask_broadcasts<D: PartialEq>(scores: &[D], mask: &[D], one: &D) -> bool {
     let r = scores.len();
     r >= 2
         && mask.len() == r
@@ -297,7 +277,7 @@ struct LayerNormMatch {
 }
 
 /// The outlet behind `o` once the loader's no-op f32 → f32 casts are skipped.
-fn through_casts(model: &TypedModel, mut o: OutletId) -> OutletId {
+pub(crate) fn through_casts(model: &TypedModel, mut o: OutletId) -> OutletId {
     loop {
         let node = model.node(o.node);
         let noop = node.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type())
@@ -310,7 +290,7 @@ fn through_casts(model: &TypedModel, mut o: OutletId) -> OutletId {
 }
 
 /// The two operands of `o` if it is the binary op `B`.
-fn bin_inputs<B: BinMiniOp>(model: &TypedModel, o: OutletId) -> Option<[OutletId; 2]> {
+pub(crate) fn bin_inputs<B: BinMiniOp>(model: &TypedModel, o: OutletId) -> Option<[OutletId; 2]> {
     let node = model.node(o.node);
     node.op_as::<TypedBinOp>().filter(|op| op.0.is::<B>())?;
     Some([through_casts(model, node.inputs[0]), through_casts(model, node.inputs[1])])
@@ -410,7 +390,7 @@ fn match_layer_norm(model: &TypedModel, out: OutletId) -> Option<LayerNormMatch>
 }
 
 /// `[scores, mask]` if `node` is a last-axis softmax of `scores + mask` with a broadcast mask.
-fn match_masked_softmax(model: &TypedModel, node: &TypedNode) -> Option<[OutletId; 2]> {
+pub(crate) fn match_masked_softmax(model: &TypedModel, node: &TypedNode) -> Option<[OutletId; 2]> {
     let softmax = node.op_as::<Softmax>()?;
     let input = through_casts(model, node.inputs[0]);
     let rank = model.outlet_fact(input).ok()?.rank();

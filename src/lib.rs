@@ -14,6 +14,10 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
+#[macro_use]
+mod simd;
+
+pub mod attention;
 pub mod bundle;
 pub mod encoder;
 mod error;
