@@ -7,9 +7,11 @@
 //! the `vpmaddubsw` u8×s8 trick ONNX Runtime uses on AVX2, which can saturate.
 //!
 //! Layout: weights `[n, k]` are packed once at load in blocks of 16 output channels, k in
-//! pairs: for each pair p, 16 × (w[c][2p], w[c][2p+1]) as i16 = two ymm registers. Activation
-//! rows are widened to i16 with k padded to even, so one 32-bit broadcast is a k pair. The
-//! micro-kernel computes 4 rows × 16 channels (8 accumulators).
+//! pairs: for each pair p, 16 × (w[c][2p], w[c][2p+1]) as i8, widened to i16 (two ymm registers)
+//! as they are loaded: half the memory of an i16 copy, which matters because short inputs are
+//! bound by streaming the weights. Activation rows are quantized to i16 with k padded to even,
+//! so one 32-bit broadcast is a k pair. The micro-kernel computes 4 rows × 16 channels
+//! (8 accumulators).
 
 /// Output channels per packed block.
 const NB: usize = 16;
@@ -22,7 +24,9 @@ const MR: usize = 4;
 pub struct PackedWeights {
     pub n: usize,
     pub k: usize,
-    data: Vec<i16>,
+    /// Pair-interleaved int8, widened to i16 in the kernel: half the bytes of an i16 copy, and
+    /// at short inputs the linears stream their weights from memory.
+    data: Vec<i8>,
 }
 
 impl PackedWeights {
@@ -34,12 +38,12 @@ impl PackedWeights {
     pub fn pack(w: &[i8], n: usize, k: usize) -> PackedWeights {
         let kp = k.div_ceil(2);
         let blocks = n.div_ceil(NB);
-        let mut data = vec![0i16; blocks * kp * NB * 2];
+        let mut data = vec![0i8; blocks * kp * NB * 2];
         for c in 0..n {
             let (block, j) = (c / NB, c % NB);
             for kk in 0..k {
                 let (p, t) = (kk / 2, kk % 2);
-                data[((block * kp + p) * NB + j) * 2 + t] = i16::from(w[c * k + kk]);
+                data[((block * kp + p) * NB + j) * 2 + t] = w[c * k + kk];
             }
         }
         PackedWeights { n, k, data }
@@ -165,8 +169,9 @@ unsafe fn linear_avx2(x: &[i16], m: usize, w: &PackedWeights, rescale: &Rescale,
             let mut a = [[_mm256_setzero_si256(); 2]; MR];
             for p in 0..kp {
                 unsafe {
-                    let w0 = _mm256_loadu_si256(wp.add(p * NB * 2) as *const __m256i);
-                    let w1 = _mm256_loadu_si256(wp.add(p * NB * 2 + 16) as *const __m256i);
+                    let w0 = _mm_loadu_si128(wp.add(p * NB * 2) as *const __m128i);
+                    let w1 = _mm_loadu_si128(wp.add(p * NB * 2 + 16) as *const __m128i);
+                    let (w0, w1) = (_mm256_cvtepi8_epi16(w0), _mm256_cvtepi8_epi16(w1));
                     for r in 0..MR {
                         let pair =
                             (xp.add(rows[r] * kp * 2 + 2 * p) as *const i32).read_unaligned();
