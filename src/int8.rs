@@ -282,20 +282,49 @@ impl EvalOp for LinearI8 {
         }
         let mut outputs = TVec::new();
         for l in &self.linears {
-            // SAFETY: `gemm_i8::linear` writes every element of `y` before anything reads it.
+            // SAFETY: `linear_rows` writes every element of `y` before anything reads it.
             let mut y = unsafe { Tensor::uninitialized::<f32>(&shape(l.weights.n))? };
             {
                 let mut y_ram = y.try_as_plain_ram_mut()?;
-                let rescale = crate::gemm_i8::Rescale {
-                    rows: &row_scales,
-                    channels: &l.channel_scales,
-                    bias: l.bias.as_deref().map(|b| b.as_slice()),
-                };
-                crate::gemm_i8::linear(&xq, m, &l.weights, &rescale, y_ram.as_slice_mut()?);
+                linear_rows(l, &xq, &row_scales, y_ram.as_slice_mut()?);
             }
             outputs.push(y.into_tvalue());
         }
         Ok(outputs)
+    }
+}
+
+/// `y = linear(xq)` for quantized rows, split by rows over tract's thread pool when the plan
+/// runs with several threads (`--threads`), else on the calling thread.
+fn linear_rows(l: &Int8Linear, xq: &[i16], row_scales: &[f32], y: &mut [f32]) {
+    use rayon::prelude::*;
+    use tract_linalg::multithread::{Executor, current_tract_executor};
+    let (n, kp2, m) = (l.weights.n, l.weights.k.div_ceil(2) * 2, row_scales.len());
+    let run = |rows: std::ops::Range<usize>, y: &mut [f32]| {
+        let rescale = crate::gemm_i8::Rescale {
+            rows: &row_scales[rows.clone()],
+            channels: &l.channel_scales,
+            bias: l.bias.as_deref().map(|b| b.as_slice()),
+        };
+        let x = &xq[rows.start * kp2..rows.end * kp2];
+        crate::gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
+    };
+    let threads = match current_tract_executor() {
+        Executor::MultiThread(pool) => Some(pool),
+        _ => None,
+    };
+    match threads {
+        // Whole micro-kernel tiles (4 rows) per thread; short inputs stay on one.
+        Some(pool) if m >= 8 => {
+            let chunk = m.div_ceil(pool.current_num_threads()).next_multiple_of(4);
+            pool.install(|| {
+                y.par_chunks_mut(chunk * n).enumerate().for_each(|(i, y)| {
+                    let start = i * chunk;
+                    run(start..start + y.len() / n, y)
+                })
+            });
+        }
+        _ => run(0..m, y),
     }
 }
 
