@@ -80,6 +80,26 @@ fn int8_compute_close_to_reference() {
     assert!(min >= INT8_COMPUTE_MIN_COSINE, "min cosine {min}: {cos:?}");
 }
 
+/// Rows are independent in every op, so splitting them over threads changes nothing, bit for
+/// bit; batching pads, and the padded keys are masked out (bound as for f32 compute).
+#[test]
+fn int8_compute_same_on_threads_and_in_batches() {
+    let with = |threads| {
+        let options =
+            EncoderOptions { threads, precision: PrecisionChoice::Fixed(Precision::Int8) };
+        Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads")
+    };
+    let (one, two) = (with(1), with(2));
+    let texts =
+        ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
+    let batch = two.embed_batch(&texts).unwrap();
+    for (t, b) in texts.iter().zip(&batch) {
+        let single = one.embed(t).unwrap();
+        assert_eq!(single, two.embed(t).unwrap(), "{t:?}: 1 vs 2 threads");
+        assert!(cosine(&single, b) >= BATCH_MIN_COSINE, "{t:?}: batched");
+    }
+}
+
 #[test]
 fn int8_bundle_is_small() {
     let fp32 = std::fs::metadata(model_dir().join("model.safetensors")).unwrap().len() as f64;
