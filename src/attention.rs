@@ -64,7 +64,7 @@ impl EvalOp for Attention {
         if q.len() == 0 {
             return Ok(tvec![Tensor::zero::<f32>(shape)?.into_tvalue()]);
         }
-        // SAFETY: every (batch, row, head) slice of the output is written by `attention_head`.
+        // SAFETY: every (batch, row, head) slice of the output is written below.
         let mut out = unsafe { Tensor::uninitialized::<f32>(shape)? };
         {
             let (q_ram, k_ram, v_ram, m_ram) = (
@@ -78,15 +78,47 @@ impl EvalOp for Attention {
             let mask = m_ram.as_slice::<f32>()?;
             let mut out_ram = out.try_as_plain_ram_mut()?;
             let out = out_ram.as_slice_mut::<f32>()?;
-            let mut scratch = Scratch::new(seq, dh);
             let per_batch = seq * h * dh;
+            let pool = match tract_linalg::multithread::current_tract_executor() {
+                tract_linalg::multithread::Executor::MultiThread(pool) => Some(pool),
+                _ => None,
+            };
             for b in 0..batch {
                 let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];
                 let range = b * per_batch..(b + 1) * per_batch;
                 let (q, k, v) = (&q[range.clone()], &k[range.clone()], &v[range.clone()]);
-                for head in 0..h {
-                    let dims = Dims { seq, heads: h, dh, head };
-                    attention_head(q, k, v, mask, dims, &mut scratch, &mut out[range.clone()]);
+                let out = &mut out[range];
+                let dims = |head, out_stride| Dims { seq, heads: h, dh, head, out_stride };
+                match &pool {
+                    // With --threads > 1, heads run on tract's pool, each into its own
+                    // `[seq, dh]` block, scattered into the interleaved output after.
+                    Some(pool) if h > 1 => {
+                        use rayon::prelude::*;
+                        let blocks: Vec<Vec<f32>> = pool.install(|| {
+                            (0..h)
+                                .into_par_iter()
+                                .map(|head| {
+                                    let mut block = vec![0f32; seq * dh];
+                                    let mut scratch = Scratch::new(seq, dh);
+                                    let dims = dims(head, dh);
+                                    attention_head(q, k, v, mask, dims, &mut scratch, &mut block);
+                                    block
+                                })
+                                .collect()
+                        });
+                        for (head, block) in blocks.iter().enumerate() {
+                            for (row, src) in block.chunks_exact(dh).enumerate() {
+                                out[row * h * dh + head * dh..][..dh].copy_from_slice(src);
+                            }
+                        }
+                    }
+                    _ => {
+                        let mut scratch = Scratch::new(seq, dh);
+                        for head in 0..h {
+                            let o = &mut out[head * dh..];
+                            attention_head(q, k, v, mask, dims(head, h * dh), &mut scratch, o);
+                        }
+                    }
                 }
             }
         }
@@ -108,6 +140,8 @@ struct Dims {
     heads: usize,
     dh: usize,
     head: usize,
+    /// Distance between the head's output rows in `out`.
+    out_stride: usize,
 }
 
 /// Per-op buffers, reused across heads: keys transposed `[dh, t16]` (t padded to the tile),
@@ -133,6 +167,7 @@ impl Scratch {
     }
 }
 
+// One head of one text: `out[r * dims.out_stride..][..dh]` receives row r of its context.
 simd_dispatch!(attention_head(
     q: &[f32],
     k: &[f32],
@@ -142,7 +177,7 @@ simd_dispatch!(attention_head(
     scratch: &mut Scratch,
     out: &mut [f32]
 ) -> () {
-    let Dims { seq: t, heads, dh, head } = dims;
+    let Dims { seq: t, heads, dh, head, out_stride } = dims;
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
     let Scratch { kt, v: vh, q: qt, scores, probs } = scratch;
     for j in 0..t {
@@ -183,7 +218,7 @@ simd_dispatch!(attention_head(
                 64 => context_pair::<64>(p0, p1, vh),
                 _ => {
                     for (rr, p) in [p0, p1].into_iter().enumerate().take(pair) {
-                        let o = &mut out[(i0 + r + rr) * w + off..][..dh];
+                        let o = &mut out[(i0 + r + rr) * out_stride..][..dh];
                         o.fill(0.0);
                         for (j, &pj) in p.iter().enumerate() {
                             let vr = &vh[j * dh..][..dh];
@@ -194,9 +229,9 @@ simd_dispatch!(attention_head(
                     continue;
                 }
             };
-            out[(i0 + r) * w + off..][..dh].copy_from_slice(&o0[..dh]);
+            out[(i0 + r) * out_stride..][..dh].copy_from_slice(&o0[..dh]);
             if pair == 2 {
-                out[(i0 + r + 1) * w + off..][..dh].copy_from_slice(&o1[..dh]);
+                out[(i0 + r + 1) * out_stride..][..dh].copy_from_slice(&o1[..dh]);
             }
             r += pair;
         }
