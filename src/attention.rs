@@ -79,10 +79,8 @@ impl EvalOp for Attention {
             let mut out_ram = out.try_as_plain_ram_mut()?;
             let out = out_ram.as_slice_mut::<f32>()?;
             let per_batch = seq * h * dh;
-            let pool = match tract_linalg::multithread::current_tract_executor() {
-                tract_linalg::multithread::Executor::MultiThread(pool) => Some(pool),
-                _ => None,
-            };
+            let pool = crate::encoder::thread_pool();
+            let mut scratch = Scratch::new(seq, dh);
             for b in 0..batch {
                 let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];
                 let range = b * per_batch..(b + 1) * per_batch;
@@ -113,7 +111,6 @@ impl EvalOp for Attention {
                         }
                     }
                     _ => {
-                        let mut scratch = Scratch::new(seq, dh);
                         for head in 0..h {
                             let o = &mut out[head * dh..];
                             attention_head(q, k, v, mask, dims(head, h * dh), &mut scratch, o);

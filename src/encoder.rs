@@ -29,6 +29,15 @@ impl Default for EncoderOptions {
     }
 }
 
+/// The thread pool the running plan uses (`--threads` > 1), for our own ops to split work
+/// over; `None` on one thread.
+pub(crate) fn thread_pool() -> Option<Arc<rayon::ThreadPool>> {
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool) => Some(pool),
+        _ => None,
+    }
+}
+
 pub struct Encoder {
     plan: Arc<TypedRunnableModel>,
     hidden: usize,

@@ -23,15 +23,15 @@ use tract_nnef::tract_core::ops::element_wise::ElementWiseOp;
 use tract_nnef::tract_core::ops::math::{Add, Div, Mul, Rsqrt, Square, Sub};
 use tract_nnef::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 
-/// Sum with eight partial sums, so the loop vectorizes (one running sum is a serial chain).
+/// Σ f(v) with eight partial sums, so the loop vectorizes (one running sum is a serial chain).
 #[inline(always)]
-fn sum(values: &[f32]) -> f32 {
+fn sum_of(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 8];
     let mut chunks = values.chunks_exact(8);
     for c in &mut chunks {
-        lanes.iter_mut().zip(c).for_each(|(l, v)| *l += v);
+        lanes.iter_mut().zip(c).for_each(|(l, &v)| *l += f(v));
     }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 simd_dispatch!(layer_norm_rows(
@@ -53,15 +53,9 @@ simd_dispatch!(layer_norm_rows(
             }
             None => y.copy_from_slice(a),
         }
-        let mean = sum(y) / h as f32;
+        let mean = sum_of(y, |v| v) / h as f32;
         // Two-pass variance: no cancellation when |mean| ≫ std.
-        let mut lanes = [0f32; 8];
-        let mut chunks = y.chunks_exact(8);
-        for c in &mut chunks {
-            lanes.iter_mut().zip(c).for_each(|(l, v)| *l += (v - mean) * (v - mean));
-        }
-        let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-        let var = (lanes.iter().sum::<f32>() + tail) / h as f32;
+        let var = sum_of(y, |v| (v - mean) * (v - mean)) / h as f32;
         let rstd = 1.0 / (var + eps).sqrt();
         for ((y, g), b) in y.iter_mut().zip(gamma).zip(beta) {
             *y = (*y - mean) * rstd * g + b;
@@ -103,7 +97,7 @@ pub(crate) fn masked_softmax_row(s: &[f32], m: &[f32], p: &mut [f32]) {
     }
     let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     p.iter_mut().for_each(|p| *p = exp_nonpositive(*p - max));
-    let inv = 1.0 / sum(p);
+    let inv = 1.0 / sum_of(p, |v| v);
     p.iter_mut().for_each(|p| *p *= inv);
 }
 
@@ -208,7 +202,7 @@ impl EvalOp for MaskedSoftmax {
 }
 
 /// Whether `mask` is `[1 or d0, 1, .., 1, t]` against `scores [d0, .., t]`.
-pub(crate) fn mask_broadcasts<D: PartialEq>(scores: &[D], mask: &[D], one: &D) -> bool {
+fn mask_broadcasts<D: PartialEq>(scores: &[D], mask: &[D], one: &D) -> bool {
     let r = scores.len();
     r >= 2
         && mask.len() == r
@@ -290,7 +284,7 @@ pub(crate) fn through_casts(model: &TypedModel, mut o: OutletId) -> OutletId {
 }
 
 /// The two operands of `o` if it is the binary op `B`.
-pub(crate) fn bin_inputs<B: BinMiniOp>(model: &TypedModel, o: OutletId) -> Option<[OutletId; 2]> {
+fn bin_inputs<B: BinMiniOp>(model: &TypedModel, o: OutletId) -> Option<[OutletId; 2]> {
     let node = model.node(o.node);
     node.op_as::<TypedBinOp>().filter(|op| op.0.is::<B>())?;
     Some([through_casts(model, node.inputs[0]), through_casts(model, node.inputs[1])])

@@ -81,8 +81,8 @@ pub struct Rescale<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
-/// `acc[m, n] = x[m, :] · w[n, :]` exactly, in i32. `x` from [`widen_rows`]; `acc` holds
-/// `m × n` values.
+/// `acc[m, n] = x[m, :] · w[n, :]` exactly, in i32, portably: the reference [`linear`] is
+/// tested against. `x` from [`widen_rows`]; `acc` holds `m × n` values.
 pub fn matmul(x: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     // ok: callers size both buffers from m, k, n; input cannot reach it.
     assert!(acc.len() == m * w.n && x.len() == m * w.pairs() * 2, "matmul: shapes");
@@ -114,10 +114,19 @@ pub fn linear(x: &[i16], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut
     }
     let mut acc = vec![0i32; m * w.n];
     matmul_scalar(x, m, w, &mut acc);
-    let n = w.n;
+    self::rescale(&acc, rescale, y);
+}
+
+/// `y = acc · row_scale · channel_scale (+ bias)`, rows of `n`: the pass back to f32 where the
+/// kernel does not fuse it.
+pub fn rescale(acc: &[i32], rescale: &Rescale, y: &mut [f32]) {
+    let n = rescale.channels.len();
     for ((y, acc), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(rescale.rows) {
-        for (c, (y, &a)) in y.iter_mut().zip(acc).enumerate() {
-            *y = a as f32 * (r * rescale.channels[c]) + rescale.bias.map_or(0.0, |b| b[c]);
+        for ((y, &a), &c) in y.iter_mut().zip(acc).zip(rescale.channels) {
+            *y = a as f32 * (r * c);
+        }
+        if let Some(bias) = rescale.bias {
+            y.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
         }
     }
 }

@@ -111,16 +111,6 @@ fn quantize_rows(x: &[f32], k: usize, q: &mut [i8], scales: &mut [f32]) {
     }
 }
 
-/// `y = acc · row_scale · channel_scale`, rows of `n`: the pass back to f32.
-fn rescale(y: &mut [f32], acc: &[i32], rows: &[f32], channels: &[f32]) {
-    let n = channels.len();
-    for ((y, acc), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(rows) {
-        for ((y, &a), &c) in y.iter_mut().zip(acc).zip(channels) {
-            *y = a as f32 * (r * c);
-        }
-    }
-}
-
 impl Op for QuantizeRows {
     fn name(&self) -> StaticName {
         "BertliteQuantizeRows".into()
@@ -198,7 +188,9 @@ impl EvalOp for DequantizeRows {
             let rs = rs_ram.as_slice::<f32>()?;
             let mut y_ram = y.try_as_plain_ram_mut()?;
             ensure!(rs.len() * n == acc.len(), "DequantizeRows: one scale per row");
-            rescale(y_ram.as_slice_mut::<f32>()?, acc, rs, &self.channel_scales);
+            let rescale =
+                crate::gemm_i8::Rescale { rows: rs, channels: &self.channel_scales, bias: None };
+            crate::gemm_i8::rescale(acc, &rescale, y_ram.as_slice_mut::<f32>()?);
         }
         Ok(tvec![y.into_tvalue()])
     }
@@ -298,7 +290,6 @@ impl EvalOp for LinearI8 {
 /// runs with several threads (`--threads`), else on the calling thread.
 fn linear_rows(l: &Int8Linear, xq: &[i16], row_scales: &[f32], y: &mut [f32]) {
     use rayon::prelude::*;
-    use tract_linalg::multithread::{Executor, current_tract_executor};
     let (n, kp2, m) = (l.weights.n, l.weights.k.div_ceil(2) * 2, row_scales.len());
     let run = |rows: std::ops::Range<usize>, y: &mut [f32]| {
         let rescale = crate::gemm_i8::Rescale {
@@ -309,11 +300,7 @@ fn linear_rows(l: &Int8Linear, xq: &[i16], row_scales: &[f32], y: &mut [f32]) {
         let x = &xq[rows.start * kp2..rows.end * kp2];
         crate::gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
     };
-    let threads = match current_tract_executor() {
-        Executor::MultiThread(pool) => Some(pool),
-        _ => None,
-    };
-    match threads {
+    match crate::encoder::thread_pool() {
         // Whole micro-kernel tiles (4 rows) per thread; short inputs stay on one.
         Some(pool) if m >= 8 => {
             let chunk = m.div_ceil(pool.current_num_threads()).next_multiple_of(4);
@@ -447,8 +434,9 @@ pub fn has_int8_linears(model: &TypedModel) -> bool {
         .any(|n| int8_weight(model, n.inputs[1]).is_some())
 }
 
-/// Linears reading one input: (input, op name, [(linear, the outlet it replaces)]).
-type SharedInput = (OutletId, String, Vec<(Int8Linear, OutletId)>);
+/// Linears reading one input: (the tensor behind its reshapes and its shape, the input, op
+/// name, [(linear, the outlet it replaces)]).
+type SharedInput = ((OutletId, ShapeFact), OutletId, String, Vec<(Int8Linear, OutletId)>);
 
 /// Rewrites every int8-weight matmul `x · cast(Wq)·s` into the int8 form above; returns how many.
 /// Matmuls sharing an input (query, key, value) share one quantization of it.
@@ -479,15 +467,12 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
             // Query, key and value each reshape the same tensor on their own: group them by
             // the tensor behind the reshapes (their inputs are then equal, element for element).
             let key = (behind_reshapes(model, x), model.outlet_fact(x)?.shape.clone());
-            let x_of = |input: &OutletId| -> Option<(OutletId, ShapeFact)> {
-                Some((
-                    behind_reshapes(model, *input),
-                    model.outlet_fact(*input).ok()?.shape.clone(),
-                ))
-            };
-            match fused.iter_mut().find(|(input, _, _)| x_of(input).as_ref() == Some(&key)) {
-                Some((_, _, group)) => group.push((linear, replaced)),
-                None => fused.push((x, format!("{}.int8", node.name), vec![(linear, replaced)])),
+            match fused.iter_mut().find(|(k, ..)| *k == key) {
+                Some((.., group)) => group.push((linear, replaced)),
+                None => {
+                    let name = format!("{}.int8", node.name);
+                    fused.push((key, x, name, vec![(linear, replaced)]))
+                }
             }
             continue;
         }
@@ -514,7 +499,7 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
         )?[0];
         patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
     }
-    for (x, name, group) in fused {
+    for (_, x, name, group) in fused {
         let tapped = patch.tap_model(model, x)?;
         let (linears, replaced): (Vec<_>, Vec<_>) = group.into_iter().unzip();
         let outs = patch.wire_node(name, LinearI8 { linears }, &[tapped])?;
