@@ -3,14 +3,19 @@
 //!
 //! ```text
 //! x f32 [.., k] ─ QuantizeRows ─┬─ xq i8 [.., k] ─ EinSum(i8, W i8 [n, k]) ─ acc i32 [.., n]
-//!                               └─ sx f32 [.., 1] ───────────────────────────┐
-//!                          acc · sx · sw[n] ─ DequantizeRows ─ y f32 [.., n] ┘
+//!                               └─ sx f32, zx i32 [.., 1] ───────────────────┐
+//!       (acc − zx · Σₖw[n]) · sx · sw[n] ─ DequantizeRows ─ y f32 [.., n] ───┘
 //! ```
 //!
-//! Activations are quantized per token (row), symmetric, from the row's own max |x|: no
-//! calibration, no zero points, so tract needs no zero-point compensation (the cost that made its
-//! ONNX int8 path slower than f32, ../shared/notes/tract-0.23.md). Weights are the bundle's own
-//! int8 values and per-channel scales, untouched.
+//! Activations are quantized per token (row), asymmetric, from the row's own min and max: no
+//! calibration. Values run 0..=127 with a per-row zero point, the range our x86 kernel
+//! multiplies exactly with `vpmaddubsw` ([`crate::gemm_i8`]); every target uses the same
+//! quantization so boards and hosts agree. The zero point costs one multiply-subtract per
+//! output, done in our dequantize step, not by tract (its zero-point compensation is what made
+//! its ONNX int8 path slower than f32, ../shared/notes/tract-0.23.md). Seven bits are enough:
+//! against eight-bit symmetric rows, mean cosine to fp32 on 64 BBC articles went 0.99802 →
+//! 0.99773 (results/performance.md). Weights are the bundle's own int8 values and per-channel
+//! scales, untouched.
 //!
 //! The rewrite runs on the loaded graph, before tract optimizes it: it finds each matmul whose
 //! weight is `cast(i8 const) · scale const` (how `bertlite-tool` stores int8 linears) and
@@ -25,14 +30,16 @@ use tract_nnef::tract_core::ops::einsum::EinSum;
 use tract_nnef::tract_core::ops::konst::Const;
 use tract_nnef::tract_core::ops::math::{Add, Mul};
 
-/// f32 → (i8, per-row scale) over the last axis: `x ≈ xq · scale`.
+/// f32 → (i8 in 0..=127, per-row scale, per-row zero point) over the last axis:
+/// `x ≈ (xq − zero) · scale`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantizeRows;
 
-/// An integer type quantized values are stored as: i8, or i16 for [`crate::gemm_i8`]'s layout.
+/// An integer type quantized values are stored as: i8 for tract's matmul, u8 for
+/// [`crate::gemm_i8`]'s.
 pub trait QuantizedInt: Copy {
     const ZERO: Self;
-    /// `v` in −127..=127; plain `as` (truncating int → int casts vectorize, float → int
+    /// `v` in 0..=127; plain `as` (truncating int → int casts vectorize, float → int
     /// saturating ones do not).
     fn from_i32(v: i32) -> Self;
 }
@@ -45,11 +52,11 @@ impl QuantizedInt for i8 {
     }
 }
 
-impl QuantizedInt for i16 {
-    const ZERO: i16 = 0;
+impl QuantizedInt for u8 {
+    const ZERO: u8 = 0;
     #[inline(always)]
-    fn from_i32(v: i32) -> i16 {
-        v as i16
+    fn from_i32(v: i32) -> u8 {
+        v as u8
     }
 }
 
@@ -62,9 +69,16 @@ fn round_even(v: f32) -> i32 {
     ((v + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
 }
 
-/// Quantizes one row into `out` (i8, or i8 values widened to i16 for [`crate::gemm_i8`]);
-/// returns its scale (0 for an all-zero row).
-fn quantize_row<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> f32 {
+/// A quantized row's scale and zero point: `x ≈ (q − zero) · scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RowQuant {
+    scale: f32,
+    zero: i32,
+}
+
+/// Quantizes one row into `out` (0..=ACTIVATION_MAX, as i8 or u8); returns its scale and
+/// zero point (scale 0 for an all-zero row, NaN for a row with a non-finite value).
+fn quantize_row<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQuant {
     // The default x86_64 target is SSE2 only; with AVX2 the same loops run 8 wide.
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -76,39 +90,42 @@ fn quantize_row<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_row_avx2<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> f32 {
+unsafe fn quantize_row_avx2<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQuant {
     quantize_row_body(x, out)
 }
 
 #[inline(always)]
-fn quantize_row_body<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> f32 {
-    // Eight independent maxima so the loop vectorizes (a single fold is a serial chain).
-    let mut lanes = [0f32; 8];
+fn quantize_row_body<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQuant {
+    // Eight independent minima and maxima so the loop vectorizes (a single fold is a serial
+    // chain). Both start at 0: zero is always in range, and maps to the zero point exactly.
+    // `v · 0` is 0 unless v is NaN or infinite: the comparisons skip NaN, this does not.
+    let (mut lo, mut hi, mut poison) = ([0f32; 8], [0f32; 8], [0f32; 8]);
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
-        for (m, v) in lanes.iter_mut().zip(c) {
-            let a = v.abs();
-            *m = if a > *m { a } else { *m };
+        for (((lo, hi), p), &v) in lo.iter_mut().zip(&mut hi).zip(&mut poison).zip(c) {
+            *lo = if v < *lo { v } else { *lo };
+            *hi = if v > *hi { v } else { *hi };
+            *p += v * 0.0;
         }
     }
-    let mut amax = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
-    amax = lanes.iter().fold(amax, |m, &v| m.max(v));
-    if !(amax > 0.0 && amax.is_finite()) {
+    let rest = chunks.remainder();
+    let min = lo.iter().chain(rest).fold(0f32, |m, &v| m.min(v));
+    let max = hi.iter().chain(rest).fold(0f32, |m, &v| m.max(v));
+    let finite = poison.iter().chain(rest).fold(0f32, |p, &v| p + v * 0.0) == 0.0;
+    let range = max - min;
+    if !(range > 0.0 && range.is_finite() && finite) {
         out.fill(T::ZERO);
-        return if amax == 0.0 { 0.0 } else { f32::NAN };
+        let scale = if range == 0.0 && finite { 0.0 } else { f32::NAN };
+        return RowQuant { scale, zero: 0 };
     }
-    let inv = 127.0 / amax;
+    let top = f32::from(crate::gemm_i8::ACTIVATION_MAX);
+    let inv = top / range;
+    let zero = round_even(-min * inv);
+    let top = i32::from(crate::gemm_i8::ACTIVATION_MAX);
     for (q, &v) in out.iter_mut().zip(x) {
-        *q = T::from_i32(round_even(v * inv));
+        *q = T::from_i32((round_even(v * inv) + zero).clamp(0, top));
     }
-    amax / 127.0
-}
-
-/// Quantizes every `k`-long row of `x` into `q`; one scale per row into `scales`.
-fn quantize_rows(x: &[f32], k: usize, q: &mut [i8], scales: &mut [f32]) {
-    for ((x, q), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(scales) {
-        *s = quantize_row(x, q);
-    }
+    RowQuant { scale: range / f32::from(crate::gemm_i8::ACTIVATION_MAX), zero }
 }
 
 impl Op for QuantizeRows {
@@ -131,15 +148,20 @@ impl EvalOp for QuantizeRows {
         }
         let mut q = Tensor::zero::<i8>(&shape)?;
         let mut s = Tensor::zero::<f32>(&scale_shape)?;
+        let mut z = Tensor::zero::<i32>(&scale_shape)?;
         if k > 0 {
             let x_ram = x.try_as_plain_ram()?;
-            let x = x_ram.as_slice::<f32>()?;
             let mut q_ram = q.try_as_plain_ram_mut()?;
-            let q = q_ram.as_slice_mut::<i8>()?;
             let mut s_ram = s.try_as_plain_ram_mut()?;
-            quantize_rows(x, k, q, s_ram.as_slice_mut::<f32>()?);
+            let mut z_ram = z.try_as_plain_ram_mut()?;
+            let rows = x_ram.as_slice::<f32>()?.chunks_exact(k);
+            let rows = rows.zip(q_ram.as_slice_mut::<i8>()?.chunks_exact_mut(k));
+            let params = s_ram.as_slice_mut::<f32>()?.iter_mut().zip(z_ram.as_slice_mut::<i32>()?);
+            for ((x, q), (s, z)) in rows.zip(params) {
+                RowQuant { scale: *s, zero: *z } = quantize_row(x, q);
+            }
         }
-        Ok(tvec![q.into_tvalue(), s.into_tvalue()])
+        Ok(tvec![q.into_tvalue(), s.into_tvalue(), z.into_tvalue()])
     }
 }
 
@@ -149,15 +171,18 @@ impl TypedOp for QuantizeRows {
         let shape = inputs[0].shape.to_tvec();
         let mut scale_shape = shape.clone();
         *scale_shape.last_mut().context("QuantizeRows needs a rank ≥ 1 input")? = 1.to_dim();
-        Ok(tvec![i8::fact(shape), f32::fact(scale_shape)])
+        Ok(tvec![i8::fact(shape), f32::fact(scale_shape.clone()), i32::fact(scale_shape)])
     }
     as_op!();
 }
 
-/// i32 accumulators `[.., n]` × per-row scale `[.., 1]` × per-channel scale `[n]` → f32.
+/// i32 accumulators `[.., n]`, less per-row zero point `[.., 1]` × weight sums `[n]`, × per-row
+/// scale `[.., 1]` × per-channel scale `[n]` → f32.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DequantizeRows {
     pub channel_scales: Arc<Vec<f32>>,
+    /// Σₖ w[c][k] per channel.
+    pub col_sums: Arc<Vec<i32>>,
 }
 
 impl Eq for DequantizeRows {}
@@ -173,7 +198,7 @@ impl EvalOp for DequantizeRows {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (acc, row_scales) = args_2!(inputs);
+        let (acc, row_scales, row_zeros) = args_3!(inputs);
         let n = self.channel_scales.len();
         ensure!(
             acc.shape().last() == Some(&n),
@@ -186,11 +211,20 @@ impl EvalOp for DequantizeRows {
             let acc = acc_ram.as_slice::<i32>()?;
             let rs_ram = row_scales.try_as_plain_ram()?;
             let rs = rs_ram.as_slice::<f32>()?;
+            let rz_ram = row_zeros.try_as_plain_ram()?;
+            let zeros = rz_ram.as_slice::<i32>()?;
             let mut y_ram = y.try_as_plain_ram_mut()?;
-            ensure!(rs.len() * n == acc.len(), "DequantizeRows: one scale per row");
-            let rescale =
-                crate::gemm_i8::Rescale { rows: rs, channels: &self.channel_scales, bias: None };
-            crate::gemm_i8::rescale(acc, &rescale, y_ram.as_slice_mut::<f32>()?);
+            ensure!(
+                rs.len() * n == acc.len() && zeros.len() == rs.len(),
+                "DequantizeRows: one scale and zero point per row"
+            );
+            let rescale = crate::gemm_i8::Rescale {
+                rows: rs,
+                zeros,
+                channels: &self.channel_scales,
+                bias: None,
+            };
+            crate::gemm_i8::rescale(acc, &rescale, &self.col_sums, y_ram.as_slice_mut::<f32>()?);
         }
         Ok(tvec![y.into_tvalue()])
     }
@@ -264,21 +298,23 @@ impl EvalOp for LinearI8 {
                 .collect();
         }
         let x_ram = x.try_as_plain_ram()?;
-        // Quantized straight into the kernel's i16 row layout (k padded to even, pad = 0).
-        let kp2 = k.div_ceil(2) * 2;
-        let mut xq = vec![0i16; m * kp2];
-        let mut row_scales = vec![0f32; m];
+        // Quantized straight into the kernel's row layout (k padded to whole quads, pad = 0).
+        let kp = crate::gemm_i8::padded_k(k);
+        let mut xq = vec![0u8; m * kp];
+        let mut row_quant = vec![RowQuant { scale: 0.0, zero: 0 }; m];
         let rows = x_ram.as_slice::<f32>()?.chunks_exact(k);
-        for ((x, q), s) in rows.zip(xq.chunks_exact_mut(kp2)).zip(&mut row_scales) {
-            *s = quantize_row(x, &mut q[..k]);
+        for ((x, q), rq) in rows.zip(xq.chunks_exact_mut(kp)).zip(&mut row_quant) {
+            *rq = quantize_row(x, &mut q[..k]);
         }
+        let row_scales: Vec<f32> = row_quant.iter().map(|r| r.scale).collect();
+        let row_zeros: Vec<i32> = row_quant.iter().map(|r| r.zero).collect();
         let mut outputs = TVec::new();
         for l in &self.linears {
             // SAFETY: `linear_rows` writes every element of `y` before anything reads it.
             let mut y = unsafe { Tensor::uninitialized::<f32>(&shape(l.weights.n))? };
             {
                 let mut y_ram = y.try_as_plain_ram_mut()?;
-                linear_rows(l, &xq, &row_scales, y_ram.as_slice_mut()?);
+                linear_rows(l, &xq, &row_scales, &row_zeros, y_ram.as_slice_mut()?);
             }
             outputs.push(y.into_tvalue());
         }
@@ -288,16 +324,17 @@ impl EvalOp for LinearI8 {
 
 /// `y = linear(xq)` for quantized rows, split by rows over tract's thread pool when the plan
 /// runs with several threads (`--threads`), else on the calling thread.
-fn linear_rows(l: &Int8Linear, xq: &[i16], row_scales: &[f32], y: &mut [f32]) {
+fn linear_rows(l: &Int8Linear, xq: &[u8], row_scales: &[f32], row_zeros: &[i32], y: &mut [f32]) {
     use rayon::prelude::*;
-    let (n, kp2, m) = (l.weights.n, l.weights.k.div_ceil(2) * 2, row_scales.len());
+    let (n, kp, m) = (l.weights.n, crate::gemm_i8::padded_k(l.weights.k), row_scales.len());
     let run = |rows: std::ops::Range<usize>, y: &mut [f32]| {
         let rescale = crate::gemm_i8::Rescale {
             rows: &row_scales[rows.clone()],
+            zeros: &row_zeros[rows.clone()],
             channels: &l.channel_scales,
             bias: l.bias.as_deref().map(|b| b.as_slice()),
         };
-        let x = &xq[rows.start * kp2..rows.end * kp2];
+        let x = &xq[rows.start * kp..rows.end * kp];
         crate::gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
     };
     match crate::encoder::thread_pool() {
@@ -442,7 +479,7 @@ type SharedInput = ((OutletId, ShapeFact), OutletId, String, Vec<(Int8Linear, Ou
 /// Matmuls sharing an input (query, key, value) share one quantization of it.
 pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
     let mut patch = TypedModelPatch::new("bertlite int8 linears");
-    let mut quantized: HashMap<OutletId, (OutletId, OutletId)> = HashMap::new();
+    let mut quantized: HashMap<OutletId, [OutletId; 3]> = HashMap::new();
     // AVX2 path: per input, the linears reading it and the outlet each replaces.
     let mut fused: Vec<SharedInput> = Vec::new();
     let mut count = 0;
@@ -476,15 +513,22 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
             }
             continue;
         }
-        let (xq, xs) = match quantized.get(&x) {
+        let [xq, xs, xz] = match quantized.get(&x) {
             Some(&pair) => pair,
             None => {
                 let tapped = patch.tap_model(model, x)?;
                 let outs =
                     patch.wire_node(format!("{}.quantize", node.name), QuantizeRows, &[tapped])?;
-                quantized.insert(x, (outs[0], outs[1]));
-                (outs[0], outs[1])
+                let outs = [outs[0], outs[1], outs[2]];
+                quantized.insert(x, outs);
+                outs
             }
+        };
+        let col_sums = {
+            let k = q.shape()[1];
+            let w = q.try_as_plain_ram()?;
+            let sums = w.as_slice::<i8>()?.chunks_exact(k.max(1));
+            sums.map(|row| row.iter().map(|&v| i32::from(v)).sum()).collect()
         };
         let w = patch.add_const(format!("{}.weight_i8", node.name), q)?;
         let acc = patch.wire_node(
@@ -494,8 +538,11 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
         )?[0];
         let y = patch.wire_node(
             format!("{}.dequantize", node.name),
-            DequantizeRows { channel_scales: Arc::new(channel_scales) },
-            &[acc, xs],
+            DequantizeRows {
+                channel_scales: Arc::new(channel_scales),
+                col_sums: Arc::new(col_sums),
+            },
+            &[acc, xs, xz],
         )?[0];
         patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
     }
@@ -516,23 +563,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_quantize_symmetrically_to_their_own_max() {
-        let x = [0.5f32, -1.0, 0.25, 0.0, 1.0 / 127.0, 0.996, -0.5, 0.1, 0.2];
-        let mut q = [0i8; 9];
-        let s = quantize_row(&x, &mut q);
-        assert_eq!(s, 1.0 / 127.0);
-        assert_eq!(q, [64, -127, 32, 0, 1, 126, -64, 13, 25]);
+    fn rows_quantize_to_their_own_range_with_an_exact_zero() {
+        // min −0.5, max 0.77: 127 steps of 0.01, zero point 50.
+        let x = [0.5f32, -0.5, 0.25, 0.0, 0.01, 0.77, -0.25, 0.1, 0.2, 0.004, 0.006];
+        let mut q = [0u8; 11];
+        let RowQuant { scale, zero } = quantize_row(&x, &mut q);
+        assert!((scale - 0.01).abs() < 1e-7, "{scale}");
+        assert_eq!(zero, 50);
+        assert_eq!(q, [100, 0, 75, 50, 51, 127, 25, 60, 70, 50, 51]);
+        // Positive-only rows use the full range from zero; a row over 8 long takes the
+        // vectorized path.
+        let x: Vec<f32> = (0..20).map(|i| i as f32 * 0.1).collect();
+        let mut q = [0u8; 20];
+        let RowQuant { scale, zero } = quantize_row(&x, &mut q);
+        assert_eq!((zero, q[0], q[19]), (0, 0, 127));
         for (&v, &q) in x.iter().zip(&q) {
-            assert!((v - q as f32 * s).abs() <= s / 2.0 + 1e-7);
+            assert!((v - (i32::from(q) - zero) as f32 * scale).abs() <= scale / 2.0 + 1e-6);
         }
     }
 
     #[test]
     fn zero_and_non_finite_rows_are_not_divided_by_zero() {
         let mut q = [5i8; 3];
-        assert_eq!(quantize_row(&[0.0; 3], &mut q), 0.0);
+        assert_eq!(quantize_row(&[0.0; 3], &mut q), RowQuant { scale: 0.0, zero: 0 });
         assert_eq!(q, [0; 3]);
-        assert!(quantize_row(&[1.0, f32::INFINITY, 0.0], &mut q).is_nan());
+        assert!(quantize_row(&[1.0, f32::INFINITY, 0.0], &mut q).scale.is_nan());
+        let mut q = [5i8; 9];
+        assert!(
+            quantize_row(&[1.0, 2.0, 0.0, 3.0, 4.0, 5.0, 6.0, 7.0, f32::NAN], &mut q)
+                .scale
+                .is_nan()
+        );
+        assert!(
+            quantize_row(&[f32::NAN, 2.0, 0.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &mut q)
+                .scale
+                .is_nan()
+        );
     }
 
     /// The rewritten graph computes what the dequantized f32 graph computes, within int8
@@ -571,9 +637,12 @@ mod tests {
         for (e, g) in expected.iter().zip(&got) {
             let (e, g) = (e.to_plain_array_view::<f32>()?, g.to_plain_array_view::<f32>()?);
             for ((&e, &g), row) in e.iter().zip(g.iter()).zip((0..t * n).map(|i| i / n)) {
-                let amax = xs[row * k..][..k].iter().fold(0f32, |m, v| m.max(v.abs()));
-                // Each of k products is off by ≤ half an activation step × |w| ≤ 127 · max scale.
-                let bound = k as f32 * (amax / 127.0 / 2.0) * 127.0 * ws[n - 1] + 1e-5;
+                let x = &xs[row * k..][..k];
+                let range =
+                    x.iter().fold(0f32, |m, &v| m.max(v)) - x.iter().fold(0f32, |m, &v| m.min(v));
+                // Each of k activations is off by ≤ one step (half a step of rounding, half of the
+                // zero point's), times |w| ≤ 127 · the largest channel scale.
+                let bound = k as f32 * (range / 127.0) * 127.0 * ws[n - 1] + 1e-5;
                 assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
             }
         }
