@@ -18,9 +18,10 @@ trap 'rm -rf "$out"' EXIT
 # Golden sentences, one per line (a sentence with a newline becomes several lines on both sides).
 python3 -c 'import json,sys
 for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embeddings.jsonl > "$out/texts.txt"
-"$host" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.classify" || true
-"$host" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/x86.embed" || true
-# The int8 compute path, forced on x86 (slow here, but the reference for boards that choose it).
+# f32 compute, what boards without dot-product choose (x86 with AVX2 chooses int8 itself).
+"$host" classify -m "$bundle" --json --threads 1 --precision f32 < "$out/texts.txt" > "$out/x86.classify" || true
+"$host" embed -m "$bundle" --json --threads 1 --precision f32 < "$out/texts.txt" > "$out/x86.embed" || true
+# The int8 compute path: the reference for boards with dot-product.
 "$host" classify -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.classify" || true
 "$host" embed -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.embed" || true
 

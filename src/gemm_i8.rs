@@ -98,6 +98,11 @@ impl PackedWeights {
         PackedWeights { n, k, data, corrections, col_sums }
     }
 
+    /// How many weights the kernel leaves to the correction pass.
+    pub fn corrections(&self) -> usize {
+        self.corrections.len()
+    }
+
     /// Σₖ w[c][k] for each channel c.
     pub fn col_sums(&self) -> &[i32] {
         &self.col_sums
@@ -183,7 +188,9 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
 }
 
 /// Adds the weights the kernel left out: `y[r, c] += delta · x[r, k] · rows[r] · channels[c]`.
-/// Row by row, so each row of `x` and `y` is touched while it is in cache.
+/// Row by row, so each row of `x` and `y` is touched while it is in cache. (The portable path
+/// multiplies the corrections in [`matmul_scalar`].)
+#[cfg(target_arch = "x86_64")]
 fn apply_corrections(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut [f32]) {
     if w.corrections.is_empty() {
         return;

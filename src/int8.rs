@@ -268,7 +268,10 @@ impl Op for LinearI8 {
             .iter()
             .map(|l| {
                 let (k, n) = (l.weights.k, l.weights.n);
-                format!("Mult: k:{k} n:{n} with [bertlite_avx2_i16_madd_4x16]")
+                let fixes = l.weights.corrections();
+                format!(
+                    "Mult: k:{k} n:{n}, {fixes} weights corrected, with [bertlite_avx2_u8s8_4x16]"
+                )
             })
             .collect())
     }

@@ -2,14 +2,16 @@
 //! weights either way; this decides what happens to them in memory:
 //!
 //! - [`Precision::F32`]: weights dequantized once to f32 (tract folds `cast → mul(scale)` at
-//!   load), f32 kernels, multithreaded. The most faithful; the default off dot-product ARM.
+//!   load), f32 kernels, multithreaded. The most faithful; the default on ARM without
+//!   dot-product.
 //! - [`Precision::F16`]: as F32, then the graph translated to f16 (tract's `f32_to_f16`): half
 //!   the weight memory of f32; native fp16 kernels where the CPU has them. Never chosen by
 //!   `Auto` (no fewer instructions than f32 at 128 tokens on a Cortex-A76, less faithful).
-//! - [`Precision::Int8`]: every linear layer runs on int8 × int8 → i32 kernels: activations are
-//!   quantized per token (symmetric, dynamic), the i32 result scaled back per token × per
+//! - [`Precision::Int8`]: every linear layer runs on int8 kernels: activations are quantized per
+//!   token (dynamic, 0..=127 with a zero point), the i32 result scaled back per token × per
 //!   channel ([`crate::int8`]). tract's int8 kernels on ARM; on x86_64 our own AVX2 kernel
-//!   ([`crate::gemm_i8`]), because tract 0.23.9's runs ~80× slower than its f32 one there.
+//!   ([`crate::gemm_i8`]), because tract 0.23.9's runs ~80× slower than its f32 one there. The
+//!   default with dot-product ARM and with AVX2.
 
 use std::fmt;
 use std::str::FromStr;
@@ -77,9 +79,9 @@ pub struct Decision {
 /// `Auto` follows what was measured (results/precision.md): int8 only where the CPU has the
 /// dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin: 2.3× fewer instructions than
 /// f32); without them tract's int8 kernel costs more instructions than f32 (Cortex-A72: 589 M
-/// vs 553 M per 128-token inference). On x86_64 our AVX2 int8 kernel is 1.2–1.5× faster than
-/// f32 on one thread but single-threaded and less faithful, so `auto` stays f32 there and int8
-/// is `--precision int8`. Never f16: on a Cortex-A76 with
+/// vs 553 M per 128-token inference). On x86_64 with AVX2 our int8 kernel ([`crate::gemm_i8`])
+/// runs the encoder ~1.8× faster than f32 on 1 and 2 threads (results/bench-int8.md vs
+/// results/bench.md), at cosine 0.998 to fp32. Never f16: on a Cortex-A76 with
 /// fp16 exposed, tract's f16 graph cost 564 M instructions at 128 tokens against 553 M in f32
 /// (16% fewer at 16 tokens) and it is less faithful, so f16 is an explicit choice (half the
 /// weight memory of f32).
@@ -94,9 +96,12 @@ pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Dec
         PrecisionChoice::Auto if int8_bundle && has("aarch64") && has("dotprod") => {
             decision(Precision::Int8, "auto: int8 weights and a CPU with dot-product (SDOT)")
         }
+        PrecisionChoice::Auto if int8_bundle && has("x86_64") && has("avx2") => {
+            decision(Precision::Int8, "auto: int8 weights and AVX2 (bertlite's u8×s8 kernel)")
+        }
         PrecisionChoice::Auto if int8_bundle => decision(
             Precision::F32,
-            "auto: no dot-product, so int8 weights are widened once to f32 at load",
+            "auto: no int8 dot-product, so int8 weights are widened once to f32 at load",
         ),
         PrecisionChoice::Auto => decision(Precision::F32, "auto: f32 bundle"),
     }
@@ -122,13 +127,15 @@ mod tests {
     }
 
     #[test]
-    fn auto_picks_int8_only_with_dot_product() {
+    fn auto_picks_int8_only_with_dot_product_or_avx2() {
         let pick = |f: &[&str], int8| decide(PrecisionChoice::Auto, &cpu(f), int8).precision;
         assert_eq!(pick(&["aarch64", "fp16", "dotprod"], true), Precision::Int8);
         assert_eq!(pick(&["aarch64", "fp16", "dotprod"], false), Precision::F32);
         assert_eq!(pick(&["aarch64", "fp16"], true), Precision::F32);
         assert_eq!(pick(&["aarch64"], true), Precision::F32);
-        assert_eq!(pick(&["x86_64", "avx2", "fma"], true), Precision::F32);
+        assert_eq!(pick(&["x86_64", "avx2", "fma"], true), Precision::Int8);
+        assert_eq!(pick(&["x86_64", "avx2", "fma"], false), Precision::F32);
+        assert_eq!(pick(&["x86_64"], true), Precision::F32);
         assert_eq!(pick(&["arm", "neon"], true), Precision::F32);
     }
 

@@ -22,9 +22,11 @@ const MAX_SIZE_RATIO: f64 = 0.26;
 /// Padding inside a batch must not change a text's embedding beyond f32 noise.
 const BATCH_MIN_COSINE: f32 = 0.99999;
 
-fn load(name: &str) -> Model {
-    Model::load_with(bundle(name), EncoderOptions { threads: 2, ..Default::default() })
-        .expect("bundle loads")
+/// The bundle with f32 compute (int8 weights widened at load): `auto` may pick int8 compute,
+/// which the `int8_compute_*` tests cover.
+fn load_f32(name: &str) -> Model {
+    let options = EncoderOptions { threads: 2, precision: PrecisionChoice::Fixed(Precision::F32) };
+    Model::load_with(bundle(name), options).expect("bundle loads")
 }
 
 fn golden_cosines(model: &Model) -> Vec<(String, f32)> {
@@ -45,7 +47,7 @@ fn mean_min(cos: &[(String, f32)]) -> (f32, f32) {
 
 #[test]
 fn fp32_matches_reference() {
-    let cos = golden_cosines(&load("minilm-f32.blt"));
+    let cos = golden_cosines(&load_f32("minilm-f32.blt"));
     assert!(cos.len() >= 50);
     let min = cos.iter().map(|c| c.1).fold(1.0, f32::min);
     eprintln!("fp32 cosine to fp64 reference over {} sentences: min {min:.7}", cos.len());
@@ -55,7 +57,7 @@ fn fp32_matches_reference() {
 
 #[test]
 fn int8_close_to_reference() {
-    let cos = golden_cosines(&load("minilm-int8.blt"));
+    let cos = golden_cosines(&load_f32("minilm-int8.blt"));
     let (mean, min) = mean_min(&cos);
     eprintln!(
         "int8 cosine to fp64 reference over {} sentences: mean {mean:.5}, min {min:.5}",
@@ -114,7 +116,7 @@ fn int8_bundle_is_small() {
 
 #[test]
 fn batching_does_not_change_embeddings() {
-    let model = load("minilm-int8.blt");
+    let model = load_f32("minilm-int8.blt");
     let texts =
         ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
     let batch = model.embed_batch(&texts).unwrap();
@@ -146,14 +148,14 @@ fn bbc_accuracy_fp32_and_int8() {
         .iter()
         .map(|r| (r["text"].as_str().unwrap().to_owned(), r["label"].as_str().unwrap().to_owned()))
         .collect();
-    let int8 = load("minilm-bbc.blt");
+    let int8 = load_f32("minilm-bbc.blt");
     // The fp32 encoder with the same trained head.
     let trained = Bundle::read(&bundle("minilm-bbc.blt")).unwrap();
     let mut fp32 = Bundle::read(&bundle("minilm-f32.blt")).unwrap();
     fp32.metadata.head = trained.metadata.head.clone();
     fp32.head = trained.head.clone();
-    let fp32 =
-        Model::from_bundle(fp32, EncoderOptions { threads: 2, ..Default::default() }).unwrap();
+    let options = EncoderOptions { threads: 2, precision: PrecisionChoice::Fixed(Precision::F32) };
+    let fp32 = Model::from_bundle(fp32, options).unwrap();
     let (acc8, p8) = accuracy(&int8, &rows);
     let (acc32, p32) = accuracy(&fp32, &rows);
     let agree = p8.iter().zip(&p32).filter(|(a, b)| a == b).count() as f64 / rows.len() as f64;
