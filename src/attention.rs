@@ -20,7 +20,7 @@
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::einsum::EinSum;
 
-use crate::fused::{masked_softmax_row, match_masked_softmax, through_casts};
+use crate::fused::{masked_exp_row, match_masked_softmax, through_casts};
 
 /// Query rows per scores tile, key columns per tile.
 const QR: usize = 4;
@@ -141,8 +141,9 @@ struct Dims {
     out_stride: usize,
 }
 
-/// Per-op buffers, reused across heads: keys transposed `[dh, t16]` (t padded to the tile),
-/// values `[t, dh]`, one tile of query rows, scores and probabilities `[QR, t16]`.
+/// Per-op buffers, reused across heads: keys by tile `[t16 / KC, dh, KC]` (t padded to the
+/// tile), values `[t, dh]`, one tile of query rows `[dh, QR]`, scores `[QR, t16]` and
+/// probabilities `[QR, t]`.
 struct Scratch {
     kt: Vec<f32>,
     v: Vec<f32>,
@@ -177,33 +178,40 @@ simd_dispatch!(attention_head(
     let Dims { seq: t, heads, dh, head, out_stride } = dims;
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
     let Scratch { kt, v: vh, q: qt, scores, probs } = scratch;
+    // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
     for j in 0..t {
+        let (tile, c) = (j / KC, j % KC);
         for (d, &x) in k[j * w + off..][..dh].iter().enumerate() {
-            kt[d * t16 + j] = x;
+            kt[(tile * dh + d) * KC + c] = x;
         }
         vh[j * dh..][..dh].copy_from_slice(&v[j * w + off..][..dh]);
     }
+    let mut sums = [0f32; QR];
     for i0 in (0..t).step_by(QR) {
         let rows = QR.min(t - i0);
+        // The query rows transposed, `[dh][QR]`, zero past the last row.
         qt.fill(0.0);
         for r in 0..rows {
-            qt[r * dh..][..dh].copy_from_slice(&q[(i0 + r) * w + off..][..dh]);
+            for (d, &x) in q[(i0 + r) * w + off..][..dh].iter().enumerate() {
+                qt[d * QR + r] = x;
+            }
         }
-        for j0 in (0..t16).step_by(KC) {
+        for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
+            // Exact-size chunks: no bounds checks, the 4 × 16 accumulators stay in registers.
             let mut acc = [[0f32; KC]; QR];
-            for d in 0..dh {
-                let kv = &kt[d * t16 + j0..][..KC];
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let qv = qt[r * dh + d];
+            for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
+                for (acc, &qv) in acc.iter_mut().zip(qv) {
                     acc.iter_mut().zip(kv).for_each(|(a, &k)| *a = qv.mul_add(k, *a));
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                scores[r * t16 + j0..][..KC].copy_from_slice(acc);
+                scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
             }
         }
-        for r in 0..rows {
-            masked_softmax_row(&scores[r * t16..][..t], mask, &mut probs[r * t..][..t]);
+        // Unnormalized probabilities; the context is divided by their sum instead (dh
+        // divisions per row rather than t multiplications).
+        for (r, sum) in sums.iter_mut().enumerate().take(rows) {
+            *sum = masked_exp_row(&scores[r * t16..][..t], mask, &mut probs[r * t..][..t]);
         }
         let mut r = 0;
         while r < rows {
@@ -221,14 +229,17 @@ simd_dispatch!(attention_head(
                             let vr = &vh[j * dh..][..dh];
                             o.iter_mut().zip(vr).for_each(|(o, &v)| *o = pj.mul_add(v, *o));
                         }
+                        let inv = 1.0 / sums[r + rr];
+                        o.iter_mut().for_each(|o| *o *= inv);
                     }
                     r += pair;
                     continue;
                 }
             };
-            out[(i0 + r) * out_stride..][..dh].copy_from_slice(&o0[..dh]);
-            if pair == 2 {
-                out[(i0 + r + 1) * out_stride..][..dh].copy_from_slice(&o1[..dh]);
+            for (rr, o) in [o0, o1].iter().enumerate().take(pair) {
+                let inv = 1.0 / sums[r + rr];
+                let dst = &mut out[(i0 + r + rr) * out_stride..][..dh];
+                dst.iter_mut().zip(o).for_each(|(d, &o)| *d = o * inv);
             }
             r += pair;
         }

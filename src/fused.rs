@@ -86,9 +86,9 @@ fn exp_nonpositive(x: f32) -> f32 {
     e * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
-/// `p = softmax(s + m)` for one row.
+/// `p = exp(s + m − max)` for one row; returns `Σ p`, so `p / Σ p = softmax(s + m)`.
 #[inline(always)]
-pub(crate) fn masked_softmax_row(s: &[f32], m: &[f32], p: &mut [f32]) {
+pub(crate) fn masked_exp_row(s: &[f32], m: &[f32], p: &mut [f32]) -> f32 {
     p.iter_mut().zip(s).zip(m).for_each(|((p, s), m)| *p = s + m);
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = p.chunks_exact(8);
@@ -97,7 +97,13 @@ pub(crate) fn masked_softmax_row(s: &[f32], m: &[f32], p: &mut [f32]) {
     }
     let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     p.iter_mut().for_each(|p| *p = exp_nonpositive(*p - max));
-    let inv = 1.0 / sum_of(p, |v| v);
+    sum_of(p, |v| v)
+}
+
+/// `p = softmax(s + m)` for one row.
+#[inline(always)]
+fn masked_softmax_row(s: &[f32], m: &[f32], p: &mut [f32]) {
+    let inv = 1.0 / masked_exp_row(s, m, p);
     p.iter_mut().for_each(|p| *p *= inv);
 }
 

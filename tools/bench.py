@@ -177,6 +177,11 @@ def main():
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}",
         "onnxruntime": __import__("onnxruntime").__version__,
         "bundle": a.bundle,
+        # What --precision resolved to on this machine (auto depends on the CPU).
+        "bertlite_precision": next(
+            (l.split(None, 1)[1] for l in subprocess.run([a.bertlite, "info", "-m", a.bundle, "--precision", a.precision], capture_output=True, text=True, check=True).stdout.splitlines() if l.startswith("precision")),
+            a.precision,
+        ),
         "command": "python3 " + " ".join(sys.argv),
     }
     report = {
@@ -207,7 +212,7 @@ def markdown(r):
     lines = [
         "# bertlite vs ONNX Runtime — all-MiniLM-L6-v2",
         "",
-        f"Machine: {e['machine']}. ONNX Runtime {e['onnxruntime']}. Bundle: `{Path(e['bundle']).name}`.",
+        f"Machine: {e['machine']}. ONNX Runtime {e['onnxruntime']}. Bundle: `{Path(e['bundle']).name}`, bertlite precision {e.get('bertlite_precision', '?')}.",
         f"Regenerate: `{e['command']}` (after `tools/setup.sh` and `cargo build --release`).",
         "",
         "ms per text, encoder + pooling, median of rounds (each the median of many runs); ratio < 1 means bertlite is faster.",
