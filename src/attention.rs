@@ -95,13 +95,16 @@ impl EvalOp for Attention {
                         let blocks: Vec<Vec<f32>> = pool.install(|| {
                             (0..h)
                                 .into_par_iter()
-                                .map(|head| {
-                                    let mut block = vec![0f32; seq * dh];
-                                    let mut scratch = Scratch::new(seq, dh);
-                                    let dims = dims(head, dh);
-                                    attention_head(q, k, v, mask, dims, &mut scratch, &mut block);
-                                    block
-                                })
+                                // One scratch per rayon job, not per head.
+                                .map_init(
+                                    || Scratch::new(seq, dh),
+                                    |scratch, head| {
+                                        let mut block = vec![0f32; seq * dh];
+                                        let dims = dims(head, dh);
+                                        attention_head(q, k, v, mask, dims, scratch, &mut block);
+                                        block
+                                    },
+                                )
                                 .collect()
                         });
                         for (head, block) in blocks.iter().enumerate() {

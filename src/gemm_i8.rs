@@ -93,20 +93,19 @@ impl PackedWeights {
                 }
             }
         }
-        let col_sums =
-            (0..n).map(|c| w[c * k..][..k].iter().map(|&v| i32::from(v)).sum()).collect();
-        PackedWeights { n, k, data, corrections, col_sums }
+        PackedWeights { n, k, data, corrections, col_sums: col_sums(w, n, k) }
     }
 
     /// How many weights the kernel leaves to the correction pass.
     pub fn corrections(&self) -> usize {
         self.corrections.len()
     }
+}
 
-    /// Σₖ w[c][k] for each channel c.
-    pub fn col_sums(&self) -> &[i32] {
-        &self.col_sums
-    }
+/// Σₖ w[c][k] for each row c of int8 weights `[n, k]`: what the zero-point correction
+/// `acc − zero · col_sum` needs.
+pub fn col_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
+    (0..n).map(|c| w[c * k..][..k].iter().map(|&v| i32::from(v)).sum()).collect()
 }
 
 /// Shrinks the largest same-sign weights of one lane until its positive and negative sums are
@@ -184,7 +183,7 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
     }
     let mut acc = vec![0i32; m * w.n];
     matmul_scalar(x, m, w, &mut acc);
-    self::rescale(&acc, rescale, w.col_sums(), y);
+    self::rescale(&acc, rescale, &w.col_sums, y);
 }
 
 /// Adds the weights the kernel left out: `y[r, c] += delta · x[r, k] · rows[r] · channels[c]`.

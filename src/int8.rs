@@ -304,13 +304,11 @@ impl EvalOp for LinearI8 {
         // Quantized straight into the kernel's row layout (k padded to whole quads, pad = 0).
         let kp = crate::gemm_i8::padded_k(k);
         let mut xq = vec![0u8; m * kp];
-        let mut row_quant = vec![RowQuant { scale: 0.0, zero: 0 }; m];
-        let rows = x_ram.as_slice::<f32>()?.chunks_exact(k);
-        for ((x, q), rq) in rows.zip(xq.chunks_exact_mut(kp)).zip(&mut row_quant) {
-            *rq = quantize_row(x, &mut q[..k]);
+        let (mut row_scales, mut row_zeros) = (vec![0f32; m], vec![0i32; m]);
+        let rows = x_ram.as_slice::<f32>()?.chunks_exact(k).zip(xq.chunks_exact_mut(kp));
+        for ((x, q), (s, z)) in rows.zip(row_scales.iter_mut().zip(&mut row_zeros)) {
+            RowQuant { scale: *s, zero: *z } = quantize_row(x, &mut q[..k]);
         }
-        let row_scales: Vec<f32> = row_quant.iter().map(|r| r.scale).collect();
-        let row_zeros: Vec<i32> = row_quant.iter().map(|r| r.zero).collect();
         let mut outputs = TVec::new();
         for l in &self.linears {
             // SAFETY: `linear_rows` writes every element of `y` before anything reads it.
@@ -517,7 +515,7 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
             continue;
         }
         let [xq, xs, xz] = match quantized.get(&x) {
-            Some(&pair) => pair,
+            Some(&outs) => outs,
             None => {
                 let tapped = patch.tap_model(model, x)?;
                 let outs =
@@ -527,12 +525,8 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
                 outs
             }
         };
-        let col_sums = {
-            let k = q.shape()[1];
-            let w = q.try_as_plain_ram()?;
-            let sums = w.as_slice::<i8>()?.chunks_exact(k.max(1));
-            sums.map(|row| row.iter().map(|&v| i32::from(v)).sum()).collect()
-        };
+        let (n, k) = (q.shape()[0], q.shape()[1]);
+        let col_sums = crate::gemm_i8::col_sums(q.try_as_plain_ram()?.as_slice::<i8>()?, n, k);
         let w = patch.add_const(format!("{}.weight_i8", node.name), q)?;
         let acc = patch.wire_node(
             format!("{}.i8", node.name),
