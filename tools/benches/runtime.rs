@@ -52,7 +52,9 @@ fn linear_i8(c: &mut Criterion) {
     let layers: Vec<PackedWeights> = (0..6)
         .flat_map(|_| SHAPES.map(|(n, k)| PackedWeights::pack(&bell_shaped_weights(n * k), n, k)))
         .collect();
-    for m in [16, 128] {
+    group.sample_size(10);
+    // 1024 rows: a batch of 8 texts of 128 tokens.
+    for m in [16, 128, 1024] {
         let (rows, zeros) = (vec![0.01f32; m], vec![64i32; m]);
         let x: Vec<u8> = (0..m * 1536).map(|i| ((i * 40503) >> 5) as u8 & 127).collect();
         let mut y = vec![0f32; m * 1536];
