@@ -79,4 +79,24 @@ python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.
 # Same core with fp16 exposed (qemu hides it from tract): --precision f16 takes the fp16 kernels.
 TRACT_CPU_ISA=+fp16 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision f16 | grep -E '^(precision|matmul)' | tee "$out/a76.f16.info"
 grep -q '^matmul.*arm64fp16_mmm_f16' "$out/a76.f16.info" || { echo "FAIL: no fp16 kernels with --precision f16 on cortex-a76+fp16" >&2; exit 1; }
+
+# The C API on the board: libbertlite.a cross-built (qemu-test profile: this checks the build,
+# link and calling convention, not speed), examples/classify.c compiled with the board's gcc
+# against it, run under qemu. A short text is classified, and the label must be x86's.
+echo "-- C API on aarch64"
+cargo build --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite-capi
+aarch64-linux-gnu-gcc -std=c99 -Wall -Werror -O1 capi/examples/classify.c -I capi/include \
+  "$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/qemu-test/libbertlite.a" -lpthread -ldl -lm \
+  -o "$out/classify-c"
+capi_text="Shares in the carmaker fell after a profit warning."
+capi_a64=$(QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$out/classify-c" "$bundle" "$capi_text")
+capi_x86=$("$host" classify -m "$bundle" --json --threads 1 "$capi_text")
+echo "C API on cortex-a76: $capi_a64"
+label() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["label"])' "$1"; }
+[ "$(label "$capi_a64")" = "$(label "$capi_x86")" ] || { echo "FAIL: C API label on aarch64 differs from x86: $capi_a64 vs $capi_x86" >&2; exit 1; }
+if QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$out/classify-c" /nonexistent.blt "text" 2> "$out/capi.err"; then
+  echo "FAIL: the C program accepted a missing bundle" >&2; exit 1
+fi
+grep -q "cannot load /nonexistent.blt" "$out/capi.err" || { echo "FAIL: no error message from the C API: $(cat "$out/capi.err")" >&2; exit 1; }
+
 check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15

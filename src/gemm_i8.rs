@@ -30,10 +30,6 @@ const NB: usize = 16;
 /// Rows per micro-kernel call (only the AVX2 kernel has a micro-kernel).
 #[cfg(target_arch = "x86_64")]
 const MR: usize = 4;
-/// Bytes of quantized activation rows one pass over the weights works on (half of a 512 KB
-/// L2, leaving room for the weight blocks streaming through and the output rows).
-#[cfg(target_arch = "x86_64")]
-const L2_ROWS_BUDGET: usize = 192 * 1024;
 /// Largest quantized activation: keeps `vpmaddubsw`'s pair sums exact (see the module doc).
 pub const ACTIVATION_MAX: u8 = 127;
 
@@ -183,25 +179,10 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
     }
     #[cfg(target_arch = "x86_64")]
     if available() {
-        // Rows in chunks whose quantized activations fit in L2: each weight block runs over
-        // one chunk at a time, so long inputs and batches do not re-read x from L3 once per
-        // block of 16 channels (at 8 × 128 tokens that was 36 MB per FFN-down linear).
-        let kp = padded_k(w.k);
-        let chunk = (L2_ROWS_BUDGET / kp).max(MR) / MR * MR;
-        for start in (0..m).step_by(chunk) {
-            let end = (start + chunk).min(m);
-            let rows = Rescale {
-                rows: &rescale.rows[start..end],
-                zeros: &rescale.zeros[start..end],
-                ..*rescale
-            };
-            let (x, y) = (&x[start * kp..end * kp], &mut y[start * w.n..end * w.n]);
-            // SAFETY: AVX2 is present (checked above); all reads stay inside `x`, `w.data`
-            // and the rescale slices (the row index is clamped to the chunk's last row, the
-            // packed blocks cover every quad, full-width stores only where c0 + 16 ≤ n),
-            // writes inside `y`.
-            unsafe { linear_avx2(x, end - start, w, &rows, y) };
-        }
+        // SAFETY: AVX2 is present (checked above); all reads stay inside `x`, `w.data` and the
+        // rescale slices (the row index is clamped to m-1, the packed blocks cover every quad,
+        // full-width stores only where c0 + 16 ≤ n), writes inside `y`.
+        unsafe { linear_avx2(x, m, w, rescale, y) };
         return;
     }
     let mut acc = vec![0i32; m * w.n];
@@ -387,8 +368,8 @@ mod tests {
         for &(m, n, k) in
             &[(1, 1, 1), (5, 17, 3), (4, 16, 8), (9, 33, 31), (3, 40, 384), (530, 20, 384)]
         {
-            // Extremes included: weights −128..=127, activations 0..=ACTIVATION_MAX. 530 rows
-            // of k = 384 span two of the AVX2 path's row chunks (L2_ROWS_BUDGET).
+            // Extremes included: weights −128..=127, activations 0..=ACTIVATION_MAX; 530 rows
+            // run many row tiles against each weight block.
             // Odd channels step slowly, so a lane's four weights share a sign and overflow.
             let step = |i: usize| if (i / k).is_multiple_of(2) { i * 97 + 13 } else { i * 7 };
             let w: Vec<i8> = (0..n * k).map(|i| (step(i) % 256) as u8 as i8).collect();
