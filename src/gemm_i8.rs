@@ -101,7 +101,7 @@ impl PackedWeights {
         PackedWeights { n, k, data, corrections, block_fixes, col_sums: col_sums(w, n, k) }
     }
 
-    /// How many weights the kernel leaves to the correction pass.
+    /// How many weights the kernel's lanes leave to the corrections.
     pub fn corrections(&self) -> usize {
         self.corrections.len()
     }
