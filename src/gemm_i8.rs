@@ -229,6 +229,19 @@ fn matmul_scalar(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     }
 }
 
+/// `src[c0..c0 + width]` in 16 lanes, zero past `width`. The full-width copy has a fixed
+/// size, so it compiles to two vector moves (a `[..width]` copy was a memcpy call per block).
+#[cfg(target_arch = "x86_64")]
+fn block_lanes<T: Copy + Default>(src: &[T], c0: usize, width: usize) -> [T; NB] {
+    let mut lanes = [T::default(); NB];
+    if width == NB {
+        lanes.copy_from_slice(&src[c0..c0 + NB]);
+    } else {
+        lanes[..width].copy_from_slice(&src[c0..c0 + width]);
+    }
+    lanes
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn linear_avx2(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut [f32]) {
@@ -242,30 +255,18 @@ unsafe fn linear_avx2(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, 
         let c0 = block * NB;
         let width = NB.min(n - c0);
         // The block's channel scales, bias and weight sums, in 16 lanes (zero past n).
-        let lanes = |src: &[f32]| -> [__m256; 2] {
-            let mut v = [0f32; NB];
-            v[..width].copy_from_slice(&src[c0..c0 + width]);
-            unsafe { [_mm256_loadu_ps(v.as_ptr()), _mm256_loadu_ps(v.as_ptr().add(8))] }
-        };
-        let (cs, bias) = if width == NB {
-            // Full blocks (all of them in BERT): straight loads, no padded copies.
-            let load = |src: &[f32]| unsafe {
-                [_mm256_loadu_ps(src.as_ptr().add(c0)), _mm256_loadu_ps(src.as_ptr().add(c0 + 8))]
-            };
-            (load(rescale.channels), rescale.bias.map_or([_mm256_setzero_ps(); 2], load))
-        } else {
-            (lanes(rescale.channels), rescale.bias.map_or([_mm256_setzero_ps(); 2], lanes))
-        };
-        let sums = {
-            let mut v = [0i32; NB];
-            let src = if width == NB {
-                &w.col_sums[c0..c0 + NB]
-            } else {
-                v[..width].copy_from_slice(&w.col_sums[c0..c0 + width]);
-                &v[..]
-            };
-            let p = src.as_ptr() as *const __m256i;
-            unsafe { [_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))] }
+        let cs = block_lanes(rescale.channels, c0, width);
+        let bias = rescale.bias.map_or([0.0; NB], |b| block_lanes(b, c0, width));
+        let sums = block_lanes(&w.col_sums, c0, width);
+        let (cs, bias, sums) = unsafe {
+            (
+                [_mm256_loadu_ps(cs.as_ptr()), _mm256_loadu_ps(cs.as_ptr().add(8))],
+                [_mm256_loadu_ps(bias.as_ptr()), _mm256_loadu_ps(bias.as_ptr().add(8))],
+                [
+                    _mm256_loadu_si256(sums.as_ptr() as *const __m256i),
+                    _mm256_loadu_si256(sums.as_ptr().add(8) as *const __m256i),
+                ],
+            )
         };
         for m0 in (0..m).step_by(MR) {
             let rows: [usize; MR] = std::array::from_fn(|r| (m0 + r).min(m - 1));

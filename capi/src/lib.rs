@@ -78,6 +78,16 @@ unsafe fn model<'a>(model: *const BertliteModel) -> Result<&'a BertliteModel, St
     unsafe { model.as_ref() }.ok_or_else(|| "model is NULL".to_string())
 }
 
+/// The pooled embedding of a C text: what classify and embed both start from.
+///
+/// # Safety
+/// `text` is NULL or a NUL-terminated string.
+unsafe fn embed_text(m: &BertliteModel, text: *const c_char) -> Result<Vec<f32>, String> {
+    // SAFETY: see above.
+    let text = unsafe { self::text(text, "text") }?;
+    m.model.embed(text).map_err(|e| e.to_string())
+}
+
 /// Copies `values` into the caller's array of `len` floats.
 fn write_floats(values: &[f32], out: *mut f32, len: usize, what: &str) -> Result<(), String> {
     if out.is_null() {
@@ -209,12 +219,12 @@ pub unsafe extern "C" fn bertlite_classify(
 ) -> c_int {
     guarded(err, err_len, || {
         // SAFETY: the caller's contract.
-        let (m, text) = unsafe { (self::model(model)?, self::text(text, "text")?) };
+        let m = unsafe { self::model(model) }?;
         let head = m.model.head().ok_or(
             "this bundle has no classification head (compile it with --train FILE)".to_string(),
         )?;
-        let pooled = m.model.embed(text).map_err(|e| e.to_string())?;
-        let p = head.probabilities(&pooled);
+        // SAFETY: the caller's contract.
+        let p = head.probabilities(&unsafe { embed_text(m, text) }?);
         write_floats(&p, probs, probs_len, "probabilities")?;
         let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
         Ok(best as c_int)
@@ -237,8 +247,7 @@ pub unsafe extern "C" fn bertlite_embed(
 ) -> c_int {
     guarded(err, err_len, || {
         // SAFETY: the caller's contract.
-        let (m, text) = unsafe { (self::model(model)?, self::text(text, "text")?) };
-        let embedding = m.model.embed(text).map_err(|e| e.to_string())?;
+        let embedding = unsafe { embed_text(self::model(model)?, text) }?;
         write_floats(&embedding, out, out_len, "embedding")?;
         Ok(embedding.len() as c_int)
     })

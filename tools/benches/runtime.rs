@@ -30,7 +30,7 @@ fn linear_i8(c: &mut Criterion) {
                 eprintln!("{n}x{k}: {} weights corrected", packed.corrections());
             }
             let kp = gemm_i8::padded_k(k);
-            let x: Vec<u8> = (0..m * kp).map(|i| ((i * 40503) >> 5) as u8 & 127).collect();
+            let x = activations(m * kp);
             let rows = vec![0.01f32; m];
             let zeros = vec![64i32; m];
             let channels = vec![0.02f32; n];
@@ -56,7 +56,7 @@ fn linear_i8(c: &mut Criterion) {
     // 1024 rows: a batch of 8 texts of 128 tokens.
     for m in [16, 128, 1024] {
         let (rows, zeros) = (vec![0.01f32; m], vec![64i32; m]);
-        let x: Vec<u8> = (0..m * 1536).map(|i| ((i * 40503) >> 5) as u8 & 127).collect();
+        let x = activations(m * 1536);
         let mut y = vec![0f32; m * 1536];
         let (channels, bias) = (vec![0.02f32; 1536], vec![0.5f32; 1536]);
         let macs: usize = layers.iter().map(|w| m * w.n * w.k).sum();
@@ -77,6 +77,11 @@ fn linear_i8(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Deterministic quantized activations over 0..=127.
+fn activations(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 40503) >> 5) as u8 & 127).collect()
 }
 
 /// Deterministic int8 weights shaped like a trained layer's after per-channel quantization:
