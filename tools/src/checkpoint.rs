@@ -70,7 +70,8 @@ pub struct CheckpointHead {
 
 /// Everything read from a checkpoint directory.
 pub struct Checkpoint {
-    pub dir: PathBuf,
+    /// The directory or ONNX file it came from.
+    pub path: PathBuf,
     pub architecture: String,
     pub bert: Bert,
     pub tokenizer: TokenizerConfig,
@@ -81,21 +82,44 @@ pub struct Checkpoint {
     pub file_bytes: u64,
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-fn read_json_opt(path: &Path) -> Result<Option<Value>> {
+pub(crate) fn read_json_opt(path: &Path) -> Result<Option<Value>> {
     if path.exists() { read_json(path).map(Some) } else { Ok(None) }
 }
 
-fn usize_field(v: &Value, key: &str) -> Option<usize> {
+pub(crate) fn usize_field(v: &Value, key: &str) -> Option<usize> {
     v.get(key).and_then(Value::as_u64).and_then(|x| usize::try_from(x).ok())
 }
 
+/// Where a checkpoint comes from: a Hugging Face folder or an ONNX export.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Dir(PathBuf),
+    Onnx(PathBuf, crate::onnx::OnnxOptions),
+}
+
+impl Source {
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Dir(p) | Source::Onnx(p, _) => p,
+        }
+    }
+}
+
 impl Checkpoint {
+    pub fn open(source: &Source, max_len: Option<usize>) -> Result<Checkpoint> {
+        match source {
+            Source::Dir(dir) => Checkpoint::load(dir, max_len),
+            Source::Onnx(path, opts) => crate::onnx::load(path, max_len, opts),
+        }
+        .with_context(|| format!("cannot read checkpoint {}", source.path().display()))
+    }
+
     pub fn load(dir: &Path, max_len: Option<usize>) -> Result<Checkpoint> {
         ensure!(dir.is_dir(), "checkpoint directory {} does not exist", dir.display());
         let config = read_json(&dir.join("config.json"))
@@ -185,32 +209,10 @@ impl Checkpoint {
         bert.check()?;
 
         // Sentence-transformers: pooling and normalization from its module files.
-        let modules = read_json_opt(&dir.join("modules.json"))?;
-        let is_sentence_transformer = modules.is_some();
-        let pooling = if let Some(modules) = &modules {
-            let mods = modules.as_array().cloned().unwrap_or_default();
-            let find = |kind: &str| {
-                mods.iter().find(|m| {
-                    m.get("type").and_then(Value::as_str).is_some_and(|t| t.ends_with(kind))
-                })
-            };
-            let normalize = find("Normalize").is_some();
-            let pool_dir = find("Pooling")
-                .and_then(|m| m.get("path"))
-                .and_then(Value::as_str)
-                .unwrap_or("1_Pooling");
-            let pc = read_json_opt(&dir.join(pool_dir).join("config.json"))?.unwrap_or(Value::Null);
-            let flag = |k: &str| pc.get(k).and_then(Value::as_bool).unwrap_or(false);
-            let mode = if flag("pooling_mode_cls_token") {
-                PoolingMode::Cls
-            } else if flag("pooling_mode_max_tokens") {
-                PoolingMode::Max
-            } else if flag("pooling_mode_mean_tokens") || pc.is_null() {
-                PoolingMode::Mean
-            } else {
-                bail!("{pool_dir}/config.json asks for a pooling mode bertlite does not support");
-            };
-            Pooling { mode, normalize }
+        let st_pooling = sentence_transformers_pooling(dir)?;
+        let is_sentence_transformer = st_pooling.is_some();
+        let pooling = if let Some(p) = st_pooling {
+            p
         } else if architecture.contains("SequenceClassification") {
             Pooling { mode: PoolingMode::Cls, normalize: false }
         } else {
@@ -221,21 +223,8 @@ impl Checkpoint {
         let head = if w.has("classifier.weight") {
             let classifier = linear("classifier")?;
             let k = classifier.weight.rows;
-            let labels = match config.get("id2label").and_then(Value::as_object) {
-                Some(map) => (0..k)
-                    .map(|i| {
-                        map.get(&i.to_string())
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                            .unwrap_or(format!("LABEL_{i}"))
-                    })
-                    .collect(),
-                None => (0..k).map(|i| format!("LABEL_{i}")).collect(),
-            };
-            let kind = match config.get("problem_type").and_then(Value::as_str) {
-                Some("multi_label_classification") => HeadKind::MultiLabel,
-                _ => HeadKind::SingleLabel,
-            };
+            let labels = labels_from_config(&config, k);
+            let kind = head_kind(&config);
             ensure!(
                 classifier.weight.cols == hidden,
                 "classifier input size differs from hidden_size"
@@ -245,21 +234,11 @@ impl Checkpoint {
             None
         };
 
-        let (tokenizer, vocab) = read_tokenizer(dir, &config, max_len, is_sentence_transformer)?;
-        ensure!(
-            vocab.lines().count() == bert.word.rows,
-            "vocabulary has {} tokens but the word embedding has {} rows",
-            vocab.lines().count(),
-            bert.word.rows
-        );
-        ensure!(
-            tokenizer.max_len <= bert.position.rows,
-            "max length {} exceeds the {} position embeddings",
-            tokenizer.max_len,
-            bert.position.rows
-        );
+        let (tokenizer, vocab) =
+            read_tokenizer(dir, None, &config, max_len, is_sentence_transformer)?;
+        check_tokenizer(&bert, &tokenizer, &vocab)?;
         Ok(Checkpoint {
-            dir: dir.to_path_buf(),
+            path: dir.to_path_buf(),
             architecture,
             bert,
             tokenizer,
@@ -270,6 +249,69 @@ impl Checkpoint {
             file_bytes: bytes.len() as u64,
         })
     }
+}
+
+/// `id2label` names for a `k`-way classifier, `LABEL_i` where config.json has none.
+pub(crate) fn labels_from_config(config: &Value, k: usize) -> Vec<String> {
+    let map = config.get("id2label").and_then(Value::as_object);
+    (0..k)
+        .map(|i| {
+            map.and_then(|m| m.get(&i.to_string()))
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("LABEL_{i}"), str::to_owned)
+        })
+        .collect()
+}
+
+pub(crate) fn head_kind(config: &Value) -> HeadKind {
+    match config.get("problem_type").and_then(Value::as_str) {
+        Some("multi_label_classification") => HeadKind::MultiLabel,
+        _ => HeadKind::SingleLabel,
+    }
+}
+
+/// Pooling of a sentence-transformers folder (`modules.json`), `None` for any other folder.
+pub(crate) fn sentence_transformers_pooling(dir: &Path) -> Result<Option<Pooling>> {
+    let Some(modules) = read_json_opt(&dir.join("modules.json"))? else {
+        return Ok(None);
+    };
+    let mods = modules.as_array().cloned().unwrap_or_default();
+    let find = |kind: &str| {
+        mods.iter()
+            .find(|m| m.get("type").and_then(Value::as_str).is_some_and(|t| t.ends_with(kind)))
+    };
+    let normalize = find("Normalize").is_some();
+    let pool_dir =
+        find("Pooling").and_then(|m| m.get("path")).and_then(Value::as_str).unwrap_or("1_Pooling");
+    let pc = read_json_opt(&dir.join(pool_dir).join("config.json"))?.unwrap_or(Value::Null);
+    let flag = |k: &str| pc.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let mode = if flag("pooling_mode_cls_token") {
+        PoolingMode::Cls
+    } else if flag("pooling_mode_max_tokens") {
+        PoolingMode::Max
+    } else if flag("pooling_mode_mean_tokens") || pc.is_null() {
+        PoolingMode::Mean
+    } else {
+        bail!("{pool_dir}/config.json asks for a pooling mode bertlite does not support");
+    };
+    Ok(Some(Pooling { mode, normalize }))
+}
+
+/// The tokenizer fits the embedding table and the position embeddings.
+pub(crate) fn check_tokenizer(bert: &Bert, tokenizer: &TokenizerConfig, vocab: &str) -> Result<()> {
+    ensure!(
+        vocab.lines().count() == bert.word.rows,
+        "vocabulary has {} tokens but the word embedding has {} rows",
+        vocab.lines().count(),
+        bert.word.rows
+    );
+    ensure!(
+        tokenizer.max_len <= bert.position.rows,
+        "max length {} exceeds the {} position embeddings",
+        tokenizer.max_len,
+        bert.position.rows
+    );
+    Ok(())
 }
 
 impl Bert {
@@ -385,9 +427,11 @@ impl<'a> Weights<'a> {
     }
 }
 
-/// Tokenizer settings from tokenizer.json (preferred) or vocab.txt + tokenizer_config.json.
-fn read_tokenizer(
+/// Tokenizer settings from tokenizer.json (preferred) or vocab.txt + tokenizer_config.json in
+/// `dir`; `file` names the tokenizer.json or vocab.txt to read instead of the folder's own.
+pub(crate) fn read_tokenizer(
     dir: &Path,
+    file: Option<&Path>,
     config: &Value,
     max_len: Option<usize>,
     sentence_transformer: bool,
@@ -419,8 +463,19 @@ fn read_tokenizer(
         max_input_chars_per_word: 100,
         max_len: 0,
     };
+    let is_json = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let json_path = match file {
+        Some(f) if is_json(f) => Some(f.to_path_buf()),
+        Some(_) => None,
+        None => Some(dir.join("tokenizer.json")),
+    };
+    let json = match &json_path {
+        Some(p) if file.is_some() => Some(read_json(p)?),
+        Some(p) => read_json_opt(p)?,
+        None => None,
+    };
     let vocab;
-    if let Some(tj) = read_json_opt(&dir.join("tokenizer.json"))? {
+    if let Some(tj) = json {
         let model = tj.get("model").context("tokenizer.json has no model")?;
         let ty = model.get("type").and_then(Value::as_str).unwrap_or("");
         ensure!(ty == "WordPiece", "tokenizer.json model is {ty:?}; bertlite supports WordPiece");
@@ -457,7 +512,7 @@ fn read_tokenizer(
             cfg.clean_text = n.get("clean_text").and_then(Value::as_bool).unwrap_or(true);
         }
     } else {
-        let path = dir.join("vocab.txt");
+        let path = file.map_or_else(|| dir.join("vocab.txt"), Path::to_path_buf);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no tokenizer.json and cannot read {}", path.display()))?;
         vocab = text.lines().collect::<Vec<_>>().join("\n");

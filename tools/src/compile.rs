@@ -1,7 +1,7 @@
 //! `bertlite-tool compile`: checkpoint → (prune) → quantize → graph → head → one bundle file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
@@ -11,14 +11,14 @@ use bertlite::head::Head;
 use bertlite::tokenizer::Encoding;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::{Checkpoint, Linear};
+use crate::checkpoint::{Checkpoint, Linear, Source};
 use crate::data::{Example, label_targets, read_examples};
 use crate::graph::{self, Precision};
 use crate::prune::{PruneOptions, measure, prune};
 use crate::train::{TrainOptions, choose_l2, train};
 
 pub struct CompileOptions {
-    pub model_dir: PathBuf,
+    pub source: Source,
     pub output: PathBuf,
     pub train: Option<PathBuf>,
     pub max_len: Option<usize>,
@@ -38,8 +38,7 @@ pub fn threads_default() -> usize {
 
 pub fn compile(opts: &CompileOptions) -> Result<()> {
     let start = Instant::now();
-    let mut ckpt = Checkpoint::load(&opts.model_dir, opts.max_len)
-        .with_context(|| format!("cannot read checkpoint {}", opts.model_dir.display()))?;
+    let mut ckpt = Checkpoint::open(&opts.source, opts.max_len)?;
     let params_before = ckpt.bert.parameters();
     let flops_before = ckpt.bert.macs();
     let mut pruning = None;
@@ -84,7 +83,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     let size = std::fs::metadata(&opts.output)?.len();
     let m = &bundle.metadata;
     println!("wrote {}", opts.output.display());
-    println!("  source        {} ({})", ckpt.dir.display(), ckpt.architecture);
+    println!("  source        {} ({})", ckpt.path.display(), ckpt.architecture);
     let (lin, quad) = flops_before;
     let flops_full = 2 * (lin * 128 + quad * 128 * 128);
     println!(
@@ -103,7 +102,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     }
     println!("  quantization  {}", m.quantization);
     println!(
-        "  size          {:.2} MB bundle vs {:.2} MB fp32 checkpoint ({:.1}%)",
+        "  size          {:.2} MB bundle vs {:.2} MB source ({:.1}%)",
         size as f64 / 1e6,
         ckpt.file_bytes as f64 / 1e6,
         100.0 * size as f64 / ckpt.file_bytes as f64
@@ -168,7 +167,7 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        source: ckpt.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        source: ckpt.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         source_sha256: ckpt.sha256.clone(),
         architecture: ckpt.architecture.clone(),
         quantization: match precision {
@@ -288,8 +287,12 @@ fn head_section(pooler: Option<&Linear>, weight: &[f32], bias: &[f32]) -> Vec<f3
     w
 }
 
-pub fn default_output(model_dir: &Path) -> PathBuf {
-    let name =
-        model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("model".into());
+/// `<folder>.blt` for a checkpoint folder, `<file stem>.blt` for an ONNX file.
+pub fn default_output(source: &Source) -> PathBuf {
+    let name = match source {
+        Source::Dir(p) => p.file_name(),
+        Source::Onnx(p, _) => p.file_stem(),
+    };
+    let name = name.map(|n| n.to_string_lossy().into_owned()).unwrap_or("model".into());
     PathBuf::from(format!("{name}.blt"))
 }

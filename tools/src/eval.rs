@@ -10,14 +10,15 @@ use bertlite::pooling::cosine;
 use bertlite::{EncoderOptions, Model, PrecisionChoice};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Source};
 use crate::compile::{build_bundle, embed_all};
 use crate::data::read_examples;
 use crate::graph::Precision;
 
 pub struct EvalOptions {
     pub data: PathBuf,
-    pub model_dir: Option<PathBuf>,
+    /// The fp32 checkpoint the bundles came from (the reference row).
+    pub reference: Option<Source>,
     pub bundles: Vec<PathBuf>,
     pub json_out: Option<PathBuf>,
     pub svg_out: Option<PathBuf>,
@@ -70,9 +71,9 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
     // head) if a checkpoint is given, then each bundle.
     let mut models: Vec<(String, Model, u64, PathBuf)> = Vec::new();
     let scratch = std::env::temp_dir().join(format!("bertlite-eval-{}", std::process::id()));
-    if let Some(dir) = &opts.model_dir {
+    if let Some(source) = &opts.reference {
         let first = Bundle::read(&opts.bundles[0])?;
-        let ckpt = Checkpoint::load(dir, Some(first.metadata.tokenizer.max_len))?;
+        let ckpt = Checkpoint::open(source, Some(first.metadata.tokenizer.max_len))?;
         let mut b = build_bundle(&ckpt, Precision::F32)?;
         b.metadata.head = first.metadata.head.clone();
         b.head = first.head.clone();

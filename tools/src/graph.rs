@@ -197,7 +197,13 @@ pub struct Smoothing {
     pub ffn_in: Vec<f32>,
 }
 
+/// Ones (no smoothing) when the weights already sit on a per-row int8 grid (an int8 export):
+/// scaling their columns would move them off it, and re-quantizing would add error to weights
+/// that can be stored exactly.
 fn smoothing_factors(norm: &LayerNorm, linears: &[&Linear]) -> Vec<f32> {
+    if linears.iter().all(|l| on_int8_grid(&l.weight)) {
+        return vec![1.0; norm.gamma.len()];
+    }
     (0..norm.gamma.len())
         .map(|c| {
             let act = norm.gamma[c].abs() + norm.beta[c].abs();
@@ -208,6 +214,15 @@ fn smoothing_factors(norm: &LayerNorm, linears: &[&Linear]) -> Vec<f32> {
             if act > 0.0 && weight > 0.0 { (act / weight).sqrt() } else { 1.0 }
         })
         .collect()
+}
+
+/// Every row is `q · max|row| / 127` with integer `q` (to f32 rounding).
+fn on_int8_grid(m: &Matrix) -> bool {
+    m.data.chunks_exact(m.cols).all(|row| {
+        let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let step = max / 127.0;
+        max == 0.0 || row.iter().all(|w| ((w / step) - (w / step).round()).abs() < 1e-3)
+    })
 }
 
 fn scale_columns(l: &mut Linear, s: &[f32]) {

@@ -5,6 +5,7 @@ mod compile;
 mod data;
 mod eval;
 mod graph;
+mod onnx;
 mod prune;
 mod quantize;
 mod train;
@@ -12,8 +13,12 @@ mod train;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use bertlite::PrecisionChoice;
-use clap::{Parser, Subcommand};
+use bertlite::bundle::PoolingMode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::checkpoint::Source;
 
 /// Compile, quantize and evaluate BERT classifiers for bertlite.
 #[derive(Parser)]
@@ -23,13 +28,73 @@ struct Cli {
     command: Command,
 }
 
+/// The model to read: a Hugging Face folder or an ONNX export.
+#[derive(Args)]
+struct SourceArgs {
+    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+    #[arg(long, conflicts_with = "onnx")]
+    model_dir: Option<PathBuf>,
+    /// An ONNX export of a BERT model (BertModel, BertForSequenceClassification or
+    /// sentence-transformers; fp32, or int8 weights behind DequantizeLinear or Cast/Mul).
+    #[arg(long)]
+    onnx: Option<PathBuf>,
+    /// With --onnx: tokenizer.json, vocab.txt, or a folder holding one (default: beside the
+    /// ONNX file; an ONNX file carries no tokenizer).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// With --onnx: attention heads per layer (default: config.json beside the file, else read
+    /// off the graph).
+    #[arg(long)]
+    heads: Option<usize>,
+    /// With --onnx: sentence pooling (default: the graph's own, else mean).
+    #[arg(long)]
+    pooling: Option<PoolingArg>,
+    /// With --onnx: L2-normalize the pooled vector (default: as the graph does).
+    #[arg(long)]
+    normalize: Option<bool>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PoolingArg {
+    Mean,
+    Cls,
+    Max,
+}
+
+impl SourceArgs {
+    fn source(self) -> anyhow::Result<Option<Source>> {
+        let onnx_only = self.tokenizer.is_some()
+            || self.heads.is_some()
+            || self.pooling.is_some()
+            || self.normalize.is_some();
+        anyhow::ensure!(
+            self.onnx.is_some() || !onnx_only,
+            "--tokenizer, --heads, --pooling and --normalize apply to --onnx input only"
+        );
+        if let Some(dir) = self.model_dir {
+            return Ok(Some(Source::Dir(dir)));
+        }
+        let pooling = self.pooling.map(|p| match p {
+            PoolingArg::Mean => PoolingMode::Mean,
+            PoolingArg::Cls => PoolingMode::Cls,
+            PoolingArg::Max => PoolingMode::Max,
+        });
+        let opts = onnx::OnnxOptions {
+            tokenizer: self.tokenizer,
+            heads: self.heads,
+            pooling,
+            normalize: self.normalize,
+        };
+        Ok(self.onnx.map(|path| Source::Onnx(path, opts)))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a Hugging Face BERT checkpoint directory into one bundle file.
+    /// Compile a BERT checkpoint (Hugging Face folder or ONNX export) into one bundle file.
     Compile {
-        /// Checkpoint directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
-        #[arg(long)]
-        model_dir: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Output bundle (default: <model dir name>.blt).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -73,9 +138,10 @@ enum Command {
         /// Labeled examples (JSONL or CSV, as for --train).
         #[arg(long)]
         data: PathBuf,
-        /// The fp32 checkpoint the bundles came from; becomes the reference row.
-        #[arg(long)]
-        model_dir: Option<PathBuf>,
+        /// The fp32 checkpoint the bundles came from (--model-dir or --onnx); becomes the
+        /// reference row.
+        #[command(flatten)]
+        source: SourceArgs,
         /// Write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -112,7 +178,7 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compile {
-            model_dir,
+            source,
             output,
             train,
             max_len,
@@ -126,9 +192,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             calibration,
             calibration_texts,
         } => {
-            let output = output.unwrap_or_else(|| compile::default_output(&model_dir));
+            let source = source.source()?.context("give --model-dir DIR or --onnx FILE")?;
+            let output = output.unwrap_or_else(|| compile::default_output(&source));
             compile::compile(&compile::CompileOptions {
-                model_dir,
+                source,
                 output,
                 train,
                 max_len,
@@ -151,19 +218,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bertlite::bundle::write_atomic(&output, eval::plot_svg(&report).as_bytes())?;
             Ok(())
         }
-        Command::Eval {
-            data,
-            model_dir,
-            json,
-            svg,
-            latency_texts,
-            threads,
-            precision,
-            bundles,
-        } => {
+        Command::Eval { data, source, json, svg, latency_texts, threads, precision, bundles } => {
             eval::eval(&eval::EvalOptions {
                 data,
-                model_dir,
+                reference: source.source()?,
                 bundles,
                 json_out: json,
                 svg_out: svg,

@@ -224,3 +224,46 @@ fn trains_a_multi_label_sigmoid_head() {
         "--multi-label",
     );
 }
+
+fn compile_onnx(onnx: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["compile", "--onnx", onnx.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    tool(&args)
+}
+
+/// Bad ONNX input, on the real paraphrase-MiniLM-L3-v2 export tools/setup.sh fetches (its
+/// successful compiles are checked against ONNX Runtime in tests/onnx_import.rs).
+#[test]
+fn bad_onnx_inputs_are_clear_errors() {
+    let onnx = repo().join("models/paraphrase-MiniLM-L3-v2-onnx/paraphrase-MiniLM-L3-v2.onnx");
+    assert!(onnx.exists(), "{} is missing: run tools/setup.sh", onnx.display());
+    let tokenizer = repo().join("models/all-MiniLM-L6-v2/tokenizer.json");
+    let tok = tokenizer.to_str().unwrap();
+    let out_path = temp("never-onnx.blt");
+
+    expect_error(compile_onnx(Path::new("/nonexistent/model.onnx"), &out_path, &[]), "cannot read");
+    // An ONNX file carries no tokenizer and none sits beside this one.
+    expect_error(compile_onnx(&onnx, &out_path, &[]), "give --tokenizer");
+    // The tiny fixture's vocabulary does not fit the real embedding table.
+    let tiny_vocab = repo().join("models/tiny-bert-cls/vocab.txt");
+    expect_error(
+        compile_onnx(&onnx, &out_path, &["--tokenizer", tiny_vocab.to_str().unwrap()]),
+        "vocabulary has",
+    );
+    expect_error(
+        compile_onnx(&onnx, &out_path, &["--tokenizer", tok, "--heads", "5"]),
+        "divisible",
+    );
+
+    let bytes = std::fs::read(&onnx).unwrap();
+    let truncated = temp("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    expect_error(compile_onnx(&truncated, &out_path, &["--tokenizer", tok]), "not an ONNX model");
+    let empty = temp("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    expect_error(compile_onnx(&empty, &out_path, &["--tokenizer", tok]), "no graph");
+    // Options that only mean something for ONNX input.
+    let dir = repo().join("models/tiny-bert-cls");
+    expect_error(compile(&dir, &out_path, &["--tokenizer", tok]), "--onnx");
+    assert!(!out_path.exists(), "nothing written on failure");
+}
