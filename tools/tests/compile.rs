@@ -231,6 +231,38 @@ fn compile_onnx(onnx: &Path, out: &Path, extra: &[&str]) -> Output {
     tool(&args)
 }
 
+/// The same tiny classifier as an ONNX export (models/make_tiny_onnx.py: Gemm head, embedding
+/// tables found by role, config.json beside it) answers as the safetensors checkpoint does.
+#[test]
+fn tiny_onnx_export_fp32_and_int8_match_reference() {
+    let onnx = repo().join("models/tiny-bert-cls-onnx/model.onnx");
+    let f32_out = temp("tiny-onnx-f32.blt");
+    let out = compile_onnx(&onnx, &f32_out, &["--no-quantize"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_against_reference(&f32_out, FP32_PROB_TOLERANCE);
+    let int8_out = temp("tiny-onnx-int8.blt");
+    let out = compile_onnx(&onnx, &int8_out, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_against_reference(&int8_out, INT8_PROB_TOLERANCE);
+
+    // Without config.json: heads read off the graph's reshapes, labels LABEL_i, same numbers.
+    let bare = temp("bare-onnx");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(&onnx, bare.join("model.onnx")).unwrap();
+    std::fs::copy(onnx.with_file_name("tokenizer.json"), bare.join("tokenizer.json")).unwrap();
+    let bare_out = temp("tiny-onnx-bare.blt");
+    let out = compile_onnx(&bare.join("model.onnx"), &bare_out, &["--no-quantize"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (
+        Model::load_with(&f32_out, EncoderOptions::default()).unwrap(),
+        Model::load_with(&bare_out, EncoderOptions::default()).unwrap(),
+    );
+    assert_eq!(b.metadata().encoder.heads, vec![4, 4]);
+    assert_eq!(b.head().unwrap().info.labels, ["LABEL_0", "LABEL_1", "LABEL_2"]);
+    let text = "the market rose";
+    assert_eq!(a.embed(text).unwrap(), b.embed(text).unwrap());
+}
+
 /// Bad ONNX input, on the real paraphrase-MiniLM-L3-v2 export tools/setup.sh fetches (its
 /// successful compiles are checked against ONNX Runtime in tests/onnx_import.rs).
 #[test]
