@@ -478,8 +478,15 @@ struct Names {
 impl Names {
     fn new(g: &Folded) -> Result<Self> {
         const FIRST: &str = "encoder.layer.0.attention.self.query.bias";
+        let fused = g.nodes.iter().any(|n| n.domain == "com.microsoft");
         let first = g.find_suffix(FIRST)?.with_context(|| {
-            format!("no tensor named like {FIRST}: is this a BERT export (BertModel layout)?")
+            if fused {
+                "the graph has ONNX Runtime's fused ops (com.microsoft Attention, \
+                 SkipLayerNormalization, ...): give the export from before ORT optimized it"
+                    .to_owned()
+            } else {
+                format!("no tensor named like {FIRST}: is this a BERT export (BertModel layout)?")
+            }
         })?;
         Ok(Names { prefix: first.strip_suffix(FIRST).unwrap_or("").to_owned() })
     }
@@ -637,7 +644,11 @@ fn fold(node: &NodeProto, inputs: &[Option<&Array>]) -> Result<Option<Array>> {
                     *d = *x.shape().get(i).context("reshape copies a missing dimension")? as isize;
                 }
             }
-            let known: isize = dims.iter().filter(|&&d| d != -1).product();
+            let known = dims
+                .iter()
+                .filter(|&&d| d != -1)
+                .try_fold(1isize, |acc, &d| acc.checked_mul(d))
+                .unwrap_or(0);
             ensure!(known > 0 && dims.iter().filter(|&&d| d == -1).count() <= 1, "bad shape");
             let dims: Vec<usize> = dims
                 .iter()
@@ -753,4 +764,84 @@ fn linear_from(
     );
     let data = w.as_standard_layout().iter().copied().collect();
     Ok(Linear { weight: Matrix { data, rows, cols }, bias })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+        NodeProto { op_type: op.into(), attribute: attrs, ..Default::default() }
+    }
+
+    fn int_attr(name: &str, i: i64) -> AttributeProto {
+        AttributeProto { name: name.into(), i, ..Default::default() }
+    }
+
+    fn array(shape: &[usize], data: &[f32]) -> Array {
+        ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn dequantize_per_axis_matches_the_onnx_formula() {
+        // x [2, 3] int8 weights, one scale and zero point per column (axis 1).
+        let x = array(&[2, 3], &[1.0, -2.0, 3.0, 4.0, 5.0, -6.0]);
+        let scale = array(&[3], &[0.5, 1.0, 2.0]);
+        let zero = array(&[3], &[1.0, 0.0, -1.0]);
+        let n = node("DequantizeLinear", vec![int_attr("axis", 1)]);
+        let y = fold(&n, &[Some(&x), Some(&scale), Some(&zero)]).unwrap().unwrap();
+        assert_eq!(y, array(&[2, 3], &[0.0, -2.0, 8.0, 1.5, 5.0, -10.0]));
+    }
+
+    #[test]
+    fn transpose_reshape_and_cast() {
+        let x = array(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let t = fold(&node("Transpose", vec![]), &[Some(&x)]).unwrap().unwrap();
+        assert_eq!(t, array(&[3, 2], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]));
+        let shape = array(&[2], &[0.0, -1.0]);
+        let r = fold(&node("Reshape", vec![]), &[Some(&t), Some(&shape)]).unwrap().unwrap();
+        assert_eq!(r.shape(), &[3, 2]);
+        let to_int = int_attr("to", 7);
+        let c = fold(&node("Cast", vec![to_int]), &[Some(&array(&[2], &[1.7, -1.7]))]);
+        assert_eq!(c.unwrap().unwrap(), array(&[2], &[1.0, -1.0]));
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        let a = array(&[2, 3], &[0.0; 6]);
+        let b = array(&[4], &[0.0; 4]);
+        assert!(fold(&node("Mul", vec![]), &[Some(&a), Some(&b)]).is_err());
+        let perm = AttributeProto { name: "perm".into(), ints: vec![0, 0], ..Default::default() };
+        assert!(fold(&node("Transpose", vec![perm]), &[Some(&a)]).is_err());
+        assert!(fold(&node("Reshape", vec![]), &[Some(&a), Some(&array(&[1], &[5.0]))]).is_err());
+        // A missing input is an error; an op we do not fold is left alone.
+        assert!(fold(&node("Add", vec![]), &[Some(&a), None]).is_err());
+        assert!(fold(&node("Softmax", vec![]), &[Some(&a)]).unwrap().is_none());
+    }
+
+    #[test]
+    fn heads_from_either_reshape_form() {
+        let graph = |shape: &[f32]| GraphProto {
+            node: vec![NodeProto {
+                op_type: "Reshape".into(),
+                input: vec!["x".into(), "shape".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            initializer: vec![TensorProto {
+                name: "shape".into(),
+                dims: vec![shape.len() as i64],
+                data_type: 7,
+                int64_data: shape.iter().map(|&v| v as i64).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for shape in [[0.0, 0.0, 12.0, 32.0], [0.0, 0.0, -1.0, 32.0]] {
+            let g = graph(&shape);
+            assert_eq!(Folded::new(&g, Path::new(".")).unwrap().heads(384).unwrap(), 12);
+        }
+        let g = graph(&[0.0, 0.0, 384.0]);
+        assert!(Folded::new(&g, Path::new(".")).unwrap().heads(384).is_err());
+    }
 }
