@@ -39,6 +39,11 @@ pub fn threads_default() -> usize {
 pub fn compile(opts: &CompileOptions) -> Result<()> {
     let start = Instant::now();
     let mut ckpt = Checkpoint::open(&opts.source, opts.max_len)?;
+    // An ONNX file was read by name and pattern: prove the reading against the file itself.
+    let onnx_check = match &opts.source {
+        Source::Onnx(path, _) => Some(crate::onnx_check::check(path, &ckpt)?),
+        Source::Dir(_) => None,
+    };
     let params_before = ckpt.bert.parameters();
     let flops_before = ckpt.bert.macs();
     let mut pruning = None;
@@ -84,6 +89,21 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     let m = &bundle.metadata;
     println!("wrote {}", opts.output.display());
     println!("  source        {} ({})", ckpt.path.display(), ckpt.architecture);
+    match onnx_check {
+        Some(Ok(c)) => println!(
+            "  checked       the f32 graph against the ONNX file run by tract: cosine {:.7} \
+             (output {}, worst of {} texts{})",
+            c.min_cosine,
+            c.output,
+            crate::onnx_check::TEXTS.len(),
+            if c.dynamic_int8 { "; the file quantizes activations at run time" } else { "" }
+        ),
+        Some(Err(why)) => println!(
+            "  checked       not against the ONNX file: tract cannot run that graph ({why}); \
+             compare with ONNX Runtime yourself (e.g. tools/reference/make_onnx_golden.py)"
+        ),
+        None => {}
+    }
     let (lin, quad) = flops_before;
     let flops_full = 2 * (lin * 128 + quad * 128 * 128);
     println!(

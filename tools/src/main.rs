@@ -6,6 +6,7 @@ mod data;
 mod eval;
 mod graph;
 mod onnx;
+mod onnx_check;
 mod prune;
 mod quantize;
 mod train;

@@ -239,6 +239,8 @@ fn tiny_onnx_export_fp32_and_int8_match_reference() {
     let f32_out = temp("tiny-onnx-f32.blt");
     let out = compile_onnx(&onnx, &f32_out, &["--no-quantize"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("against the ONNX file run by tract: cosine"), "{stdout}");
     check_against_reference(&f32_out, FP32_PROB_TOLERANCE);
     let int8_out = temp("tiny-onnx-int8.blt");
     let out = compile_onnx(&onnx, &int8_out, &[]);
@@ -285,6 +287,11 @@ fn bad_onnx_inputs_are_clear_errors() {
     expect_error(
         compile_onnx(&onnx, &out_path, &["--tokenizer", tok, "--heads", "5"]),
         "divisible",
+    );
+    // A wrong head count that divides: the check against the file itself catches it.
+    expect_error(
+        compile_onnx(&onnx, &out_path, &["--tokenizer", tok, "--heads", "6"]),
+        "does not reproduce",
     );
 
     let bytes = std::fs::read(&onnx).unwrap();
