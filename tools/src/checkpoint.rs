@@ -3,6 +3,7 @@
 //! Layouts: BertModel (`embeddings.*`, `encoder.*`, `pooler.*`), the same under a `bert.` prefix
 //! (BertForSequenceClassification, with `classifier.*`), and sentence-transformers folders
 //! (`modules.json`, `1_Pooling/config.json`, `2_Normalize`, `sentence_bert_config.json`).
+//! ONNX exports are read into the same types by `onnx.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,7 +69,7 @@ pub struct CheckpointHead {
     pub kind: HeadKind,
 }
 
-/// Everything read from a checkpoint directory.
+/// Everything read from a checkpoint directory or ONNX export.
 pub struct Checkpoint {
     /// The directory or ONNX file it came from.
     pub path: PathBuf,

@@ -50,8 +50,13 @@ pub fn load(path: &Path, max_len: Option<usize>, opts: &OnnxOptions) -> Result<C
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let g = Folded::new(graph, dir)?;
 
-    // config.json beside the file (optimum exports), or one folder up (`onnx/model.onnx`).
-    let model_dir = [dir.to_path_buf(), dir.join("..")]
+    // config.json beside the file (optimum exports), or one folder up from an `onnx/` folder
+    // (a Hugging Face repository with `onnx/model.onnx`).
+    let mut candidates = vec![dir.to_path_buf()];
+    if dir.file_name().is_some_and(|n| n == "onnx") {
+        candidates.push(dir.join(".."));
+    }
+    let model_dir = candidates
         .into_iter()
         .find(|d| d.join("config.json").is_file() || d.join("modules.json").is_file());
     let config = match &model_dir {
