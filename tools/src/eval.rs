@@ -82,7 +82,12 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
         let path = scratch.join("fp32.blt");
         b.write(&path)?;
         let model = Model::from_bundle(b, ref_opts)?;
-        models.push(("fp32 (checkpoint)".into(), model, ckpt.file_bytes, path));
+        // An ONNX file's weights may be int8 already: the row computes them in f32.
+        let name = match source {
+            Source::Dir(_) => "fp32 (checkpoint)",
+            Source::Onnx(..) => "f32 (ONNX file)",
+        };
+        models.push((name.into(), model, ckpt.file_bytes, path));
     }
     for path in &opts.bundles {
         let model = Model::load_with(path, enc_opts)
