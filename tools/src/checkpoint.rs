@@ -175,32 +175,15 @@ impl Checkpoint {
                 bias: w.vector(&format!("{name}.bias"))?,
             })
         };
-        let norm = |name: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm {
-                gamma: w.vector(&format!("{name}.weight"))?,
-                beta: w.vector(&format!("{name}.bias"))?,
-            })
-        };
-        let mut layers = Vec::with_capacity(n_layers);
-        for i in 0..n_layers {
-            let p = format!("encoder.layer.{i}");
-            layers.push(Layer {
-                query: linear(&format!("{p}.attention.self.query"))?,
-                key: linear(&format!("{p}.attention.self.key"))?,
-                value: linear(&format!("{p}.attention.self.value"))?,
-                attn_out: linear(&format!("{p}.attention.output.dense"))?,
-                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
-                ffn_in: linear(&format!("{p}.intermediate.dense"))?,
-                ffn_out: linear(&format!("{p}.output.dense"))?,
-                ffn_norm: norm(&format!("{p}.output.LayerNorm"))?,
-                heads,
-            });
-        }
+        let vector = |name: &str| w.vector(name);
+        let layers = (0..n_layers)
+            .map(|i| Layer::read(i, heads, linear, vector))
+            .collect::<Result<Vec<_>>>()?;
         let bert = Bert {
             word: w.matrix("embeddings.word_embeddings.weight")?,
             position: w.matrix("embeddings.position_embeddings.weight")?,
             token_type: w.matrix("embeddings.token_type_embeddings.weight")?,
-            embed_norm: norm("embeddings.LayerNorm")?,
+            embed_norm: LayerNorm::read("embeddings.LayerNorm", vector)?,
             layers,
             hidden,
             head_dim: hidden / heads,
@@ -313,6 +296,40 @@ pub(crate) fn check_tokenizer(bert: &Bert, tokenizer: &TokenizerConfig, vocab: &
         bert.position.rows
     );
     Ok(())
+}
+
+impl LayerNorm {
+    /// `{name}.weight` (γ) and `{name}.bias` (β), as PyTorch names them.
+    pub(crate) fn read(name: &str, vector: impl Fn(&str) -> Result<Vec<f32>>) -> Result<Self> {
+        Ok(LayerNorm {
+            gamma: vector(&format!("{name}.weight"))?,
+            beta: vector(&format!("{name}.bias"))?,
+        })
+    }
+}
+
+impl Layer {
+    /// Encoder layer `i` under PyTorch's names (`encoder.layer.{i}.attention.self.query`, ...),
+    /// whatever file the Linears and vectors come from.
+    pub(crate) fn read(
+        i: usize,
+        heads: usize,
+        linear: impl Fn(&str) -> Result<Linear>,
+        vector: impl Fn(&str) -> Result<Vec<f32>>,
+    ) -> Result<Self> {
+        let p = format!("encoder.layer.{i}");
+        Ok(Layer {
+            query: linear(&format!("{p}.attention.self.query"))?,
+            key: linear(&format!("{p}.attention.self.key"))?,
+            value: linear(&format!("{p}.attention.self.value"))?,
+            attn_out: linear(&format!("{p}.attention.output.dense"))?,
+            attn_norm: LayerNorm::read(&format!("{p}.attention.output.LayerNorm"), &vector)?,
+            ffn_in: linear(&format!("{p}.intermediate.dense"))?,
+            ffn_out: linear(&format!("{p}.output.dense"))?,
+            ffn_norm: LayerNorm::read(&format!("{p}.output.LayerNorm"), &vector)?,
+            heads,
+        })
+    }
 }
 
 impl Bert {

@@ -87,26 +87,10 @@ pub fn load(path: &Path, max_len: Option<usize>, opts: &OnnxOptions) -> Result<C
     };
 
     let linear = |name: &str| names.linear(&g, name);
-    let norm = |name: &str| -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            gamma: names.vector(&g, &format!("{name}.weight"))?,
-            beta: names.vector(&g, &format!("{name}.bias"))?,
-        })
-    };
+    let vector = |name: &str| names.vector(&g, name);
     let mut layers = Vec::new();
     while names.has(&g, &format!("encoder.layer.{}.attention.self.query.bias", layers.len())) {
-        let p = format!("encoder.layer.{}", layers.len());
-        layers.push(Layer {
-            query: linear(&format!("{p}.attention.self.query"))?,
-            key: linear(&format!("{p}.attention.self.key"))?,
-            value: linear(&format!("{p}.attention.self.value"))?,
-            attn_out: linear(&format!("{p}.attention.output.dense"))?,
-            attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
-            ffn_in: linear(&format!("{p}.intermediate.dense"))?,
-            ffn_out: linear(&format!("{p}.output.dense"))?,
-            ffn_norm: norm(&format!("{p}.output.LayerNorm"))?,
-            heads,
-        });
+        layers.push(Layer::read(layers.len(), heads, linear, vector)?);
     }
     ensure!(
         !layers.is_empty(),
@@ -117,7 +101,7 @@ pub fn load(path: &Path, max_len: Option<usize>, opts: &OnnxOptions) -> Result<C
         word,
         position: names.embedding(&g, "position")?,
         token_type: names.embedding(&g, "token_type")?,
-        embed_norm: norm("embeddings.LayerNorm")?,
+        embed_norm: LayerNorm::read("embeddings.LayerNorm", vector)?,
         layers,
         hidden,
         head_dim: hidden / heads,
@@ -306,8 +290,12 @@ impl<'g> Folded<'g> {
 
     /// A Linear found through its bias: `Add(MatMul(x, W), bias)` or `Gemm(x, W, bias)`.
     fn linear_for_bias(&self, bias_name: &str) -> Result<Linear> {
-        let bias: Vec<f32> =
-            self.value(bias_name).context("bias is not a constant")?.iter().copied().collect();
+        let bias: Vec<f32> = self
+            .value(bias_name)
+            .with_context(|| format!("tensor {bias_name} is missing from the ONNX graph"))?
+            .iter()
+            .copied()
+            .collect();
         ensure!(!bias.is_empty(), "{bias_name} is empty");
         let name = bias_name.strip_suffix(".bias").unwrap_or(bias_name);
         for &ix in self.consumers.get(bias_name).map_or(&[][..], Vec::as_slice) {
@@ -559,9 +547,7 @@ impl Names {
     }
 
     fn linear(&self, g: &Folded, name: &str) -> Result<Linear> {
-        let bias = self.full(&format!("{name}.bias"));
-        ensure!(g.value(&bias).is_some(), "tensor {bias} is missing from the ONNX graph");
-        g.linear_for_bias(&bias)
+        g.linear_for_bias(&self.full(&format!("{name}.bias")))
     }
 }
 

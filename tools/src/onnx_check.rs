@@ -47,10 +47,22 @@ pub fn check(path: &Path, ckpt: &Checkpoint) -> Result<std::result::Result<Check
         matches!(n.op_type.as_str(), "DynamicQuantizeLinear" | "MatMulInteger" | "QLinearMatMul")
     });
     let floor = if dynamic { MIN_COSINE_DYNAMIC_INT8 } else { MIN_COSINE };
+    // Declared intermediate and output shapes carry symbols (`batch`, `sequence`) that would
+    // clash with the concrete input shapes set per text.
+    let loaded = tract_guarded(|| {
+        tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+    });
+    let onnx = match loaded {
+        Ok(m) => m,
+        Err(why) => return Ok(Err(why)),
+    };
     let mut worst: Option<Check> = None;
     for text in TEXTS {
         let enc = ours.encode(text)?;
-        let outputs = match run_onnx(path, &enc.ids, &enc.type_ids) {
+        let outputs = match run_onnx(&onnx, &enc.ids, &enc.type_ids) {
             Ok(o) => o,
             Err(why) => return Ok(Err(why)),
         };
@@ -72,20 +84,25 @@ pub fn check(path: &Path, ckpt: &Checkpoint) -> Result<std::result::Result<Check
     worst.map(Ok).context("no sample text was checked")
 }
 
-/// The ONNX graph's outputs on one text, or why tract cannot load or run it.
+/// Runs tract on the caller's behalf: an error or a panic (tract panics on some graphs it does
+/// not support) means "cannot check", not a crash.
+fn tract_guarded<T>(f: impl FnOnce() -> TractResult<T>) -> std::result::Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err("tract panicked on it".into()),
+    }
+}
+
+/// The ONNX graph's outputs on one text, or why tract cannot run it.
 fn run_onnx(
-    path: &Path,
+    onnx: &InferenceModel,
     ids: &[u32],
     type_ids: &[u32],
 ) -> std::result::Result<Vec<(String, Tensor)>, String> {
     let n = ids.len();
-    let run = || -> TractResult<Vec<(String, Tensor)>> {
-        // Declared intermediate and output shapes carry symbols (`batch`, `sequence`) that would
-        // clash with the concrete input shape.
-        let mut model = tract_onnx::onnx()
-            .with_ignore_output_shapes(true)
-            .with_ignore_value_info(true)
-            .model_for_path(path)?;
+    tract_guarded(|| {
+        let mut model = onnx.clone();
         let mut feed = TVec::new();
         for ix in 0..model.inputs.len() {
             let name = model.node(model.inputs[ix].node).name.clone();
@@ -109,13 +126,7 @@ fn run_onnx(
         let plan = model.into_optimized()?.into_runnable()?;
         let out = plan.run(feed)?;
         Ok(names.into_iter().zip(out.into_iter().map(|v| v.into_tensor())).collect())
-    };
-    // tract may panic on graphs it does not support; that means "cannot check", not a crash.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        Ok(Ok(out)) => Ok(out),
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(_) => Err("tract panicked on it".into()),
-    }
+    })
 }
 
 /// Cosine of our answer to the best-matching ONNX output: token states `[1, n, hidden]` pooled

@@ -28,6 +28,10 @@ fn temp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn compile(dir: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args =
         vec!["compile", "--model-dir", dir.to_str().unwrap(), "-o", out.to_str().unwrap()];
@@ -74,11 +78,11 @@ fn tiny_checkpoint_fp32_and_int8_match_reference() {
     let dir = repo().join("models/tiny-bert-cls");
     let f32_out = temp("tiny-f32.blt");
     let out = compile(&dir, &f32_out, &["--no-quantize"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     check_against_reference(&f32_out, FP32_PROB_TOLERANCE);
     let int8_out = temp("tiny-int8.blt");
     let out = compile(&dir, &int8_out, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     check_against_reference(&int8_out, INT8_PROB_TOLERANCE);
 }
 
@@ -92,7 +96,7 @@ fn vocab_txt_without_tokenizer_json_gives_same_tokens() {
     }
     let out_path = temp("tiny-vocab.blt");
     let out = compile(&dir, &out_path, &["--no-quantize"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     check_against_reference(&out_path, FP32_PROB_TOLERANCE);
 }
 
@@ -112,7 +116,7 @@ fn trains_a_head_from_csv() {
         &out_path,
         &["--train", csv.to_str().unwrap(), "--threads", "1"],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     let model = Model::load(&out_path).unwrap();
     assert_eq!(model.head().unwrap().info.labels, ["neg", "pos"]);
     assert_eq!(model.classify("great love best").unwrap().top().0, "pos");
@@ -176,7 +180,7 @@ fn pruning_shrinks_the_graph_and_still_runs() {
         "1",
     ];
     let out = compile(&dir, &out_path, &args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     let model = Model::load(&out_path).unwrap();
     let enc = &model.metadata().encoder;
     assert_eq!(enc.heads, vec![2], "4 heads halved, one of two layers dropped");
@@ -213,7 +217,7 @@ fn trains_a_multi_label_sigmoid_head() {
     let dir = repo().join("models/tiny-bert-cls");
     let args = ["--train", data.to_str().unwrap(), "--multi-label", "--threads", "1"];
     let out = compile(&dir, &out_path, &args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     let model = Model::load(&out_path).unwrap();
     assert_eq!(model.head().unwrap().info.kind, bertlite::bundle::HeadKind::MultiLabel);
     let c = model.classify("good great market shares").unwrap();
@@ -238,13 +242,13 @@ fn tiny_onnx_export_fp32_and_int8_match_reference() {
     let onnx = repo().join("models/tiny-bert-cls-onnx/model.onnx");
     let f32_out = temp("tiny-onnx-f32.blt");
     let out = compile_onnx(&onnx, &f32_out, &["--no-quantize"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("against the ONNX file run by tract: cosine"), "{stdout}");
     check_against_reference(&f32_out, FP32_PROB_TOLERANCE);
     let int8_out = temp("tiny-onnx-int8.blt");
     let out = compile_onnx(&onnx, &int8_out, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     check_against_reference(&int8_out, INT8_PROB_TOLERANCE);
 
     // Without config.json: heads read off the graph's reshapes, labels LABEL_i, same numbers.
@@ -254,7 +258,7 @@ fn tiny_onnx_export_fp32_and_int8_match_reference() {
     std::fs::copy(onnx.with_file_name("tokenizer.json"), bare.join("tokenizer.json")).unwrap();
     let bare_out = temp("tiny-onnx-bare.blt");
     let out = compile_onnx(&bare.join("model.onnx"), &bare_out, &["--no-quantize"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ok(&out);
     let (a, b) = (
         Model::load_with(&f32_out, EncoderOptions::default()).unwrap(),
         Model::load_with(&bare_out, EncoderOptions::default()).unwrap(),
