@@ -428,9 +428,8 @@ mod tests {
         let out = m.wire_node("merge_heads", merge, &[context])?[0];
         m.select_output_outlets(&[out])?;
         m.declutter()?;
-        let nnef = tract_nnef::nnef();
-        let tar = nnef.write_to_tar(&m, Vec::new())?;
-        nnef.model_for_read(&mut &tar[..])
+        let tar = tract_nnef::nnef().write_to_tar(&m, Vec::new())?;
+        crate::nnef_reader::framework().model_for_read(&mut &tar[..])
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl Batch {
 impl Encoder {
     /// Parses the NNEF tar and builds the optimized plan for this CPU.
     pub fn load(graph: &[u8], hidden: usize, options: EncoderOptions) -> Result<Encoder> {
-        let mut model = tract_nnef::nnef()
+        let mut model = crate::nnef_reader::framework()
             .model_for_read(&mut &*graph)
             .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
         let int8_weights = crate::int8::has_int8_linears(&model);

@@ -26,6 +26,7 @@ pub mod gemm_i8;
 pub mod head;
 pub mod int8;
 mod model;
+pub mod nnef_reader;
 pub mod pooling;
 pub mod precision;
 pub mod report;

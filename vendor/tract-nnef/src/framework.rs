@@ -4,7 +4,9 @@ use tract_core::tract_data::itertools::Itertools;
 use crate::ast::quant::write_quant_format;
 use crate::ast::{Identifier, ProtoModel, QuantFormat};
 use crate::resource::GraphNnef;
-use crate::{internal::*, nnef};
+use crate::internal::*;
+#[cfg(test)]
+use crate::nnef;
 use std::io::Read;
 #[cfg(target_family = "unix")]
 use std::os::unix::prelude::OsStrExt;
@@ -321,7 +323,7 @@ impl tract_core::prelude::Framework<ProtoModel, TypedModel> for Nnef {
             let mut stream = std::fs::File::open(entry.path())?;
             read_stream(&subpath, &mut stream, &mut resources, self)?;
         }
-        proto_model_from_resources(resources)
+        proto_model_from_resources(self, resources)
     }
 
     fn proto_model_for_read(&self, reader: &mut dyn std::io::Read) -> TractResult<ProtoModel> {
@@ -350,7 +352,7 @@ impl tract_core::prelude::Framework<ProtoModel, TypedModel> for Nnef {
             }
             read_stream(&path, &mut entry, &mut resources, self)?;
         }
-        proto_model_from_resources(resources)
+        proto_model_from_resources(self, resources)
     }
 
     fn model_for_proto_model_with_model_template(
@@ -362,7 +364,10 @@ impl tract_core::prelude::Framework<ProtoModel, TypedModel> for Nnef {
     }
 }
 
+// bertlite: sub-models are read with the caller's framework, not a fresh `nnef()`, so a reader
+// built with a few registries does not link every op loader.
 fn proto_model_from_resources(
+    framework: &Nnef,
     resources: HashMap<String, Arc<dyn Resource>>,
 ) -> TractResult<ProtoModel> {
     // Iter resources IDs to detect submodels. Submodels are IDs with
@@ -393,8 +398,10 @@ fn proto_model_from_resources(
                 .into_iter()
                 .map(|(k, v)| (k.split('/').next_back().unwrap().to_string(), v))
                 .collect::<HashMap<String, Arc<dyn Resource>>>();
-            let typed_model = nnef()
-                .model_for_proto_model(&proto_model_from_resources(submodel_resources).unwrap())?;
+            let typed_model = framework.model_for_proto_model(&proto_model_from_resources(
+                framework,
+                submodel_resources,
+            )?)?;
             resources.insert(it, Arc::new(TypedModelResource(typed_model)));
             Ok(resources)
         })?

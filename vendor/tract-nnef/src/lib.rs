@@ -13,6 +13,7 @@ pub mod resource;
 pub mod ser;
 pub mod tensors;
 mod transform;
+pub use transform::patch_transform_factory;
 
 pub use ast::ProtoModel;
 

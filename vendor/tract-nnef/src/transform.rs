@@ -154,7 +154,11 @@ impl ModelTransform for PatchTransform {
     }
 }
 
-inventory::submit! {
+// bertlite: the `patch` transform is not registered through `inventory` here. Its static
+// registration called `crate::nnef()`, which names every tract-core op loader, so no binary
+// linking tract-nnef could drop the op zoo (~4 MB on aarch64). Callers that want it build it
+// with `patch_transform_factory()`.
+pub fn patch_transform_factory() -> ModelTransformFactory {
     ModelTransformFactory {
         name: "patch",
         build_default: || {
