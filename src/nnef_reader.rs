@@ -34,7 +34,7 @@ pub fn framework() -> Nnef {
 /// The NNEF standard operators an encoder graph is written with (registry `tract_nnef`).
 fn standard_ops(stdlib: &[FragmentDef]) -> Registry {
     let mut registry = Registry::new("tract_nnef");
-    let primitives: [(&str, ToTract); 13] = [
+    let primitives: &[(&str, ToTract)] = &[
         ("external", deser::external),
         ("variable", deser::variable),
         ("reshape", deser::reshape),
@@ -49,8 +49,9 @@ fn standard_ops(stdlib: &[FragmentDef]) -> Registry {
         ("min_reduce", deser::reduce),
         ("softmax", deser::softmax),
     ];
-    for (id, load) in primitives {
-        // The declarations (parameters, defaults) are the standard's own, from tract's stdlib.
+    for &(id, load) in primitives {
+        // The declarations (parameters, defaults) are the standard's own, from tract's stdlib,
+        // which declares all of these; one it did not would stay unknown and fail by name.
         if let Some(decl) = stdlib.iter().find(|f| f.decl.id.0 == id).map(|f| &f.decl) {
             registry.register_primitive(id, &decl.parameters, &decl.results, load);
         }
