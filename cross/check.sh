@@ -74,12 +74,27 @@ echo "-- aarch64 (qemu cpu cortex-a76)"
 a64="$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/bertlite"
 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" > "$out/a76.info"
 grep -E '^(cpu|precision|matmul)' "$out/a76.info"
-if ! grep -q '^precision    int8' "$out/a76.info" || ! grep -q '^matmul.*arm64simd_mmm_i32_8x8_dot' "$out/a76.info"; then
-  echo "FAIL: expected int8 on the dot-product kernel on cortex-a76" >&2; exit 1
+if ! grep -q '^precision    int8' "$out/a76.info" || ! grep -q '^matmul.*bertlite_neon_sdot_4x16' "$out/a76.info"; then
+  echo "FAIL: expected int8 on bertlite's dot-product kernel on cortex-a76" >&2; exit 1
 fi
 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.classify" || true
 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.embed" || true
 python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.int8.embed" "$out/a76.embed" --int8
+# The runtime's unit tests on this CPU too: the SDOT kernel's exact test only runs where
+# dot-product exists (cortex-a72 above runs the SMULL kernel's).
+QEMU_CPU=cortex-a76 cargo test --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib gemm_i8
+# Board cost guard (issue #14): instructions per 16-token inference on the Pi 5's CPU must stay
+# below ONNX Runtime int8's (25.5 M, ../shared/notes/ort-arm.md method; results/boards.md has
+# the full table). A regression in a kernel or a rewrite fails here.
+a76_16=$(cross/insn-count.sh -c cortex-a76 -n 16 "$bundle" "$a64" | sed -n 's/^ *16 tokens: \([0-9.]*\) M.*/\1/p')
+echo "cortex-a76, 16 tokens: $a76_16 M instructions (ONNX Runtime int8: 25.5 M)"
+awk -v n="$a76_16" 'BEGIN { exit !(n > 0 && n < 25.5) }' || { echo "FAIL: cortex-a76 16-token cost $a76_16 M is not below ONNX Runtime int8's 25.5 M" >&2; exit 1; }
+# Pi 4 with --precision int8: bertlite's SMULL kernel, the same integer sums as x86's int8.
+QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision int8 > "$out/a72.int8.info"
+grep -q '^matmul.*bertlite_neon_smull_2x16' "$out/a72.int8.info" || { echo "FAIL: no SMULL kernel with --precision int8 on cortex-a72" >&2; exit 1; }
+QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" classify -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/a72.int8.classify" || true
+QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" embed -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/a72.int8.embed" || true
+python3 cross/compare.py "$out/x86.int8.classify" "$out/a72.int8.classify" "$out/x86.int8.embed" "$out/a72.int8.embed" --int8
 # Same core with fp16 exposed (qemu hides it from tract): --precision f16 takes the fp16 kernels.
 TRACT_CPU_ISA=+fp16 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision f16 | grep -E '^(precision|matmul)' | tee "$out/a76.f16.info"
 grep -q '^matmul.*arm64fp16_mmm_f16' "$out/a76.f16.info" || { echo "FAIL: no fp16 kernels with --precision f16 on cortex-a76+fp16" >&2; exit 1; }

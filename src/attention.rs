@@ -1,4 +1,4 @@
-//! Self-attention as one op on x86_64: scores, masked softmax and context per head, with the
+//! Self-attention as one op: scores, masked softmax and context per head, with the
 //! head's keys and values gathered once and the scores row block kept in L1.
 //!
 //! tract 0.23 runs it as two batched matmuls with their packing, two axis moves and the softmax
@@ -13,9 +13,8 @@
 //!
 //! The 1/√dh scale is already folded into the query weights by `bertlite-tool`. The pattern is
 //! matched on the graph as loaded (the einsums, reshapes and moves tract's declutter leaves for
-//! `bshd,bthd->bhst` and `bhst,bthd->bshd`); anything else stays with tract. Only x86_64 with
-//! AVX2 + FMA uses it: on the boards tract's NEON kernels run this part (and the instruction
-//! counts in results/precision.md stay comparable).
+//! `bshd,bthd->bhst` and `bhst,bthd->bshd`); anything else stays with tract. x86_64 with
+//! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops.
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::einsum::EinSum;
@@ -267,16 +266,13 @@ fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64
     (o0, o1)
 }
 
-/// Whether this CPU runs [`Attention`] (and [`rewrite`] swaps it in).
+/// Whether this CPU runs [`Attention`] (and [`rewrite`] swaps it in): x86_64 with AVX2 + FMA,
+/// and aarch64, where NEON and FMA are the base architecture so the loops above compile to
+/// `fmla` as they are. Not armv7: its default target has no NEON, and `mul_add` there is a
+/// libm call.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    let cpu = crate::cpu::features();
+    cpu.avx2_fma || cpu.aarch64
 }
 
 /// The single input of `o` if `o` is the axis op `expected`.

@@ -247,10 +247,11 @@ pub struct Int8Linear {
     pub bias: Option<Arc<Vec<f32>>>,
 }
 
-/// Whole int8 linears in one op, on our AVX2 kernel ([`crate::gemm_i8`]): quantize each row
-/// of `x [.., k]` once, then for every linear reading `x` (query, key and value share one),
-/// exact int8 products rescaled to f32 `[.., n]` — one output per linear. Used on x86_64
-/// instead of the three-op chain above, whose tract int8 matmul is unusably slow there.
+/// Whole int8 linears in one op, on our own kernels ([`crate::gemm_i8`]: AVX2 on x86_64, SDOT
+/// on aarch64 with dot-product): quantize each row of `x [.., k]` once, then for every linear
+/// reading `x` (query, key and value share one), exact int8 products rescaled to f32 `[.., n]`
+/// — one output per linear. Used instead of the three-op chain above wherever one of our
+/// kernels runs (tract's int8 matmul is unusably slow on x86, and needs the extra passes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinearI8 {
     pub linears: Vec<Int8Linear>,
@@ -269,9 +270,8 @@ impl Op for LinearI8 {
             .map(|l| {
                 let (k, n) = (l.weights.k, l.weights.n);
                 let fixes = l.weights.corrections();
-                format!(
-                    "Mult: k:{k} n:{n}, {fixes} weights corrected, with [bertlite_avx2_u8s8_4x16]"
-                )
+                let kernel = l.weights.kernel.name();
+                format!("Mult: k:{k} n:{n}, {fixes} weights corrected, with [{kernel}]")
             })
             .collect())
     }
@@ -492,12 +492,13 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
         let Some((q, channel_scales)) = int8_weight(model, node.inputs[1]) else { continue };
         let x = node.inputs[0];
         count += 1;
-        if crate::gemm_i8::available() && is_linear(einsum) {
+        let kernel = crate::gemm_i8::Kernel::native();
+        if kernel != crate::gemm_i8::Kernel::Portable && is_linear(einsum) {
             let (n, k) = (q.shape()[0], q.shape()[1]);
             let w = q.try_as_plain_ram()?.as_slice::<i8>()?.to_vec();
             let bias = following_bias(model, node, n);
             let linear = Int8Linear {
-                weights: Arc::new(crate::gemm_i8::PackedWeights::pack(&w, n, k)),
+                weights: Arc::new(crate::gemm_i8::PackedWeights::pack(&w, n, k, kernel)),
                 channel_scales: Arc::new(channel_scales),
                 bias: bias.as_ref().map(|(_, b)| Arc::new(b.clone())),
             };

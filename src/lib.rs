@@ -19,6 +19,7 @@ mod simd;
 
 pub mod attention;
 pub mod bundle;
+pub mod cpu;
 pub mod encoder;
 mod error;
 pub mod fused;

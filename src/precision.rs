@@ -9,9 +9,9 @@
 //!   `Auto` (no fewer instructions than f32 at 128 tokens on a Cortex-A76, less faithful).
 //! - [`Precision::Int8`]: every linear layer runs on int8 kernels: activations are quantized per
 //!   token (dynamic, 0..=127 with a zero point), the i32 result scaled back per token × per
-//!   channel ([`crate::int8`]). tract's int8 kernels on ARM; on x86_64 our own AVX2 kernel
-//!   ([`crate::gemm_i8`]), because tract 0.23.9's runs ~80× slower than its f32 one there. The
-//!   default with dot-product ARM and with AVX2.
+//!   channel ([`crate::int8`]), on our own kernels ([`crate::gemm_i8`]: AVX2 on x86_64, SDOT
+//!   on aarch64 with dot-product, SMULL on aarch64 without), tract's elsewhere. The default
+//!   with dot-product ARM and with AVX2.
 
 use std::fmt;
 use std::str::FromStr;
@@ -76,10 +76,11 @@ pub struct Decision {
 /// Resolves `choice` for a CPU with the given tract ISA feature names (see
 /// [`crate::report::cpu_features`]) and a bundle that does or does not store int8 weights.
 ///
-/// `Auto` follows what was measured (results/precision.md): int8 only where the CPU has the
-/// dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin: 2.3× fewer instructions than
-/// f32); without them tract's int8 kernel costs more instructions than f32 (Cortex-A72: 589 M
-/// vs 553 M per 128-token inference). On x86_64 with AVX2 our int8 kernel ([`crate::gemm_i8`])
+/// `Auto` follows what was measured (results/precision.md, results/boards.md): int8 where the
+/// CPU has the dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin). Without them
+/// (Cortex-A72: Pi 4) our SMULL kernel also needs fewer instructions than f32, but int8
+/// activations cost fidelity (mean cosine to fp64 0.9955 against f32's 0.9994), so `auto`
+/// keeps f32 there and int8 is an explicit choice. On x86_64 with AVX2 our int8 kernel ([`crate::gemm_i8`])
 /// runs the encoder 1.6–2.8× faster than f32 (16–256 tokens, 1–2 threads: results/bench-int8.md
 /// against results/bench.md), at cosine 0.998 to fp32. Never f16: on a Cortex-A76 with
 /// fp16 exposed, tract's f16 graph cost 564 M instructions at 128 tokens against 553 M in f32
@@ -101,7 +102,8 @@ pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Dec
         }
         PrecisionChoice::Auto if int8_bundle => decision(
             Precision::F32,
-            "auto: no int8 dot-product, so int8 weights are widened once to f32 at load",
+            "auto: no int8 dot-product: f32 keeps f32 fidelity (--precision int8 runs \
+             bertlite's SMULL kernel: fewer instructions, int8 fidelity)",
         ),
         PrecisionChoice::Auto => decision(Precision::F32, "auto: f32 bundle"),
     }

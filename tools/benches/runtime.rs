@@ -25,7 +25,7 @@ fn linear_i8(c: &mut Criterion) {
     for m in [16, 128] {
         for (n, k) in SHAPES {
             let w = bell_shaped_weights(n * k);
-            let packed = PackedWeights::pack(&w, n, k);
+            let packed = PackedWeights::pack(&w, n, k, gemm_i8::Kernel::native());
             if m == 16 {
                 eprintln!("{n}x{k}: {} weights corrected", packed.corrections());
             }
@@ -50,7 +50,11 @@ fn linear_i8(c: &mut Criterion) {
     // L3 or memory as in the real encoder (one shape alone stays in L2 and flatters).
     let mut group = c.benchmark_group("linear_i8_6_layers");
     let layers: Vec<PackedWeights> = (0..6)
-        .flat_map(|_| SHAPES.map(|(n, k)| PackedWeights::pack(&bell_shaped_weights(n * k), n, k)))
+        .flat_map(|_| {
+            SHAPES.map(|(n, k)| {
+                PackedWeights::pack(&bell_shaped_weights(n * k), n, k, gemm_i8::Kernel::native())
+            })
+        })
         .collect();
     group.sample_size(10);
     // 1024 rows: a batch of 8 texts of 128 tokens.
