@@ -24,6 +24,7 @@ use crate::fused::{masked_exp_row, match_masked_softmax, through_casts};
 /// Query rows per scores tile, key columns per tile.
 const QR: usize = 4;
 const KC: usize = 16;
+const _: () = assert!(QR == 4 && KC.is_multiple_of(4), "scores_tile's NEON form");
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attention {
@@ -199,13 +200,7 @@ simd_dispatch!(attention_head(
             }
         }
         for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
-            // Exact-size chunks: no bounds checks, the 4 × 16 accumulators stay in registers.
-            let mut acc = [[0f32; KC]; QR];
-            for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
-                for (acc, &qv) in acc.iter_mut().zip(qv) {
-                    acc.iter_mut().zip(kv).for_each(|(a, &k)| *a = qv.mul_add(k, *a));
-                }
-            }
+            let acc = scores_tile(keys, qt);
             for (r, acc) in acc.iter().enumerate() {
                 scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
             }
@@ -247,6 +242,52 @@ simd_dispatch!(attention_head(
         }
     }
 });
+
+/// One 4 × 16 tile of scores: `acc[r][c] = Σ_d qt[d][r] · keys[d][c]` (`keys` `[dh][KC]`,
+/// `qt` `[dh][QR]`), fused multiply-adds in d order.
+#[inline(always)]
+fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
+    #[cfg(target_arch = "aarch64")]
+    {
+        // The four query values of one d are one register; `fmla` by element multiplies it
+        // into the keys (LLVM loaded them one by one: 25 instructions per d, now 21). The
+        // same fused operations in the same order as the portable loop.
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is the aarch64 baseline; chunks hold KC = 16 and QR = 4 values.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); KC / 4]; QR];
+            for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
+                let q = vld1q_f32(qv.as_ptr());
+                let k: [float32x4_t; KC / 4] =
+                    std::array::from_fn(|j| vld1q_f32(kv.as_ptr().add(4 * j)));
+                for j in 0..KC / 4 {
+                    acc[0][j] = vfmaq_laneq_f32::<0>(acc[0][j], k[j], q);
+                    acc[1][j] = vfmaq_laneq_f32::<1>(acc[1][j], k[j], q);
+                    acc[2][j] = vfmaq_laneq_f32::<2>(acc[2][j], k[j], q);
+                    acc[3][j] = vfmaq_laneq_f32::<3>(acc[3][j], k[j], q);
+                }
+            }
+            let mut out = [[0f32; KC]; QR];
+            for (o, a) in out.iter_mut().zip(&acc) {
+                for (j, a) in a.iter().enumerate() {
+                    vst1q_f32(o.as_mut_ptr().add(4 * j), *a);
+                }
+            }
+            out
+        }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        // Exact-size chunks: no bounds checks, the 4 × 16 accumulators stay in registers.
+        let mut acc = [[0f32; KC]; QR];
+        for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
+            for (acc, &qv) in acc.iter_mut().zip(qv) {
+                acc.iter_mut().zip(kv).for_each(|(a, &k)| *a = qv.mul_add(k, *a));
+            }
+        }
+        acc
+    }
+}
 
 /// `p0 · V` and `p1 · V` for a head width known at compile time, so both accumulator rows
 /// stay in registers (2 × DH/8 ymm) across all keys.

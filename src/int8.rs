@@ -94,24 +94,62 @@ unsafe fn quantize_row_avx2<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQua
     quantize_row_body(x, out)
 }
 
+/// `(min(x ∪ {0}), max(x ∪ {0}), whether every value is finite)`. Both bounds start at 0:
+/// zero is always in range, and maps to the zero point exactly.
+#[inline(always)]
+fn min_max(x: &[f32]) -> (f32, f32, bool) {
+    #[cfg(target_arch = "aarch64")]
+    {
+        // NEON `fmin`/`fmax` propagate NaN (and ±inf reach the bounds), so non-finite rows
+        // show in the bounds themselves. The portable form below compiles to scalar
+        // `fcmp`/`fcsel` here (8 instructions per value, 8% of an int8 inference on a
+        // Cortex-A76); this is 3 per four values.
+        use std::arch::aarch64::*;
+        let mut chunks = x.chunks_exact(8);
+        // SAFETY: NEON is the aarch64 baseline; each chunk holds 8 values.
+        let (lo, hi) = unsafe {
+            let (mut lo, mut hi) = ([vdupq_n_f32(0.0); 2], [vdupq_n_f32(0.0); 2]);
+            for c in &mut chunks {
+                let v = [vld1q_f32(c.as_ptr()), vld1q_f32(c.as_ptr().add(4))];
+                for i in 0..2 {
+                    lo[i] = vminq_f32(lo[i], v[i]);
+                    hi[i] = vmaxq_f32(hi[i], v[i]);
+                }
+            }
+            (vminvq_f32(vminq_f32(lo[0], lo[1])), vmaxvq_f32(vmaxq_f32(hi[0], hi[1])))
+        };
+        let nan = |a: f32, b: f32| a.is_nan() || b.is_nan();
+        let lo =
+            chunks.remainder().iter().fold(lo, |m, &v| if nan(m, v) { f32::NAN } else { m.min(v) });
+        let hi =
+            chunks.remainder().iter().fold(hi, |m, &v| if nan(m, v) { f32::NAN } else { m.max(v) });
+        (lo, hi, lo.is_finite() && hi.is_finite())
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        // Eight independent minima and maxima so the loop vectorizes (a single fold is a
+        // serial chain). `v · 0` is 0 unless v is NaN or infinite: the comparisons skip NaN,
+        // this does not.
+        let (mut lo, mut hi, mut poison) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+        let mut chunks = x.chunks_exact(8);
+        for c in &mut chunks {
+            for (((lo, hi), p), &v) in lo.iter_mut().zip(&mut hi).zip(&mut poison).zip(c) {
+                *lo = if v < *lo { v } else { *lo };
+                *hi = if v > *hi { v } else { *hi };
+                *p += v * 0.0;
+            }
+        }
+        let rest = chunks.remainder();
+        let min = lo.iter().chain(rest).fold(0f32, |m, &v| m.min(v));
+        let max = hi.iter().chain(rest).fold(0f32, |m, &v| m.max(v));
+        let finite = poison.iter().chain(rest).fold(0f32, |p, &v| p + v * 0.0) == 0.0;
+        (min, max, finite)
+    }
+}
+
 #[inline(always)]
 fn quantize_row_body<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQuant {
-    // Eight independent minima and maxima so the loop vectorizes (a single fold is a serial
-    // chain). Both start at 0: zero is always in range, and maps to the zero point exactly.
-    // `v · 0` is 0 unless v is NaN or infinite: the comparisons skip NaN, this does not.
-    let (mut lo, mut hi, mut poison) = ([0f32; 8], [0f32; 8], [0f32; 8]);
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (((lo, hi), p), &v) in lo.iter_mut().zip(&mut hi).zip(&mut poison).zip(c) {
-            *lo = if v < *lo { v } else { *lo };
-            *hi = if v > *hi { v } else { *hi };
-            *p += v * 0.0;
-        }
-    }
-    let rest = chunks.remainder();
-    let min = lo.iter().chain(rest).fold(0f32, |m, &v| m.min(v));
-    let max = hi.iter().chain(rest).fold(0f32, |m, &v| m.max(v));
-    let finite = poison.iter().chain(rest).fold(0f32, |p, &v| p + v * 0.0) == 0.0;
+    let (min, max, finite) = min_max(x);
     let range = max - min;
     if !(range > 0.0 && range.is_finite() && finite) {
         out.fill(T::ZERO);
