@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Instructions per batch-1 inference by function under qemu-user: where the cost of an
+# inference goes on a board's CPU (what cross/insn-count.sh totals).
+#
+#   cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] BUNDLE BINARY
+#
+# BINARY must keep its symbols: build it with
+#   CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target aarch64-unknown-linux-gnu -p bertlite --bin bertlite
+# Two runs (1 and 3 timed iterations) with cross/insn/insn_profile.c; the difference / 2 per
+# function is one inference's share, as in cross/insn-count.sh.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
+cpu=cortex-a76 tokens=128 precision=""
+while getopts "c:n:p:" o; do
+  case $o in
+    c) cpu=$OPTARG ;; n) tokens=$OPTARG ;; p) precision=$OPTARG ;;
+    *) sed -n 5p "$0"; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+bundle=${1:?usage: cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] BUNDLE BINARY}
+bin=${2:?an aarch64 bertlite binary with symbols}
+plugin=$BERTLITE_CACHE/qemu-plugins/libinsn_profile.so
+if [ ! -f "$plugin" ] || [ "$root/cross/insn/insn_profile.c" -nt "$plugin" ]; then
+  mkdir -p "$(dirname "$plugin")"
+  gcc -shared -fPIC -O2 -o "$plugin.tmp" "$root/cross/insn/insn_profile.c" && mv "$plugin.tmp" "$plugin"
+fi
+text=$(python3 -c 'import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1])]
+print(max(rows, key=lambda r: len(r["text"]))["text"].replace("\n"," "))' "$root/data/bbc/test.jsonl")
+extra=()
+[ -n "$precision" ] && extra=(--precision "$precision")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for iters in 1 3; do
+  QEMU_CPU=$cpu PROF_OUT="$work/p$iters.txt" QEMU_PLUGIN="file=$plugin" "$root/cross/run-aarch64.sh" "$bin" \
+    bench -m "$bundle" --threads 1 --iters "$iters" --truncate "$tokens" "${extra[@]}" "$text" >/dev/null 2>&1
+done
+aarch64-linux-gnu-nm -C "$bin" > "$work/syms.txt"
+echo "qemu cpu $cpu, $tokens tokens, precision ${precision:-auto}, $(basename "$bundle")"
+python3 - "$work" <<'PY'
+import bisect, collections, sys
+work = sys.argv[1]
+syms = []
+for line in open(f"{work}/syms.txt"):
+    parts = line.split(" ", 2)
+    if len(parts) == 3 and parts[0] and parts[1] in "tTwW":
+        syms.append((int(parts[0], 16), parts[2].strip()))
+syms.sort()
+starts = [a for a, _ in syms]
+# qemu-user maps an aarch64 PIE at 0x5500000000.
+BASE = 0x5500000000
+def by_function(path):
+    cost = collections.Counter()
+    for line in open(path):
+        vaddr, insns, count = line.split()
+        i = bisect.bisect_right(starts, int(vaddr, 16) - BASE) - 1
+        cost[syms[i][1] if i >= 0 else "?"] += int(insns) * int(count)
+    return cost
+one, three = by_function(f"{work}/p1.txt"), by_function(f"{work}/p3.txt")
+per = {k: (three[k] - one.get(k, 0)) / 2 for k in three}
+total = sum(per.values())
+print(f"{total / 1e6:8.1f} M  total per inference")
+for name, n in sorted(per.items(), key=lambda kv: -kv[1])[:15]:
+    print(f"{n / 1e6:8.2f} M  {100 * n / total:5.1f}%  {name[:110]}")
+PY
