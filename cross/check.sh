@@ -83,12 +83,13 @@ python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.
 # The runtime's unit tests on this CPU too: the SDOT kernel's exact test only runs where
 # dot-product exists (cortex-a72 above runs the SMULL kernel's).
 QEMU_CPU=cortex-a76 cargo test --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib gemm_i8
-# Board cost guard (issue #14): instructions per 16-token inference on the Pi 5's CPU must stay
-# below ONNX Runtime int8's (25.5 M, ../shared/notes/ort-arm.md method; results/boards.md has
-# the full table). A regression in a kernel or a rewrite fails here.
-a76_16=$(cross/insn-count.sh -c cortex-a76 -n 16 "$bundle" "$a64" | sed -n 's/^ *16 tokens: \([0-9.]*\) M.*/\1/p')
-echo "cortex-a76, 16 tokens: $a76_16 M instructions (ONNX Runtime int8: 25.5 M)"
-awk -v n="$a76_16" 'BEGIN { exit !(n > 0 && n < 25.5) }' || { echo "FAIL: cortex-a76 16-token cost $a76_16 M is not below ONNX Runtime int8's 25.5 M" >&2; exit 1; }
+# Board cost guard (issue #14): instructions per 16-token inference on the Pi 5's CPU against
+# ONNX Runtime int8 on the same token ids, both counted here (cross/ort-baseline.sh; the full
+# table is results/boards.md). Fails above 0.80 of ONNX Runtime (the issue's goal is 0.75;
+# session 8 measured 0.74), so a regression in a kernel or a rewrite fails a commit.
+cross/ort-baseline.sh -c cortex-a76 -n 16 "$bundle" "$a64" | tee "$out/ort-baseline.txt"
+ratio=$(awk '$1 == "cortex-a76" && $2 == 16 { print $6 }' "$out/ort-baseline.txt")
+awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r <= 0.80) }' || { echo "FAIL: cortex-a76 16-token cost is $ratio of ONNX Runtime int8's (budget 0.80)" >&2; exit 1; }
 # Pi 4 with --precision int8: bertlite's SMULL kernel, the same integer sums as x86's int8.
 QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision int8 > "$out/a72.int8.info"
 grep -q '^matmul.*bertlite_neon_smull_2x16' "$out/a72.int8.info" || { echo "FAIL: no SMULL kernel with --precision int8 on cortex-a72" >&2; exit 1; }

@@ -295,7 +295,12 @@ fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
 fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64], [f32; 64]) {
     let mut a0 = [0f32; DH];
     let mut a1 = [0f32; DH];
-    for ((&x0, &x1), vr) in p0.iter().zip(p1).zip(v.chunks_exact(DH)) {
+    #[cfg(target_arch = "aarch64")]
+    let done = context_pair_neon::<DH>(p0, p1, v, &mut a0, &mut a1);
+    #[cfg(not(target_arch = "aarch64"))]
+    let done = 0;
+    for ((&x0, &x1), vr) in p0[done..].iter().zip(&p1[done..]).zip(v[done * DH..].chunks_exact(DH))
+    {
         for d in 0..DH {
             a0[d] = x0.mul_add(vr[d], a0[d]);
             a1[d] = x1.mul_add(vr[d], a1[d]);
@@ -305,6 +310,53 @@ fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64
     o0[..DH].copy_from_slice(&a0);
     o1[..DH].copy_from_slice(&a1);
     (o0, o1)
+}
+
+/// The first keys of [`context_pair`] in whole groups of four, on NEON: the two rows' four
+/// probabilities are one register each, multiplied by element into each value row (LLVM
+/// broadcast every probability on its own: 25 instructions per key at dh 32, now 21). The same
+/// fused operations in the same key order; returns how many keys it did.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn context_pair_neon<const DH: usize>(
+    p0: &[f32],
+    p1: &[f32],
+    v: &[f32],
+    a0: &mut [f32; DH],
+    a1: &mut [f32; DH],
+) -> usize {
+    use std::arch::aarch64::*;
+    let keys = p0.len().min(p1.len()).min(v.len() / DH) / 4 * 4;
+    // SAFETY: NEON is the aarch64 baseline; DH is a multiple of 4 (32 or 64), each group
+    // reads 4 probabilities per row and 4 value rows of DH, all below `keys`.
+    unsafe {
+        let mut acc0: [float32x4_t; 16] = [vdupq_n_f32(0.0); 16];
+        let mut acc1: [float32x4_t; 16] = [vdupq_n_f32(0.0); 16];
+        let lanes = DH / 4;
+        for g in (0..keys).step_by(4) {
+            let q0 = vld1q_f32(p0.as_ptr().add(g));
+            let q1 = vld1q_f32(p1.as_ptr().add(g));
+            macro_rules! key {
+                ($i:literal) => {{
+                    let row = v.as_ptr().add((g + $i) * DH);
+                    for l in 0..lanes {
+                        let x = vld1q_f32(row.add(4 * l));
+                        acc0[l] = vfmaq_laneq_f32::<$i>(acc0[l], x, q0);
+                        acc1[l] = vfmaq_laneq_f32::<$i>(acc1[l], x, q1);
+                    }
+                }};
+            }
+            key!(0);
+            key!(1);
+            key!(2);
+            key!(3);
+        }
+        for l in 0..lanes {
+            vst1q_f32(a0.as_mut_ptr().add(4 * l), acc0[l]);
+            vst1q_f32(a1.as_mut_ptr().add(4 * l), acc1[l]);
+        }
+    }
+    keys
 }
 
 /// Whether this CPU runs [`Attention`] (and [`rewrite`] swaps it in): x86_64 with AVX2 + FMA,
