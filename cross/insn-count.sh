@@ -2,7 +2,7 @@
 # Guest instructions per inference under qemu-user: a deterministic cost measure for comparing
 # builds, precisions and graph changes on the ARM targets (emulated wall time means nothing).
 #
-#   cross/insn-count.sh [-t aarch64|armv7] [-c CPU] [-n "16 128"] [-p PRECISION] BUNDLE [BINARY]
+#   cross/insn-count.sh [-t aarch64|armv7] [-c CPU] [-n "16 128"] [-p PRECISION] [-j THREADS] BUNDLE [BINARY]
 #
 # Counts with our plugin (cross/insn/insn_count.c, built here with the host gcc) over two runs of
 # `bertlite bench` that differ only in the number of timed iterations (1 and 11, as the ONNX
@@ -15,10 +15,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BERTLITE_CACHE/target}
-arch=aarch64 cpu="" lengths="16 128" precision=""
-while getopts "t:c:n:p:" o; do
+arch=aarch64 cpu="" lengths="16 128" precision="" threads=1
+while getopts "t:c:n:p:j:" o; do
   case $o in
-    t) arch=$OPTARG ;; c) cpu=$OPTARG ;; n) lengths=$OPTARG ;; p) precision=$OPTARG ;;
+    t) arch=$OPTARG ;; c) cpu=$OPTARG ;; n) lengths=$OPTARG ;; p) precision=$OPTARG ;; j) threads=$OPTARG ;;
     *) sed -n 4,5p "$0"; exit 2 ;;
   esac
 done
@@ -45,11 +45,15 @@ print(max(rows, key=lambda r: len(r["text"]))["text"].replace("\n"," "))' "$root
 extra=()
 [ -n "$precision" ] && extra=(--precision "$precision")
 
+# With several threads the plugin must add atomically (guest threads run in parallel): the sum
+# over all threads, spinning included, which is what -j measures (the parallel overhead).
+plugin_arg="file=$plugin"
+[ "$threads" -gt 1 ] && plugin_arg="$plugin_arg,atomic=on"
 count() { # iters tokens
-  QEMU_CPU=$cpu QEMU_PLUGIN="file=$plugin" "$runner" "$bin" bench -m "$bundle" --threads 1 \
+  QEMU_CPU=$cpu QEMU_PLUGIN="$plugin_arg" "$runner" "$bin" bench -m "$bundle" --threads "$threads" \
     --iters "$1" --truncate "$2" "${extra[@]}" "$text" 2>&1 >/dev/null | sed -n 's/^insns: //p'
 }
-echo "target $target, qemu cpu $cpu, precision ${precision:-auto}, $(basename "$bundle")"
+echo "target $target, qemu cpu $cpu, precision ${precision:-auto}, threads $threads, $(basename "$bundle")"
 for n in $lengths; do
   one=$(count 1 "$n") eleven=$(count 11 "$n")
   awk -v n="$n" -v a="$one" -v b="$eleven" 'BEGIN { printf "%4d tokens: %.1f M instructions per inference\n", n, (b - a) / 10 / 1e6 }'

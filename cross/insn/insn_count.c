@@ -7,11 +7,15 @@
  * include/qemu/qemu-plugin.h (API version 1, QEMU 7.x; the calls used are unchanged since 4.2).
  *
  * Counting is inline (one add per translated block executed), so the emulation stays fast.
+ * That add is not atomic, and qemu-user runs guest threads in parallel, so with several guest
+ * threads increments are lost: load the plugin with "atomic=on" (QEMU_PLUGIN="file=...,atomic=on")
+ * to count through a callback per block that adds atomically (slower, exact with threads).
  * Prints "insns: N" to stderr at exit.
  */
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 typedef uint64_t qemu_plugin_id_t;
 typedef struct qemu_info_t qemu_info_t;
@@ -24,17 +28,33 @@ void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu
 void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
                                               void *ptr, uint64_t imm);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS };
+typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
+                                          enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
-/* One counter for all vCPUs: the runtime is run with one thread when counting. */
+/* One counter for all vCPUs (exact with several guest threads only in atomic mode). */
 static uint64_t insns;
+
+static int atomic_mode;
+
+static void tb_exec_atomic(unsigned int vcpu_index, void *userdata) {
+    (void)vcpu_index;
+    __atomic_fetch_add(&insns, (uint64_t)(uintptr_t)userdata, __ATOMIC_RELAXED);
+}
 
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     (void)id;
-    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &insns,
-                                             qemu_plugin_tb_n_insns(tb));
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    if (atomic_mode) {
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec_atomic, QEMU_PLUGIN_CB_NO_REGS,
+                                             (void *)(uintptr_t)n);
+    } else {
+        qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &insns, n);
+    }
 }
 
 static void at_exit(qemu_plugin_id_t id, void *userdata) {
@@ -47,8 +67,9 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
                                                                const qemu_info_t *info, int argc,
                                                                char **argv) {
     (void)info;
-    (void)argc;
-    (void)argv;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "atomic=on") == 0) atomic_mode = 1;
+    }
     qemu_plugin_register_vcpu_tb_trans_cb(id, tb_trans);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);
     return 0;
