@@ -81,7 +81,7 @@ struct RowQuant {
 fn quantize_row<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQuant {
     // The default x86_64 target is SSE2 only; with AVX2 the same loops run 8 wide.
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::cpu::features().avx2_fma {
         // SAFETY: AVX2 is present.
         return unsafe { quantize_row_avx2(x, out) };
     }

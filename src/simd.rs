@@ -13,9 +13,7 @@ macro_rules! simd_dispatch {
                 unsafe fn avx2($($arg: $ty),*) -> $ret {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                if crate::cpu::features().avx2_fma {
                     // SAFETY: both features are present.
                     return unsafe { avx2($($arg),*) };
                 }
