@@ -4,7 +4,7 @@
 #
 #   cross/insn-count.sh [-t aarch64|armv7] [-c CPU] [-n "16 128"] [-p PRECISION] [-j THREADS] BUNDLE [BINARY]
 #
-# Counts with our plugin (cross/insn/insn_count.c, built here with the host gcc) over two runs of
+# Counts with our plugin (cross/insn/insn_count.c, built by cross/insn-plugin.sh) over two runs of
 # `bertlite bench` that differ only in the number of timed iterations (1 and 11, as the ONNX
 # Runtime side is counted in results/boards.md); the difference / 10 is the cost of one batch-1
 # inference at that length, load and tokenization excluded. (With 1 and 3 runs, the 16-token
@@ -32,16 +32,10 @@ esac
 bin=${2:-$CARGO_TARGET_DIR/$target/release/bertlite}
 [ -x "$bin" ] || { echo "no $target binary at $bin: run cross/check.sh or cargo build --release --target $target" >&2; exit 2; }
 
-plugin=$BERTLITE_CACHE/qemu-plugins/libinsn_count.so
-if [ ! -f "$plugin" ] || [ "$root/cross/insn/insn_count.c" -nt "$plugin" ]; then
-  mkdir -p "$(dirname "$plugin")"
-  gcc -shared -fPIC -O2 -o "$plugin.tmp" "$root/cross/insn/insn_count.c" && mv "$plugin.tmp" "$plugin"
-fi
+plugin=$("$root/cross/insn-plugin.sh")
 
 # A long real article, cut to each length by the runtime (--truncate).
-text=$(python3 -c 'import json,sys
-rows=[json.loads(l) for l in open(sys.argv[1])]
-print(max(rows, key=lambda r: len(r["text"]))["text"].replace("\n"," "))' "$root/data/bbc/test.jsonl")
+text=$(python3 "$root/cross/bench_text.py" "$root/data/bbc/test.jsonl")
 extra=()
 [ -n "$precision" ] && extra=(--precision "$precision")
 

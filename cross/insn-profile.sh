@@ -6,8 +6,8 @@
 #
 # BINARY must keep its symbols: build it with
 #   CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target aarch64-unknown-linux-gnu -p bertlite --bin bertlite
-# Two runs (1 and 3 timed iterations) with cross/insn/insn_profile.c; the difference / 2 per
-# function is one inference's share, as in cross/insn-count.sh.
+# Two runs (1 and 3 timed iterations) with cross/insn/insn_count.c's profile=PATH option; the
+# difference / 2 per function is one inference's share.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
@@ -21,20 +21,14 @@ done
 shift $((OPTIND - 1))
 bundle=${1:?usage: cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] BUNDLE BINARY}
 bin=${2:?an aarch64 bertlite binary with symbols}
-plugin=$BERTLITE_CACHE/qemu-plugins/libinsn_profile.so
-if [ ! -f "$plugin" ] || [ "$root/cross/insn/insn_profile.c" -nt "$plugin" ]; then
-  mkdir -p "$(dirname "$plugin")"
-  gcc -shared -fPIC -O2 -o "$plugin.tmp" "$root/cross/insn/insn_profile.c" && mv "$plugin.tmp" "$plugin"
-fi
-text=$(python3 -c 'import json,sys
-rows=[json.loads(l) for l in open(sys.argv[1])]
-print(max(rows, key=lambda r: len(r["text"]))["text"].replace("\n"," "))' "$root/data/bbc/test.jsonl")
+plugin=$("$root/cross/insn-plugin.sh")
+text=$(python3 "$root/cross/bench_text.py" "$root/data/bbc/test.jsonl")
 extra=()
 [ -n "$precision" ] && extra=(--precision "$precision")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for iters in 1 3; do
-  QEMU_CPU=$cpu PROF_OUT="$work/p$iters.txt" QEMU_PLUGIN="file=$plugin" "$root/cross/run-aarch64.sh" "$bin" \
+  QEMU_CPU=$cpu QEMU_PLUGIN="file=$plugin,profile=$work/p$iters.txt" "$root/cross/run-aarch64.sh" "$bin" \
     bench -m "$bundle" --threads 1 --iters "$iters" --truncate "$tokens" "${extra[@]}" "$text" >/dev/null 2>&1
 done
 aarch64-linux-gnu-nm -C "$bin" > "$work/syms.txt"

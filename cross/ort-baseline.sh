@@ -45,11 +45,7 @@ runner=$BERTLITE_CACHE/ort-baseline-target/aarch64-unknown-linux-gnu/release/ort
 # The int8 graph ONNX Runtime runs (tools/test.sh makes it too).
 onnx=$BERTLITE_CACHE/onnx
 [ -f "$onnx/minilm-int8.onnx" ] || python3 "$root/tools/reference/make_onnx.py" "$root/models/all-MiniLM-L6-v2" "$onnx"
-plugin=$BERTLITE_CACHE/qemu-plugins/libinsn_count.so
-if [ ! -f "$plugin" ] || [ "$root/cross/insn/insn_count.c" -nt "$plugin" ]; then
-  mkdir -p "$(dirname "$plugin")"
-  gcc -shared -fPIC -O2 -o "$plugin.tmp" "$root/cross/insn/insn_count.c" && mv "$plugin.tmp" "$plugin"
-fi
+plugin=$("$root/cross/insn-plugin.sh")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -66,17 +62,8 @@ cpuinfo() { # qemu CPU -> a Raspberry-Pi-like /proc/cpuinfo with its MIDR and fe
   done
   printf 'Hardware\t: BCM2835\nModel\t\t: %s\n' "$model"
 }
-ids() { # tokens -> comma-separated ids of the text, truncated as Hugging Face does
-  python3 - "$root/data/bbc/test.jsonl" "$root/models/all-MiniLM-L6-v2/tokenizer.json" "$1" <<'PY'
-import json, sys
-from tokenizers import Tokenizer
-rows = [json.loads(l) for l in open(sys.argv[1])]
-text = max(rows, key=lambda r: len(r["text"]))["text"].replace("\n", " ")
-tok = Tokenizer.from_file(sys.argv[2])
-tok.no_padding()  # the file pads to 128; count the text at its own length
-tok.enable_truncation(int(sys.argv[3]))
-print(",".join(map(str, tok.encode(text).ids)))
-PY
+ids() { # tokens -> the text's ids, truncated as Hugging Face does
+  python3 "$root/cross/bench_text.py" "$root/data/bbc/test.jsonl" "$root/models/all-MiniLM-L6-v2/tokenizer.json" "$1"
 }
 ort_count() { # cpu runs ids -> instructions
   cpuinfo "$1" > "$work/cpuinfo-$1"

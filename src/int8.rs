@@ -286,7 +286,7 @@ pub struct Int8Linear {
 }
 
 /// Whole int8 linears in one op, on our own kernels ([`crate::gemm_i8`]: AVX2 on x86_64, SDOT
-/// on aarch64 with dot-product): quantize each row of `x [.., k]` once, then for every linear
+/// on aarch64 with dot-product, SMULL on aarch64 without): quantize each row of `x [.., k]` once, then for every linear
 /// reading `x` (query, key and value share one), exact int8 products rescaled to f32 `[.., n]`
 /// — one output per linear. Used instead of the three-op chain above wherever one of our
 /// kernels runs (tract's int8 matmul is unusably slow on x86, and needs the extra passes).

@@ -136,7 +136,8 @@ pub struct PackedWeights {
     pub kernel: Kernel,
     /// The weights the kernel multiplies: the original ones, less `corrections`.
     data: Vec<i8>,
-    /// Sorted by channel; block b's are `corrections[block_fixes[b]..block_fixes[b + 1]]`.
+    /// In channel order (pushed channel by channel); block b's are
+    /// `corrections[block_fixes[b]..block_fixes[b + 1]]`.
     corrections: Vec<Correction>,
     block_fixes: Vec<usize>,
     /// Σₖ w[c][k] per channel (of the original weights): the zero-point correction
@@ -184,7 +185,6 @@ impl PackedWeights {
                 data[kernel.offset(block, kq, kk / 4, j, kk % 4)] = v as i8;
             }
         }
-        corrections.sort_by_key(|fix| (fix.channel, fix.k));
         let block_fixes = (0..=blocks)
             .map(|b| corrections.partition_point(|fix| (fix.channel as usize) < b * NB))
             .collect();
