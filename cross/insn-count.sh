@@ -29,8 +29,8 @@ case $arch in
   armv7) target=armv7-unknown-linux-gnueabihf runner=$root/cross/run-armv7.sh cpu=${cpu:-cortex-a15} ;;
   *) echo "unknown target $arch (aarch64 or armv7)" >&2; exit 2 ;;
 esac
-bin=${2:-$CARGO_TARGET_DIR/$target/release/bertlite}
-[ -x "$bin" ] || { echo "no $target binary at $bin: run cross/check.sh or cargo build --release --target $target" >&2; exit 2; }
+bin=${2:-$CARGO_TARGET_DIR/$target/board/bertlite}
+[ -x "$bin" ] || { echo "no $target binary at $bin: run cross/check.sh or cargo build --profile board --target $target -p bertlite --bin bertlite" >&2; exit 2; }
 
 plugin=$("$root/cross/insn-plugin.sh")
 

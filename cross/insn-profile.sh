@@ -5,7 +5,7 @@
 #   cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] BUNDLE BINARY
 #
 # BINARY must keep its symbols: build it with
-#   CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target aarch64-unknown-linux-gnu -p bertlite --bin bertlite
+#   CARGO_PROFILE_BOARD_STRIP=false cargo build --profile board --target aarch64-unknown-linux-gnu -p bertlite --bin bertlite
 # Two runs (1 and 3 timed iterations) with cross/insn/insn_count.c's profile=PATH option; the
 # difference / 2 per function is one inference's share.
 set -euo pipefail

@@ -26,7 +26,7 @@ while getopts "c:n:" o; do
 done
 shift $((OPTIND - 1))
 bundle=${1:?usage: cross/ort-baseline.sh [-c CPUS] [-n LENGTHS] BUNDLE [BERTLITE_BINARY]}
-bin=${2:-$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/bertlite}
+bin=${2:-$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/board/bertlite}
 ORT_VERSION=1.30.0
 
 # ONNX Runtime's aarch64 library, from the npm registry (cached).

@@ -121,6 +121,56 @@ pub struct Metadata {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+impl Metadata {
+    /// The sizes are consistent among themselves (the graph and head are checked against them
+    /// when they are loaded).
+    pub fn check(&self) -> Result<()> {
+        let e = &self.encoder;
+        let bad = |what: String| Err(Error::bundle(format!("bundle metadata: {what}")));
+        for (name, value) in [
+            ("hidden", e.hidden),
+            ("head_dim", e.head_dim),
+            ("vocab_size", e.vocab_size),
+            ("max_position", e.max_position),
+        ] {
+            if value == 0 {
+                return bad(format!("encoder.{name} is 0"));
+            }
+        }
+        if e.heads.is_empty() || e.heads.len() != e.intermediate.len() {
+            return bad(format!(
+                "{} layers of attention heads but {} FFN widths",
+                e.heads.len(),
+                e.intermediate.len()
+            ));
+        }
+        if let Some(layer) =
+            e.heads.iter().position(|&h| h.checked_mul(e.head_dim).is_none_or(|w| w > e.hidden))
+        {
+            return bad(format!(
+                "layer {layer} has {} heads of {} dimensions, more than hidden size {}",
+                e.heads[layer], e.head_dim, e.hidden
+            ));
+        }
+        let max_len = self.tokenizer.max_len;
+        if !(3..=e.max_position).contains(&max_len) {
+            return bad(format!(
+                "tokenizer max_len {max_len} is outside 3..={} (the position table)",
+                e.max_position
+            ));
+        }
+        if let Some(head) = &self.head
+            && head.input_dim != e.hidden
+        {
+            return bad(format!(
+                "the head takes {} inputs but the encoder's hidden size is {}",
+                head.input_dim, e.hidden
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Sections of a bundle, read whole into memory and checked.
 pub struct Bundle {
     pub metadata: Metadata,
@@ -152,6 +202,7 @@ impl Bundle {
         };
         let metadata: Metadata = serde_json::from_slice(get(META)?)
             .map_err(|e| Error::bundle(format!("bundle metadata is not valid: {e}")))?;
+        metadata.check()?;
         let vocab = std::str::from_utf8(get(VOCAB)?)
             .map_err(|_| Error::bundle("bundle vocabulary is not UTF-8"))?
             .to_owned();
@@ -275,20 +326,34 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<[u8; 4], &[u8]>> {
     if n > MAX_SECTIONS {
         return Err(Error::bundle(format!("bundle claims {n} sections")));
     }
+    let table_end = HEADER_LEN + n * ENTRY_LEN;
     let mut sections = BTreeMap::new();
+    let mut ranges = Vec::with_capacity(n);
     for i in 0..n {
         let at = HEADER_LEN + i * ENTRY_LEN;
         let tag: [u8; 4] = bytes
             .get(at..at + 4)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| Error::bundle("bundle is truncated (section table)"))?;
+        let name = String::from_utf8_lossy(&tag).into_owned();
         let offset = read_u64(bytes, at + 4)?;
         let len = read_u64(bytes, at + 12)?;
-        let data = offset
-            .checked_add(len)
-            .and_then(|end| bytes.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?))
-            .ok_or_else(|| Error::bundle("bundle section lies outside the file"))?;
-        sections.insert(tag, data);
+        let range = usize::try_from(offset)
+            .ok()
+            .zip(offset.checked_add(len).and_then(|end| usize::try_from(end).ok()))
+            .filter(|&(start, end)| start >= table_end && end <= bytes.len())
+            .ok_or_else(|| Error::bundle(format!("bundle section {name} lies outside the file")))?;
+        if sections.insert(tag, &bytes[range.0..range.1]).is_some() {
+            return Err(Error::bundle(format!("bundle has two {name} sections")));
+        }
+        ranges.push((range, name));
+    }
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        let (((_, end), a), ((start, _), b)) = (&pair[0], &pair[1]);
+        if start < end {
+            return Err(Error::bundle(format!("bundle sections {a} and {b} overlap")));
+        }
     }
     Ok(sections)
 }
@@ -376,6 +441,62 @@ mod tests {
             b[i] ^= 1;
             assert!(Bundle::from_bytes(&b).is_err(), "flip at {i} not detected");
         }
+    }
+
+    /// Changes the section table entry `i` (tag, offset), with the checksum recomputed.
+    fn with_entry(bytes: &[u8], i: usize, tag: [u8; 4], offset: Option<u64>) -> Vec<u8> {
+        let mut b = bytes.to_vec();
+        let at = HEADER_LEN + i * ENTRY_LEN;
+        b[at..at + 4].copy_from_slice(&tag);
+        if let Some(offset) = offset {
+            b[at + 4..at + 12].copy_from_slice(&offset.to_le_bytes());
+        }
+        let crc = checksum(&b);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn rejects_duplicate_overlapping_and_misplaced_sections() {
+        let bytes = sample().to_bytes().unwrap();
+        let message = |b: &[u8]| Bundle::from_bytes(b).err().map(|e| e.to_string());
+        assert!(Bundle::from_bytes(&with_entry(&bytes, 0, META, None)).is_ok());
+        assert_eq!(
+            message(&with_entry(&bytes, 1, META, None)).as_deref(),
+            Some("bundle has two META sections")
+        );
+        let meta_offset = read_u64(&bytes, HEADER_LEN + 4).unwrap();
+        let overlap = with_entry(&bytes, 1, VOCAB, Some(meta_offset + 1));
+        assert_eq!(message(&overlap).as_deref(), Some("bundle sections META and VOCB overlap"));
+        let in_table = with_entry(&bytes, 3, HEAD, Some(HEADER_LEN as u64));
+        assert_eq!(
+            message(&in_table).as_deref(),
+            Some("bundle section HEAD lies outside the file")
+        );
+    }
+
+    #[test]
+    fn metadata_sizes_are_consistent() {
+        let mut b = sample();
+        assert!(b.metadata.check().is_ok());
+        b.metadata.encoder.heads = vec![3];
+        assert!(b.metadata.check().unwrap_err().to_string().contains("layer 0 has 3 heads"));
+        b.metadata.encoder.heads = vec![2, 2];
+        assert!(
+            b.metadata
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("2 layers of attention heads but 1")
+        );
+        b.metadata.encoder.heads = vec![usize::MAX];
+        assert!(b.metadata.check().is_err(), "overflowing heads × head_dim");
+        let mut b = sample();
+        b.metadata.encoder.hidden = 0;
+        assert!(b.metadata.check().unwrap_err().to_string().contains("encoder.hidden is 0"));
+        let mut b = sample();
+        b.metadata.tokenizer.max_len = 9;
+        assert!(b.metadata.check().unwrap_err().to_string().contains("max_len 9 is outside 3..=8"));
     }
 
     #[test]

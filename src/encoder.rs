@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tract_nnef::internal::*;
 use tract_nnef::prelude::{Framework, TypedRunnableModel};
 
+use crate::bundle::EncoderInfo;
 use crate::error::{Error, Result};
 use crate::precision::{Decision, Precision, PrecisionChoice};
 use crate::tokenizer::Encoding;
@@ -22,6 +23,10 @@ pub struct EncoderOptions {
     /// Compute precision; `Auto` picks the fastest measured for this CPU.
     pub precision: PrecisionChoice,
 }
+
+/// The most threads a plan may use. The boards have 4 cores; a larger number is a mistake (a
+/// C caller's uninitialized int, say), and each thread costs a stack: refused at load.
+pub const MAX_THREADS: usize = 256;
 
 impl Default for EncoderOptions {
     fn default() -> Self {
@@ -79,10 +84,20 @@ impl Batch {
 
 impl Encoder {
     /// Parses the NNEF tar and builds the optimized plan for this CPU.
-    pub fn load(graph: &[u8], hidden: usize, options: EncoderOptions) -> Result<Encoder> {
+    /// `shape` is the bundle metadata's description of the encoder, which the graph must match.
+    pub fn load(graph: &[u8], shape: &EncoderInfo, options: EncoderOptions) -> Result<Encoder> {
+        if !(1..=MAX_THREADS).contains(&options.threads) {
+            return Err(Error::input(format!(
+                "threads must be between 1 and {MAX_THREADS}, got {}",
+                options.threads
+            )));
+        }
+        crate::graph_check::check_archive(graph)?;
         let mut model = crate::nnef_reader::framework()
             .model_for_read(&mut &*graph)
             .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
+        crate::graph_check::check_model(&model, shape)?;
+        let hidden = shape.hidden;
         let int8_weights = crate::int8::has_int8_linears(&model);
         let decision = crate::precision::decide(
             options.precision,
@@ -110,8 +125,17 @@ impl Encoder {
             model.into_optimized().map_err(|e| Error::inference("cannot optimize the graph", e))?;
         let mut run_options = RunOptions::default();
         if options.threads > 1 {
+            // Built here rather than by tract's `Executor::multithread`, which panics when the
+            // system refuses the threads.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .thread_name(|n| format!("bertlite-{n}"))
+                .num_threads(options.threads)
+                .build()
+                .map_err(|e| {
+                    Error::inference(format!("cannot start {} threads", options.threads), e)
+                })?;
             run_options.executor =
-                Some(tract_linalg::multithread::Executor::multithread(options.threads));
+                Some(tract_linalg::multithread::Executor::MultiThread(Arc::new(pool)));
         }
         let plan = model
             .into_runnable_with_options(&run_options)

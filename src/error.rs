@@ -22,6 +22,8 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// The whole chain with backtrace, for `-v` (tract's errors carry one).
+    detail: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -29,7 +31,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), source: None }
+        Error { kind, message: message.into(), detail: None, source: None }
     }
     pub fn bundle(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Bundle, message)
@@ -44,13 +46,45 @@ impl Error {
         self.source = Some(source.into());
         self
     }
-    pub(crate) fn inference(message: impl Into<String>, e: impl fmt::Debug) -> Error {
-        // tract errors are anyhow errors: keep their whole chain in the message.
-        Error::new(ErrorKind::Inference, format!("{}: {e:?}", message.into()))
+    pub(crate) fn inference(
+        message: impl Into<String>,
+        e: impl fmt::Display + fmt::Debug,
+    ) -> Error {
+        // tract errors are anyhow errors: their alternate Display is the chain of causes on one
+        // line; their Debug adds a backtrace, kept for `detail()` only.
+        let mut error =
+            Error::new(ErrorKind::Inference, one_line(&format!("{}: {e:#}", message.into())));
+        error.detail = Some(format!("{e:?}"));
+        error
     }
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+    /// Everything known about the failure (the dependency's full error chain and backtrace),
+    /// when there is more than the message: what `bertlite -v` prints.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+/// A message fit for one line of a terminal: whitespace runs collapsed, and at most
+/// `MAX_MESSAGE` characters (a graph error can quote a whole tensor).
+fn one_line(message: &str) -> String {
+    const MAX_MESSAGE: usize = 400;
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE + 3));
+    for (i, word) in message.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.chars().count() > MAX_MESSAGE {
+            let cut = out.char_indices().nth(MAX_MESSAGE).map_or(out.len(), |(at, _)| at);
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
 }
 
 impl fmt::Display for Error {

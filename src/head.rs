@@ -36,16 +36,35 @@ impl Head {
         if k == 0 {
             return Err(Error::bundle("the head has no labels"));
         }
-        let pooler_len = if info.pooler { hidden * hidden + hidden } else { 0 };
-        let expected = pooler_len + k * info.input_dim + k;
-        if weights.len() != expected {
+        // The pooled embedding has `hidden` values; with a pooler, so does its output.
+        if info.input_dim != hidden {
             return Err(Error::bundle(format!(
-                "HEAD section holds {} floats, metadata implies {expected}",
-                weights.len()
+                "the head takes {} inputs but the encoder's hidden size is {hidden}",
+                info.input_dim
             )));
         }
-        if info.pooler && info.input_dim != hidden {
-            return Err(Error::bundle("pooler output size differs from the classifier input"));
+        let pooler_len = if info.pooler { hidden.checked_mul(hidden + 1) } else { Some(0) };
+        pooler_len
+            .zip(k.checked_mul(info.input_dim + 1))
+            .and_then(|(p, c)| p.checked_add(c))
+            .filter(|&n| n == weights.len())
+            .ok_or_else(|| {
+                Error::bundle(format!(
+                    "HEAD section holds {} floats, not what {k} labels on {hidden} inputs{} need",
+                    weights.len(),
+                    if info.pooler { " with a pooler" } else { "" }
+                ))
+            })?;
+        let pooler_len = pooler_len.unwrap_or(0);
+        if let Some(i) = weights.iter().position(|w| !w.is_finite()) {
+            let what = match i {
+                i if i < pooler_len => "pooler",
+                i if i < pooler_len + k * info.input_dim => "classifier weight",
+                _ => "classifier bias",
+            };
+            return Err(Error::bundle(format!(
+                "HEAD section holds a non-finite value (NaN or infinity) in the {what}, at float {i}"
+            )));
         }
         let (p, c) = weights.split_at(pooler_len);
         let pooler = info.pooler.then(|| Dense {
@@ -128,6 +147,11 @@ mod tests {
         assert!((m.probabilities(&[-0.5, 0.5])[0] - 0.5).abs() < 1e-6);
         assert!(Head::from_parts(info(HeadKind::SingleLabel, false), 2, &w[..5]).is_err());
         assert!(Head::from_parts(info(HeadKind::SingleLabel, true), 2, &w).is_err());
+        assert!(Head::from_parts(info(HeadKind::SingleLabel, false), 3, &w).is_err(), "input_dim");
+        let mut nan = w;
+        nan[4] = f32::NAN;
+        let err = Head::from_parts(info(HeadKind::SingleLabel, false), 2, &nan).unwrap_err();
+        assert!(err.to_string().contains("classifier bias"), "{err}");
         let s = softmax(&[1000.0, 0.0]);
         assert!(s[0].is_finite() && (s[0] - 1.0).abs() < 1e-6);
     }

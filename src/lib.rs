@@ -24,6 +24,7 @@ pub mod encoder;
 mod error;
 pub mod fused;
 pub mod gemm_i8;
+mod graph_check;
 pub mod head;
 pub mod int8;
 mod model;

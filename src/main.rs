@@ -38,6 +38,9 @@ struct Common {
     /// Compute precision: auto (the fastest measured for this CPU), f32, f16 or int8.
     #[arg(long, default_value = "auto")]
     precision: PrecisionChoice,
+    /// On an error, also print everything known about it (the graph library's full chain).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -71,7 +74,8 @@ enum Command {
         /// Compute precision: auto (the fastest measured for this CPU), f32, f16 or int8.
         #[arg(long, default_value = "auto")]
         precision: PrecisionChoice,
-        /// Also list the plan's ops and every matrix multiply with its kernel.
+        /// Also list the plan's ops and every matrix multiply with its kernel (and, on an error,
+        /// its full chain).
         #[arg(short, long)]
         verbose: bool,
     },
@@ -97,8 +101,15 @@ enum Command {
     },
 }
 
+/// `--threads`, default one per core (at most the runtime's maximum; a larger request is
+/// refused at load with a message).
 fn threads(t: Option<usize>) -> usize {
-    t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    t.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(bertlite::encoder::MAX_THREADS)
+    })
+    .max(1)
 }
 
 fn load(path: &PathBuf, t: Option<usize>, precision: PrecisionChoice) -> anyhow::Result<Model> {
@@ -324,8 +335,22 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     Ok(all_ok)
 }
 
+impl Cli {
+    fn verbose(&self) -> bool {
+        match &self.command {
+            Command::Classify { common, .. }
+            | Command::Embed { common }
+            | Command::Tokenize { common }
+            | Command::Bench { common, .. } => common.verbose,
+            Command::Info { verbose, .. } => *verbose,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let verbose = cli.verbose();
+    match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -337,6 +362,12 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
+            let detail = e.chain().find_map(|c| c.downcast_ref::<bertlite::Error>()?.detail());
+            match (verbose, detail) {
+                (true, Some(detail)) => eprintln!("\n{detail}"),
+                (false, Some(_)) => eprintln!("(-v for the full chain of causes)"),
+                _ => {}
+            }
             ExitCode::from(2)
         }
     }

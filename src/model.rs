@@ -58,7 +58,7 @@ impl Model {
             Some(info) => Some(Head::from_parts(info.clone(), hidden, &head)?),
             None => None,
         };
-        let encoder = Encoder::load(&graph, hidden, options)?;
+        let encoder = Encoder::load(&graph, &metadata.encoder, options)?;
         Ok(Model { metadata, tokenizer, encoder, head })
     }
 

@@ -2,7 +2,7 @@
 //! line in order, clear errors and no panics on bad input.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -163,4 +163,120 @@ fn bad_bundles_are_clear_errors() {
         "not a bertlite bundle",
     );
     expect_load_error(&damaged("newer.blt", |b| b[8] = 99), "version");
+}
+
+/// A copy of `name` with its sections changed by `f`, written with a valid checksum: what a
+/// buggy or hostile tool could produce, past the checksum.
+fn rewritten(name: &str, out: &str, f: impl FnOnce(&mut bertlite::bundle::Bundle)) -> PathBuf {
+    let mut b = bertlite::bundle::Bundle::read(&bundle(name)).unwrap();
+    f(&mut b);
+    let dir = std::env::temp_dir().join(format!("bertlite-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(out);
+    std::fs::write(&path, b.to_bytes().unwrap()).unwrap();
+    path
+}
+
+/// The graph archive with the entry `entry` changed by `f`.
+fn edit_graph(graph: &mut Vec<u8>, entry: &str, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut archive = tar::Archive::new(graph.as_slice());
+    let mut files: Vec<(String, Vec<u8>)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut data = vec![];
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect();
+    let file = files.iter_mut().find(|(n, _)| n == entry).expect("entry in the graph");
+    f(&mut file.1);
+    let mut out = tar::Builder::new(Vec::new());
+    for (name, data) in &files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        out.append_data(&mut header, name, data.as_slice()).unwrap();
+    }
+    *graph = out.into_inner().unwrap();
+}
+
+#[test]
+fn bad_contents_past_the_checksum_are_clear_errors() {
+    // Non-finite weights anywhere are refused at load, naming the tensor.
+    let nan_head = rewritten("minilm-bbc.blt", "nan-head.blt", |b| {
+        let last = b.head.len() - 1;
+        b.head[last] = f32::NAN;
+    });
+    expect_load_error(&nan_head, "non-finite value (NaN or infinity) in the classifier bias");
+    let inf_weight = rewritten("minilm-int8.blt", "inf-weight.blt", |b| {
+        edit_graph(&mut b.graph, "embeddings.token_type.dat", |d| {
+            d[128 + 4 * 7..128 + 4 * 8].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        })
+    });
+    expect_load_error(&inf_weight, "graph tensor embeddings_token_type holds a non-finite value");
+    let nan_scale = rewritten("minilm-int8.blt", "nan-scale.blt", |b| {
+        edit_graph(&mut b.graph, "layer3.ffn_out.weight.scale.dat", |d| {
+            d[128..132].copy_from_slice(&f32::NAN.to_le_bytes());
+        })
+    });
+    expect_load_error(&nan_scale, "layer3_ffn_out_weight_scale holds a non-finite value");
+
+    // Sizes in the metadata that disagree with the tensors.
+    let wide =
+        rewritten("minilm-int8.blt", "ffn.blt", |b| b.metadata.encoder.intermediate[2] = 1000);
+    expect_load_error(
+        &wide,
+        "layer2_ffn_in_weight_q has shape [1536, 384], the metadata implies [1000, 384]",
+    );
+    let dim = rewritten("minilm-bbc.blt", "head-dim.blt", |b| {
+        b.metadata.head.as_mut().unwrap().input_dim = 0;
+    });
+    expect_load_error(&dim, "the head takes 0 inputs but the encoder's hidden size is 384");
+    let long = rewritten("minilm-int8.blt", "max-len.blt", |b| b.metadata.tokenizer.max_len = 4096);
+    expect_load_error(&long, "tokenizer max_len 4096 is outside 3..=512");
+
+    // A tensor file whose header claims 4 GB is refused before anything is allocated.
+    let huge = rewritten("minilm-int8.blt", "huge.blt", |b| {
+        edit_graph(&mut b.graph, "embeddings.token_type.dat", |d| {
+            d[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        })
+    });
+    expect_load_error(&huge, "embeddings.token_type.dat declares 4294967295 bytes of data");
+
+    // A damaged graph text: one readable line, not tract's debug chain.
+    let garbled = rewritten("minilm-int8.blt", "garbled.blt", |b| {
+        edit_graph(&mut b.graph, "graph.nnef", |d| {
+            let at = d.len() / 2;
+            d[at..at + 6].copy_from_slice(b"@@!!@@");
+        })
+    });
+    let out = bertlite(&["embed", "-m", garbled.to_str().unwrap(), "text"], b"");
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("cannot parse the bundle's NNEF graph"), "{err}");
+    let first = err.lines().next().unwrap_or("");
+    assert!(first.len() < 600 && !err.contains("<unknown>"), "{err}");
+    assert_eq!(err.lines().nth(1), Some("(-v for the full chain of causes)"), "{err}");
+    // -v adds tract's whole chain.
+    let out = bertlite(&["embed", "-v", "-m", garbled.to_str().unwrap(), "text"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).lines().count() > 2, "{}", stderr(&out));
+}
+
+#[test]
+fn thread_counts_are_bounded() {
+    let m = bundle("minilm-int8.blt");
+    let out = bertlite(&["embed", "-m", m.to_str().unwrap(), "--threads", "1000000", "text"], b"");
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("threads must be between 1 and 256, got 1000000"),
+        "{}",
+        stderr(&out)
+    );
 }

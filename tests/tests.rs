@@ -7,4 +7,5 @@ mod common;
 mod cli;
 mod fidelity;
 mod onnx_import;
+mod robustness;
 mod tokenizer_parity;

@@ -10,7 +10,15 @@
 //! - A `bertlite_model` is read-only once loaded: one may be used from several threads at once.
 //!
 //! Nothing here panics on input, and a panic that would happen anyway (a bug) is caught and
-//! reported as an error rather than unwinding into C.
+//! reported as an error rather than unwinding into C. That needs `panic = "unwind"`, which the
+//! release profile has; a build with `panic = "abort"` (the `board` profile of the CLI) would
+//! turn any bug into an abort of the host program, so it is refused at compile time.
+
+#[cfg(panic = "abort")]
+compile_error!(
+    "the C library needs panic = \"unwind\" to turn a panic into an error code: build it with \
+     --release (not --profile board)"
+);
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -108,7 +116,7 @@ pub extern "C" fn bertlite_version() -> *const c_char {
 }
 
 /// Loads a bundle. `threads` is the number of threads for the matrix multiplies (0: one per
-/// core); `precision` is NULL or "auto", "f32", "f16", "int8". Returns NULL on error.
+/// core; at most 256, more is an error); `precision` is NULL or "auto", "f32", "f16", "int8". Returns NULL on error.
 ///
 /// # Safety
 /// `path` and `precision` are NULL or NUL-terminated; `err` is NULL or holds `err_len` bytes.
@@ -132,7 +140,9 @@ pub unsafe extern "C" fn bertlite_load(
                 .map_err(|e: runtime::Error| e.to_string())?,
         };
         let threads = match usize::try_from(threads) {
-            Ok(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Ok(0) => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(runtime::encoder::MAX_THREADS),
             Ok(n) => n,
             Err(_) => return Err(format!("threads must be ≥ 0, got {threads}")),
         };

@@ -19,17 +19,17 @@ fn lib_dir() -> PathBuf {
     exe.parent().expect("target/<profile>/deps").to_path_buf()
 }
 
-fn compile(out: &Path) {
+fn compile(source: &str, out: &Path) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = lib_dir().join("libbertlite.a");
     assert!(lib.exists(), "{} not built", lib.display());
     let status = Command::new("cc")
         .args(["-std=c99", "-Wall", "-Werror", "-O1"])
-        .arg(dir.join("examples/classify.c"))
+        .arg(dir.join(source))
         .arg("-I")
         .arg(dir.join("include"))
         .arg(&lib)
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .args(["-lpthread", "-ldl", "-lm", "-Wl,-z,noexecstack", "-o"])
         .arg(out)
         .status()
         .expect("run cc");
@@ -42,7 +42,7 @@ fn c_program_classifies_like_the_rust_api_and_reports_errors() {
         panic!("the real bundle is missing: run tools/test.sh (it compiles minilm-bbc.blt)");
     };
     let exe = std::env::temp_dir().join(format!("bertlite-capi-{}", std::process::id()));
-    compile(&exe);
+    compile("examples/classify.c", &exe);
     let texts = [
         "Shares in the carmaker fell 5% after it cut its profit forecast.",
         "The striker scored twice as United won the cup final.",
@@ -80,4 +80,24 @@ fn c_program_classifies_like_the_rust_api_and_reports_errors() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot load /nonexistent.blt"), "{stderr}");
     let _ = std::fs::remove_file(&exe);
+}
+
+/// tests/robustness.c: every entry point with bad input, then one handle shared by 8 pthreads
+/// for 10 000 mixed requests, answers compared bit for bit with the single-threaded ones.
+#[test]
+fn c_api_refuses_bad_input_and_serves_threads() {
+    let Some(bundle) = bundle() else {
+        panic!("the real bundle is missing: run tools/test.sh (it compiles minilm-bbc.blt)");
+    };
+    let exe = std::env::temp_dir().join(format!("bertlite-robustness-{}", std::process::id()));
+    compile("tests/robustness.c", &exe);
+    let out = Command::new(&exe).arg(&bundle).arg("10000").output().expect("run robustness");
+    let _ = std::fs::remove_file(&exe);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10000 requests from 8 threads"));
 }

@@ -429,6 +429,12 @@ impl<'a> Weights<'a> {
                 .collect(),
             other => bail!("tensor {name} has dtype {other:?}; expected a float type"),
         };
+        // A NaN or infinity would make every answer NaN; the runtime refuses such a bundle too.
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            bail!(
+                "tensor {name} in model.safetensors holds a non-finite value (NaN or infinity) at index {i}"
+            );
+        }
         Ok((t.shape().to_vec(), data))
     }
 

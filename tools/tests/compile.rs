@@ -154,6 +154,27 @@ fn bad_checkpoints_are_clear_errors() {
     std::fs::write(broken.join("config.json"), "{not json").unwrap();
     expect_error(compile(&broken, &out_path, &[]), "config.json is not valid JSON");
 
+    // A NaN in the classifier's bias (safetensors: u64 header length, JSON header, data).
+    std::fs::copy(src.join("config.json"), broken.join("config.json")).unwrap();
+    let mut nan = weights.clone();
+    let header_len = u64::from_le_bytes(nan[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&nan[8..8 + header_len]).unwrap();
+    let at =
+        8 + header_len + header["classifier.bias"]["data_offsets"][0].as_u64().unwrap() as usize;
+    nan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(broken.join("model.safetensors"), &nan).unwrap();
+    expect_error(
+        compile(&broken, &out_path, &[]),
+        "tensor classifier.bias in model.safetensors holds a non-finite value",
+    );
+
+    // No tokenizer files at all.
+    std::fs::write(broken.join("model.safetensors"), &weights).unwrap();
+    for f in ["vocab.txt", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::remove_file(broken.join(f)).unwrap();
+    }
+    expect_error(compile(&broken, &out_path, &[]), "tokenizer");
+
     expect_error(compile(&src, &out_path, &["--max-len", "100000"]), "max length");
     assert!(!out_path.exists(), "nothing written on failure");
 }

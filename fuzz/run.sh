@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the fuzz targets, each for SECONDS (default 60), one after the other, on one core each
+# (-j N runs N jobs of each target in parallel). Needs the nightly toolchain and cargo-fuzz
+# (`cargo install cargo-fuzz`). The corpus grows in ~/.cache/bertlite/fuzz/<target>, seeded from
+# the committed fuzz/seeds/<target>; a crash is saved under fuzz/artifacts/<target>/ and fails the
+# run. Prints, per target, the CPU seconds it ran clean and the inputs it executed.
+#   fuzz/run.sh [-j N] [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")"
+jobs=1
+if [ "${1:-}" = "-j" ]; then jobs=$2; shift 2; fi
+seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(tokenizer bundle nnef capi_text)
+cache=${BERTLITE_CACHE:-$HOME/.cache/bertlite}/fuzz
+# Bundles and graphs are ~160 KB; texts need no more than the default.
+declare -A max_len=([tokenizer]=8192 [capi_text]=8192 [bundle]=262144 [nnef]=262144)
+cargo +nightly fuzz build -O >/dev/null
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "$cache/$t" "artifacts/$t"
+  log="$cache/$t.log"
+  start=$(date +%s)
+  # With -jobs, libFuzzer's workers log to fuzz-<job>.log here (so two -j runs must not share
+  # a checkout); one job logs to $log.
+  parallel=()
+  [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
+  rm -f fuzz-*.log
+  set +e
+  cargo +nightly fuzz run -O "$t" "$cache/$t" "seeds/$t" -- \
+    -max_total_time="$seconds" -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=4096 \
+    "${parallel[@]}" -print_final_stats=1 > "$log" 2>&1
+  rc=$?
+  set -e
+  runs=$(grep -h "stat::number_of_executed_units" "$log" fuzz-*.log 2>/dev/null | awk '{s += $2} END {print s + 0}')
+  if [ $rc -eq 0 ]; then
+    printf '%-10s clean  %6d CPU s  %10d inputs  corpus %d\n' "$t" $(( ($(date +%s) - start) * jobs )) "$runs" "$(ls "$cache/$t" | wc -l)"
+  else
+    printf '%-10s FAILED after %d s: see %s and fuzz/artifacts/%s/\n' "$t" $(( $(date +%s) - start )) "$log" "$t"
+    grep -m3 -E "panicked|ERROR|SUMMARY" "$log" || true
+    status=1
+  fi
+done
+exit $status
