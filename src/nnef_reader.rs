@@ -37,17 +37,17 @@ fn standard_ops(stdlib: &[FragmentDef]) -> Registry {
     let primitives: &[(&str, ToTract)] = &[
         ("external", deser::external),
         ("variable", deser::variable),
-        ("reshape", deser::reshape),
-        ("transpose", deser::transpose),
-        ("concat", deser::concat),
-        ("slice", deser::slice),
-        ("squeeze", deser::squeeze),
-        ("unsqueeze", deser::unsqueeze),
+        ("reshape", checked::reshape),
+        ("transpose", checked::transpose),
+        ("concat", checked::concat),
+        ("slice", checked::slice),
+        ("squeeze", checked::squeeze),
+        ("unsqueeze", checked::unsqueeze),
         ("matmul", deser::matmul),
-        ("sum_reduce", deser::reduce),
-        ("max_reduce", deser::reduce),
-        ("min_reduce", deser::reduce),
-        ("softmax", deser::softmax),
+        ("sum_reduce", checked::reduce),
+        ("max_reduce", checked::reduce),
+        ("min_reduce", checked::reduce),
+        ("softmax", checked::softmax),
     ];
     for &(id, load) in primitives {
         // The declarations (parameters, defaults) are the standard's own, from tract's stdlib,
@@ -140,6 +140,7 @@ fn load_cast(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> Tra
 }
 
 fn load_gather(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
+    checked::axes_below_rank(builder, invocation, "input", "axis", 0)?;
     let input = invocation.named_arg_as(builder, "input")?;
     let indices = invocation.named_arg_as(builder, "indices")?;
     let output_type: Option<DatumType> = invocation
@@ -149,6 +150,152 @@ fn load_gather(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> T
     let indices = builder.wire_as_outlets(ops::cast::cast(i64::datum_type()), &[indices])?[0];
     let axis = invocation.named_arg_as(builder, "axis")?;
     builder.wire(Gather { axis, output_type }, &[input, indices])
+}
+
+/// tract's loaders index the input's shape with the graph's axes without checking them, so a
+/// damaged graph panics inside tract (the fuzzers found reshape and transpose). Each loader
+/// here checks its axes against the input's rank, then hands over to tract's.
+mod checked {
+    use super::*;
+
+    fn rank(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+        input: &str,
+    ) -> TractResult<usize> {
+        let input: OutletId = invocation.named_arg_as(builder, input)?;
+        Ok(builder.model.outlet_fact(input)?.rank())
+    }
+
+    /// Every entry of the integer (or integer array) argument `arg` is below the rank of
+    /// `input` plus `extra`, and none repeats.
+    pub(super) fn axes_below_rank(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+        input: &str,
+        arg: &str,
+        extra: usize,
+    ) -> TractResult<TVec<usize>> {
+        let limit = rank(builder, invocation, input)? + extra;
+        let axes: TVec<i64> = match invocation.named_arg_as::<TVec<i64>>(builder, arg) {
+            Ok(axes) => axes,
+            Err(_) => tvec![invocation.named_arg_as::<i64>(builder, arg)?],
+        };
+        let mut seen = tvec![false; limit];
+        for &axis in &axes {
+            let Some(slot) = usize::try_from(axis).ok().and_then(|a| seen.get_mut(a)) else {
+                bail!("{arg} {axis} is outside the {limit} axes of its input");
+            };
+            ensure!(!*slot, "{arg} repeats axis {axis}");
+            *slot = true;
+        }
+        Ok(axes.iter().map(|&a| a as usize).collect())
+    }
+
+    pub(super) fn reshape(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        let rank = rank(builder, invocation, "input")?;
+        let start: i64 = invocation.named_arg_as(builder, "axis_start")?;
+        let count: i64 = invocation.named_arg_as(builder, "axis_count")?;
+        let end = if count == -1 { Some(rank as i64) } else { start.checked_add(count) };
+        ensure!(
+            start >= 0 && count >= -1 && end.is_some_and(|end| start <= end && end <= rank as i64),
+            "reshape of axes {start}..+{count} on an input of rank {rank}"
+        );
+        // A 0 in `shape` copies the input's axis `start + i`.
+        if let Ok(shape) = invocation.named_arg_as::<TVec<TDim>>(builder, "shape") {
+            for (i, d) in shape.iter().enumerate() {
+                ensure!(
+                    *d != 0.to_dim() || (start as usize + i) < rank,
+                    "reshape copies axis {} of an input of rank {rank}",
+                    start as usize + i
+                );
+            }
+        }
+        deser::reshape(builder, invocation)
+    }
+
+    pub(super) fn transpose(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        let rank = rank(builder, invocation, "input")?;
+        let axes = axes_below_rank(builder, invocation, "input", "axes", 0)?;
+        ensure!(axes.len() == rank, "transpose of {} axes on an input of rank {rank}", axes.len());
+        deser::transpose(builder, invocation)
+    }
+
+    pub(super) fn concat(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        let values: TVec<OutletId> = invocation.named_arg_as(builder, "values")?;
+        let ranks = values
+            .iter()
+            .map(|v| builder.model.outlet_fact(*v).map(|f| f.rank()))
+            .collect::<TractResult<TVec<usize>>>()?;
+        let axis: i64 = invocation.named_arg_as(builder, "axis")?;
+        ensure!(!ranks.is_empty(), "concat of nothing");
+        ensure!(ranks.iter().all(|&r| r == ranks[0]), "concat of inputs of ranks {ranks:?}");
+        ensure!((0..ranks[0] as i64).contains(&axis), "concat on axis {axis} of rank {}", ranks[0]);
+        deser::concat(builder, invocation)
+    }
+
+    pub(super) fn slice(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        let axes = axes_below_rank(builder, invocation, "input", "axes", 0)?;
+        for bound in ["begin", "end"] {
+            if let Ok(values) = invocation.named_arg_as::<TVec<TDim>>(builder, bound) {
+                ensure!(
+                    values.len() == axes.len(),
+                    "slice has {} axes but {} {bound} values",
+                    axes.len(),
+                    values.len()
+                );
+            }
+        }
+        deser::slice(builder, invocation)
+    }
+
+    pub(super) fn squeeze(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        axes_below_rank(builder, invocation, "input", "axes", 0)?;
+        deser::squeeze(builder, invocation)
+    }
+
+    pub(super) fn unsqueeze(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        let added = match invocation.named_arg_as::<TVec<i64>>(builder, "axes") {
+            Ok(axes) => axes.len(),
+            Err(_) => 1,
+        };
+        axes_below_rank(builder, invocation, "input", "axes", added)?;
+        deser::unsqueeze(builder, invocation)
+    }
+
+    pub(super) fn reduce(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        axes_below_rank(builder, invocation, "input", "axes", 0)?;
+        deser::reduce(builder, invocation)
+    }
+
+    pub(super) fn softmax(
+        builder: &mut ModelBuilder,
+        invocation: &ResolvedInvocation,
+    ) -> TractResult<Value> {
+        axes_below_rank(builder, invocation, "x", "axes", 0)?;
+        deser::softmax(builder, invocation)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +343,31 @@ mod tests {
         let err = framework().model_for_read(&mut &*tar.as_mut_slice()).err();
         let msg = format!("{:?}", err.expect("an unknown op must not load"));
         assert!(msg.contains("tract_core_stft"), "{msg}");
+    }
+
+    /// Axes outside the input's rank are errors naming them, not panics inside tract.
+    #[test]
+    fn axes_beyond_the_rank_are_errors() {
+        for (body, needle) in [
+            ("y = transpose(x, axes = [1, 1]);", "repeats axis 1"),
+            ("y = transpose(x, axes = [0]);", "transpose of 1 axes on an input of rank 2"),
+            ("y = reshape(x, shape = [0, 0, 0], axis_start = 1, axis_count = 1);", "copies axis 2"),
+            ("y = reshape(x, shape = [4], axis_start = 3);", "rank 2"),
+            ("y = squeeze(x, axes = [5]);", "axes 5 is outside the 2 axes"),
+            ("y = unsqueeze(x, axes = [4]);", "outside the 3 axes"),
+            ("y = sum_reduce(x, axes = [-1]);", "axes -1 is outside"),
+            ("y = softmax(x, axes = [2]);", "axes 2 is outside"),
+            ("y = slice(x, axes = [0, 1], begin = [0], end = [1, 1]);", "2 axes but 1 begin"),
+            ("y = concat([x, x], axis = 2);", "concat on axis 2"),
+        ] {
+            let graph = format!(
+                "version 1.0;\ngraph g(x) -> (y) {{\n  x = external<scalar>(shape = [2, 3]);\n  {body}\n}}\n"
+            );
+            let tar = tar_with_graph(&graph);
+            let err = framework().model_for_read(&mut &*tar.as_slice()).err();
+            let msg = format!("{:#}", err.expect(body));
+            assert!(msg.contains(needle), "{body}: {msg}");
+        }
     }
 
     fn tar_with_graph(graph: &str) -> Vec<u8> {

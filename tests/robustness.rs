@@ -98,6 +98,18 @@ fn fuzz_regressions_are_errors() {
         n += 1;
     }
     assert!(n > 0, "no regression inputs in {}", dir.display());
+
+    // Graphs alone, read with the tiny fixture's metadata (as the nnef target does).
+    let tiny = std::fs::read(repo().join("fuzz/seeds/bundle/tiny-int8.blt")).unwrap();
+    let shape = bertlite::bundle::Bundle::from_bytes(&tiny).unwrap().metadata.encoder;
+    let dir = repo().join("fuzz/regressions/nnef");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let graph = std::fs::read(&path).unwrap();
+        let options = EncoderOptions { threads: 1, precision: PrecisionChoice::Auto };
+        let loaded = bertlite::encoder::Encoder::load(&graph, &shape, options);
+        assert!(loaded.is_err(), "{} loads", path.display());
+    }
 }
 
 /// As fuzz/fuzz_targets/common.rs: the header's length and checksum made to match the bytes.

@@ -326,6 +326,9 @@ fn bad_onnx_inputs_are_clear_errors() {
     let empty = temp("empty.onnx");
     std::fs::write(&empty, b"").unwrap();
     expect_error(compile_onnx(&empty, &out_path, &["--tokenizer", tok]), "no graph");
+    // A valid ONNX file of another model (a two-layer MLP, models/not-bert-onnx/make.py).
+    let mlp = repo().join("models/not-bert-onnx/model.onnx");
+    expect_error(compile_onnx(&mlp, &out_path, &["--tokenizer", tok]), "is this a BERT export");
     // Options that only mean something for ONNX input.
     let dir = repo().join("models/tiny-bert-cls");
     expect_error(compile(&dir, &out_path, &["--tokenizer", tok]), "--onnx");
