@@ -364,7 +364,7 @@ mod tests {
                 "version 1.0;\ngraph g(x) -> (y) {{\n  x = external<scalar>(shape = [2, 3]);\n  {body}\n}}\n"
             );
             let tar = tar_with_graph(&graph);
-            let err = framework().model_for_read(&mut &*tar.as_slice()).err();
+            let err = framework().model_for_read(&mut tar.as_slice()).err();
             let msg = format!("{:#}", err.expect(body));
             assert!(msg.contains(needle), "{body}: {msg}");
         }
