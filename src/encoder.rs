@@ -46,6 +46,10 @@ pub(crate) fn thread_pool() -> Option<Arc<rayon::ThreadPool>> {
 pub struct Encoder {
     plan: Arc<TypedRunnableModel>,
     hidden: usize,
+    /// Token ids must be below this, sequences at most `max_position` long: tract's gathers
+    /// do not check their indices.
+    vocab_size: usize,
+    max_position: usize,
     decision: Decision,
 }
 
@@ -140,7 +144,13 @@ impl Encoder {
         let plan = model
             .into_runnable_with_options(&run_options)
             .map_err(|e| Error::inference("cannot build the execution plan", e))?;
-        Ok(Encoder { plan, hidden, decision })
+        Ok(Encoder {
+            plan,
+            hidden,
+            vocab_size: shape.vocab_size,
+            max_position: shape.max_position,
+            decision,
+        })
     }
 
     /// The precision the encoder runs at, and why it was chosen.
@@ -189,7 +199,43 @@ impl Encoder {
         Ok(times)
     }
 
+    /// A batch built by hand (the fields are public) gets the checks the tokenizer's own
+    /// encodings pass by construction.
+    fn check(&self, batch: &Batch) -> Result<()> {
+        let n = batch.batch.checked_mul(batch.seq);
+        if n.is_none_or(|n| {
+            [&batch.input_ids, &batch.attention_mask, &batch.token_type_ids]
+                .iter()
+                .any(|v| v.len() != n)
+        }) {
+            return Err(Error::input(format!(
+                "a batch of {} × {} tokens needs that many ids, mask values and type ids",
+                batch.batch, batch.seq
+            )));
+        }
+        if batch.batch == 0 || batch.seq == 0 {
+            return Err(Error::input("an empty batch or an encoding with no tokens"));
+        }
+        if batch.seq > self.max_position {
+            return Err(Error::input(format!(
+                "{} tokens is more than the model's {} positions",
+                batch.seq, self.max_position
+            )));
+        }
+        let vocab = self.vocab_size as i64;
+        if let Some(id) = batch.input_ids.iter().find(|&&id| !(0..vocab).contains(&id)) {
+            return Err(Error::input(format!(
+                "token id {id} is outside the vocabulary of {vocab}"
+            )));
+        }
+        if let Some(t) = batch.token_type_ids.iter().find(|&&t| !(0..=1).contains(&t)) {
+            return Err(Error::input(format!("token type {t} is not 0 or 1")));
+        }
+        Ok(())
+    }
+
     fn inputs(&self, batch: &Batch) -> Result<TVec<TValue>> {
+        self.check(batch)?;
         let shape = [batch.batch, batch.seq];
         let tensor = |data: &[i64]| -> Result<TValue> {
             Tensor::from_shape(&shape, data)

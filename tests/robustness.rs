@@ -1,6 +1,6 @@
 //! What an embedding program needs to promise: one `Model` shared by many threads answers every
-//! request as one thread would, bad requests included; the fuzzers' crash inputs stay errors;
-//! memory does not grow over many requests.
+//! request as one thread would, bad requests included; the fuzzers' crash inputs stay errors.
+//! (Memory over many requests: tools/memory.sh.)
 
 use std::sync::Arc;
 
@@ -44,8 +44,8 @@ fn request(model: &Model, kind: u32, i: usize) -> String {
     }
 }
 
-/// 10 000 mixed requests from 8 threads on one `Arc<Model>`: every answer equals the
-/// single-threaded answer to the same request.
+/// 10 000 mixed requests (`BERTLITE_STRESS_REQUESTS`) from 8 threads on one `Arc<Model>`: every
+/// answer equals the single-threaded answer to the same request.
 #[test]
 fn one_model_many_threads_same_answers() {
     let options = EncoderOptions { threads: 1, precision: PrecisionChoice::Auto };
@@ -54,14 +54,18 @@ fn one_model_many_threads_same_answers() {
         (0..5).map(|k| (0..TEXTS.len()).map(|i| request(&model, k, i)).collect()).collect();
     assert!(expected[4].iter().all(|a| a.contains("empty")), "{:?}", expected[4]);
     const THREADS: usize = 8;
-    const REQUESTS: usize = 10_000;
+    // Fewer under ThreadSanitizer (results/fuzz.md says how it is run), which is ~20x slower.
+    let requests: usize = std::env::var("BERTLITE_STRESS_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let model = Arc::clone(&model);
             let expected = expected.clone();
             std::thread::spawn(move || {
                 let mut seed = t as u64 + 1;
-                for _ in 0..REQUESTS / THREADS {
+                for _ in 0..requests.div_ceil(THREADS) {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     // Model runs are what costs: 2 in 10 requests are tokenizer-only, 1 in 10 bad.
                     let kind = [0, 0, 0, 1, 1, 2, 2, 3, 3, 4][(seed >> 33) as usize % 10];
@@ -124,4 +128,28 @@ fn fix_header(bytes: &mut [u8]) {
     h.update(&bytes[28..]);
     let crc = h.finalize();
     bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Encodings built by hand through the public fields get errors, not tract's unchecked gathers.
+#[test]
+fn hand_made_encodings_are_checked() {
+    use bertlite::tokenizer::Encoding;
+    let model = Model::load(bundle("minilm-int8.blt")).unwrap();
+    let encoding = |ids: &[u32], types: &[u32]| {
+        let mut e = Encoding::default();
+        for (&id, &t) in ids.iter().zip(types) {
+            e.ids.push(id).unwrap();
+            e.type_ids.push(t).unwrap();
+        }
+        e
+    };
+    let message = |e: &Encoding| model.embed_encodings(&[e]).unwrap_err().to_string();
+    assert_eq!(
+        message(&encoding(&[101, 30522, 102], &[0, 0, 0])),
+        "token id 30522 is outside the vocabulary of 30522"
+    );
+    assert_eq!(message(&encoding(&[101, 2000, 102], &[0, 2, 0])), "token type 2 is not 0 or 1");
+    assert_eq!(message(&Encoding::default()), "an empty batch or an encoding with no tokens");
+    let long = encoding(&[2000; 512], &[0; 512]);
+    assert!(model.embed_encodings(&[&long]).is_ok(), "512 tokens fit the 512 positions");
 }

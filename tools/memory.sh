@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 peak() { # peak KB of: bertlite ARGS < INPUT
   local input=$1; shift
   /usr/bin/time -f %M -o "$tmp/kb" "$bin" "$@" < "$input" > /dev/null
-  echo $(( $(cat "$tmp/kb") / 1024 ))
+  awk '{printf "%.1f", $1 / 1024}' "$tmp/kb"
 }
 python3 - "$tmp" <<'PY'
 import json, sys
