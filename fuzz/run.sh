@@ -35,7 +35,7 @@ for t in "${targets[@]}"; do
     "${parallel[@]}" -print_final_stats=1 > "$log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -h "stat::number_of_executed_units" "$log" fuzz-*.log 2>/dev/null | awk '{s += $2} END {print s + 0}')
+  runs=$(shopt -s nullglob; awk '/stat::number_of_executed_units/ {s += $2} END {print s + 0}' "$log" fuzz-*.log)
   if [ $rc -eq 0 ]; then
     printf '%-10s clean  %6d CPU s  %10d inputs  corpus %d\n' "$t" $(( ($(date +%s) - start) * jobs )) "$runs" "$(ls "$cache/$t" | wc -l)"
   else
