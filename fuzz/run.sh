@@ -4,16 +4,26 @@
 # (`cargo install cargo-fuzz`). The corpus grows in ~/.cache/bertlite/fuzz/<target>, seeded from
 # the committed fuzz/seeds/<target>; a crash is saved under fuzz/artifacts/<target>/ and fails the
 # run. Prints, per target, the CPU seconds it ran clean and the inputs it executed.
-#   fuzz/run.sh [-j N] [SECONDS] [TARGET...]
+#   fuzz/run.sh [--smoke] [-j N] [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")"
 jobs=1
+smoke=false
+if [ "${1:-}" = "--smoke" ]; then smoke=true; shift; fi
 if [ "${1:-}" = "-j" ]; then jobs=$2; shift 2; fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(tokenizer bundle nnef capi_text)
 cache=${BERTLITE_CACHE:-$HOME/.cache/bertlite}/fuzz
+logs=$cache
+mkdir -p "$logs"
+# --smoke (CI): start from the committed seeds only. libFuzzer first replays the whole corpus,
+# and a grown bundle corpus takes minutes to replay.
+if $smoke; then
+  cache=$(mktemp -d)
+  trap 'rm -rf "$cache"' EXIT
+fi
 # Builds go outside the clone, like every other cache of the project.
 target_dir=${BERTLITE_CACHE:-$HOME/.cache/bertlite}/fuzz-target
 # Bundles and graphs are ~160 KB; texts need no more than the default.
@@ -22,7 +32,7 @@ cargo +nightly fuzz build -O --target-dir "$target_dir" >/dev/null
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "$cache/$t" "artifacts/$t"
-  log="$cache/$t.log"
+  log="$logs/$t.log"
   start=$(date +%s)
   # With -jobs, libFuzzer's workers log to fuzz-<job>.log here (so two -j runs must not share
   # a checkout); one job logs to $log.
