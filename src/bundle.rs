@@ -122,8 +122,8 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// The sizes are consistent among themselves (the graph and head are checked against them
-    /// when they are loaded).
+    /// The sizes are consistent among themselves (the graph and head, including the head's
+    /// input size, are checked against them when they are loaded).
     pub fn check(&self) -> Result<()> {
         let e = &self.encoder;
         let bad = |what: String| Err(Error::bundle(format!("bundle metadata: {what}")));
@@ -157,14 +157,6 @@ impl Metadata {
             return bad(format!(
                 "tokenizer max_len {max_len} is outside 3..={} (the position table)",
                 e.max_position
-            ));
-        }
-        if let Some(head) = &self.head
-            && head.input_dim != e.hidden
-        {
-            return bad(format!(
-                "the head takes {} inputs but the encoder's hidden size is {}",
-                head.input_dim, e.hidden
             ));
         }
         Ok(())

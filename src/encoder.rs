@@ -28,6 +28,11 @@ pub struct EncoderOptions {
 /// C caller's uninitialized int, say), and each thread costs a stack: refused at load.
 pub const MAX_THREADS: usize = 256;
 
+/// One thread per core, within [`MAX_THREADS`]: what the CLI and the C API use by default.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS)
+}
+
 impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions { threads: 1, precision: PrecisionChoice::Auto }

@@ -71,18 +71,10 @@ impl Error {
 /// `MAX_MESSAGE` characters (a graph error can quote a whole tensor).
 fn one_line(message: &str) -> String {
     const MAX_MESSAGE: usize = 400;
-    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE + 3));
-    for (i, word) in message.split_whitespace().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(word);
-        if out.chars().count() > MAX_MESSAGE {
-            let cut = out.char_indices().nth(MAX_MESSAGE).map_or(out.len(), |(at, _)| at);
-            out.truncate(cut);
-            out.push('…');
-            break;
-        }
+    let mut out = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = out.char_indices().nth(MAX_MESSAGE) {
+        out.truncate(cut);
+        out.push('…');
     }
     out
 }

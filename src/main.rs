@@ -104,12 +104,7 @@ enum Command {
 /// `--threads`, default one per core (at most the runtime's maximum; a larger request is
 /// refused at load with a message).
 fn threads(t: Option<usize>) -> usize {
-    t.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(bertlite::encoder::MAX_THREADS)
-    })
-    .max(1)
+    t.unwrap_or_else(bertlite::encoder::default_threads).max(1)
 }
 
 fn load(path: &PathBuf, t: Option<usize>, precision: PrecisionChoice) -> anyhow::Result<Model> {

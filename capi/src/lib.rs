@@ -140,9 +140,7 @@ pub unsafe extern "C" fn bertlite_load(
                 .map_err(|e: runtime::Error| e.to_string())?,
         };
         let threads = match usize::try_from(threads) {
-            Ok(0) => std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(runtime::encoder::MAX_THREADS),
+            Ok(0) => runtime::encoder::default_threads(),
             Ok(n) => n,
             Err(_) => return Err(format!("threads must be ≥ 0, got {threads}")),
         };
