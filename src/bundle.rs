@@ -65,7 +65,7 @@ pub enum HeadKind {
 }
 
 /// The classification head. `HEAD` holds, as f32: if `pooler`, a dense+tanh layer on the
-/// pooled vector (`hidden × hidden` weight row-major [out][in], then `hidden` bias); then the
+/// pooled vector (`hidden × hidden` weight row-major `[out][in]`, then `hidden` bias); then the
 /// classifier (`labels.len() × input_dim` weight, then `labels.len()` bias).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct HeadInfo {

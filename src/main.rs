@@ -104,7 +104,7 @@ enum Command {
 /// `--threads`, default one per core (at most the runtime's maximum; a larger request is
 /// refused at load with a message).
 fn threads(t: Option<usize>) -> usize {
-    t.unwrap_or_else(bertlite::encoder::default_threads).max(1)
+    t.unwrap_or_else(bertlite::default_threads).max(1)
 }
 
 fn load(path: &PathBuf, t: Option<usize>, precision: PrecisionChoice) -> anyhow::Result<Model> {
@@ -134,11 +134,7 @@ fn inputs<'a>(texts: &'a [String]) -> Box<dyn Iterator<Item = Result<String, Str
     }))
 }
 
-fn encode(
-    model: &Model,
-    text: &str,
-    pair: bool,
-) -> bertlite::Result<bertlite::tokenizer::Encoding> {
+fn encode(model: &Model, text: &str, pair: bool) -> bertlite::Result<bertlite::Encoding> {
     match (pair, text.split_once('\t')) {
         (true, Some((a, b))) => model.encode_pair(a, b),
         (true, None) => {
@@ -220,8 +216,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Tokenize { common } => {
             // Tokenizing needs no graph: read the bundle, skip building the plan.
-            let bundle = bertlite::bundle::Bundle::read(&common.model)?;
-            let tok = bertlite::tokenizer::Tokenizer::new(
+            let bundle = bertlite::Bundle::read(&common.model)?;
+            let tok = bertlite::internal::Tokenizer::new(
                 bundle.metadata.tokenizer.clone(),
                 &bundle.vocab,
             )?;
@@ -246,9 +242,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let m = load(model, *t, *precision)?;
             let load_s = start.elapsed().as_secs_f64();
             let size = std::fs::metadata(model)?.len();
-            writeln!(out, "{}", bertlite::report::info(&m, size, load_s, threads(*t)))?;
+            writeln!(out, "{}", bertlite::internal::info(&m, size, load_s, threads(*t)))?;
             if *verbose {
-                write!(out, "{}", bertlite::report::plan_details(&m))?;
+                write!(out, "{}", bertlite::internal::plan_details(&m))?;
             }
         }
         Command::Bench { common, iters, batch, truncate, profile, by_node } => {
@@ -279,9 +275,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 encodings.push(e);
             }
             for group in encodings.chunks((*batch).max(1)) {
-                let refs: Vec<&bertlite::tokenizer::Encoding> = group.iter().collect();
+                let refs: Vec<&bertlite::Encoding> = group.iter().collect();
                 if *profile {
-                    let b = bertlite::encoder::Batch::new(&refs, model.tokenizer().pad_id());
+                    let b = bertlite::internal::Batch::new(&refs, model.tokenizer().pad_id());
                     model.encoder().run(&b)?; // warm-up
                     let times = model.encoder().profile(&b, *iters, *by_node)?;
                     let total: f64 = times.iter().map(|t| t.1.as_secs_f64()).sum();

@@ -6,11 +6,6 @@ use std::fmt::Write;
 
 use crate::model::Model;
 
-/// CPU features tract detected on this machine (e.g. `neon`, `dotprod`, `fp16`, `avx512`).
-pub fn cpu_features() -> Vec<String> {
-    tract_linalg::isa::native().iter().map(|isa| isa.name().to_owned()).collect()
-}
-
 /// Matrix-multiply kernels in the optimized plan, with how many ops use each.
 pub fn matmul_kernels(model: &Model) -> BTreeMap<String, usize> {
     let mut kernels = BTreeMap::new();
@@ -113,10 +108,16 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
             let _ = writeln!(s, "head         none (embeddings only)");
         }
     }
-    let _ = writeln!(s, "cpu          {} [{}]", std::env::consts::ARCH, cpu_features().join(" "));
+    let _ = writeln!(
+        s,
+        "cpu          {} [{}]",
+        std::env::consts::ARCH,
+        crate::platform::cpu::isa_names().join(" ")
+    );
     let _ = writeln!(s, "threads      {threads}");
     let d = model.encoder().precision();
     let _ = writeln!(s, "precision    {} ({})", d.precision, d.reason);
+    let _ = writeln!(s, "fast paths   {}", model.encoder().rewrites());
     let _ =
         writeln!(s, "load         {:.0} ms (parse + optimize for this CPU)", load_seconds * 1e3);
     for (k, n) in matmul_kernels(model) {

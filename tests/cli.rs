@@ -167,8 +167,8 @@ fn bad_bundles_are_clear_errors() {
 
 /// A copy of `name` with its sections changed by `f`, written with a valid checksum: what a
 /// buggy or hostile tool could produce, past the checksum.
-fn rewritten(name: &str, out: &str, f: impl FnOnce(&mut bertlite::bundle::Bundle)) -> PathBuf {
-    let mut b = bertlite::bundle::Bundle::read(&bundle(name)).unwrap();
+fn rewritten(name: &str, out: &str, f: impl FnOnce(&mut bertlite::Bundle)) -> PathBuf {
+    let mut b = bertlite::Bundle::read(&bundle(name)).unwrap();
     f(&mut b);
     let dir = std::env::temp_dir().join(format!("bertlite-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

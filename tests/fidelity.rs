@@ -1,8 +1,8 @@
 //! Numbers the spine promises, measured on the real MiniLM-L6 against the float64 reference.
 
-use bertlite::bundle::Bundle;
-use bertlite::pooling::cosine;
-use bertlite::tokenizer::Encoding;
+use bertlite::Bundle;
+use bertlite::Encoding;
+use bertlite::cosine;
 use bertlite::{EncoderOptions, Model, Precision, PrecisionChoice};
 
 use crate::common::*;
@@ -168,7 +168,7 @@ fn bbc_accuracy_fp32_and_int8() {
 
     // The int8 compute path (what Pi 5 / Orin run by default), same bundle and head. Only where
     // our AVX2 kernel runs it at speed: tract's x86 int8 kernel would take ~45 min here.
-    if !bertlite::gemm_i8::available() {
+    if !bertlite::internal::gemm_i8::available() {
         eprintln!("no AVX2: int8-compute BBC accuracy not measured");
         return;
     }

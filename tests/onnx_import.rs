@@ -7,7 +7,7 @@
 //!
 //! tools/test.sh compiles them with the tokenizer of models/all-MiniLM-L6-v2 (same vocabulary).
 
-use bertlite::pooling::cosine;
+use bertlite::cosine;
 use bertlite::{EncoderOptions, Model, Precision, PrecisionChoice};
 
 use crate::common::*;

@@ -95,8 +95,8 @@ fn fuzz_regressions_are_errors() {
         fix_header(&mut bytes);
         for precision in ["f32", "int8"] {
             let options = EncoderOptions { threads: 1, precision: precision.parse().unwrap() };
-            let loaded = bertlite::bundle::Bundle::from_bytes(&bytes)
-                .and_then(|b| Model::from_bundle(b, options));
+            let loaded =
+                bertlite::Bundle::from_bytes(&bytes).and_then(|b| Model::from_bundle(b, options));
             assert!(loaded.is_err(), "{} loads with {precision}", path.display());
         }
         n += 1;
@@ -105,13 +105,13 @@ fn fuzz_regressions_are_errors() {
 
     // Graphs alone, read with the tiny fixture's metadata (as the nnef target does).
     let tiny = std::fs::read(repo().join("fuzz/seeds/bundle/tiny-int8.blt")).unwrap();
-    let shape = bertlite::bundle::Bundle::from_bytes(&tiny).unwrap().metadata.encoder;
+    let shape = bertlite::Bundle::from_bytes(&tiny).unwrap().metadata.encoder;
     let dir = repo().join("fuzz/regressions/nnef");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let graph = std::fs::read(&path).unwrap();
         let options = EncoderOptions { threads: 1, precision: PrecisionChoice::Auto };
-        let loaded = bertlite::encoder::Encoder::load(&graph, &shape, options);
+        let loaded = bertlite::internal::Encoder::load(&graph, &shape, options);
         assert!(loaded.is_err(), "{} loads", path.display());
     }
 }
@@ -133,7 +133,7 @@ fn fix_header(bytes: &mut [u8]) {
 /// Encodings built by hand through the public fields get errors, not tract's unchecked gathers.
 #[test]
 fn hand_made_encodings_are_checked() {
-    use bertlite::tokenizer::Encoding;
+    use bertlite::Encoding;
     let model = Model::load(bundle("minilm-int8.blt")).unwrap();
     let encoding = |ids: &[u32], types: &[u32]| {
         let mut e = Encoding::default();

@@ -5,7 +5,9 @@
 mod common;
 
 mod cli;
+mod contract;
 mod fidelity;
+mod layers;
 mod onnx_import;
 mod robustness;
 mod tokenizer_parity;

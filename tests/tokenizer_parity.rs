@@ -1,8 +1,9 @@
 //! Token ids identical to Hugging Face `tokenizers`: a committed golden corpus, plus thousands of
 //! random mixed-script strings checked against the Python package at test time.
 
-use bertlite::bundle::Bundle;
-use bertlite::tokenizer::{Encoding, Tokenizer};
+use bertlite::Bundle;
+use bertlite::Encoding;
+use bertlite::internal::Tokenizer;
 use serde_json::Value;
 
 use crate::common::*;

@@ -17,6 +17,10 @@ para=models/paraphrase-MiniLM-L3-v2-onnx/paraphrase-MiniLM-L3-v2.onnx
 "$tool" compile --onnx $int8w "${tok[@]}" -o "$bundles/onnx-int8w-int8.blt"
 "$tool" compile --onnx $para "${tok[@]}" --no-quantize -o "$bundles/onnx-paraphrase-f32.blt"
 "$tool" compile --onnx $para "${tok[@]}" -o "$bundles/onnx-paraphrase-int8.blt"
+# A pruned bundle (heads, FFN neurons, two whole layers removed): the fast paths must still
+# match its graph (tests/contract.rs).
+"$tool" compile --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 --drop-layers 2 \
+  --calibration data/bbc/train.jsonl --calibration-texts 32 -o "$bundles/minilm-pruned.blt"
 # ONNX Runtime's graphs of bench.py: hand-built fp32, and quantize_dynamic (MatMulInteger) of it.
 onnx="$BERTLITE_CACHE/onnx"
 [ -f "$onnx/minilm-int8.onnx" ] || python3 tools/reference/make_onnx.py $model "$onnx"

@@ -140,7 +140,7 @@ pub unsafe extern "C" fn bertlite_load(
                 .map_err(|e: runtime::Error| e.to_string())?,
         };
         let threads = match usize::try_from(threads) {
-            Ok(0) => runtime::encoder::default_threads(),
+            Ok(0) => runtime::default_threads(),
             Ok(n) => n,
             Err(_) => return Err(format!("threads must be ≥ 0, got {threads}")),
         };

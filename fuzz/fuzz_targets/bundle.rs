@@ -5,7 +5,7 @@
 
 mod common;
 
-use bertlite::bundle::Bundle;
+use bertlite::Bundle;
 use bertlite::{EncoderOptions, Model, Precision, PrecisionChoice};
 use libfuzzer_sys::fuzz_target;
 

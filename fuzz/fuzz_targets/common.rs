@@ -1,7 +1,7 @@
 //! What the targets share: the committed tiny bundle (models/tiny-bert-cls compiled to int8,
 //! fuzz/seeds/bundle/) and a way past the bundle checksum.
 
-use bertlite::bundle::Bundle;
+use bertlite::Bundle;
 
 pub const TINY_BUNDLE: &[u8] = include_bytes!("../seeds/bundle/tiny-int8.blt");
 

@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::OnceLock;
 
-use bertlite::bundle::EncoderInfo;
-use bertlite::encoder::{Batch, Encoder};
-use bertlite::tokenizer::Encoding;
+use bertlite::EncoderInfo;
+use bertlite::internal::{Batch, Encoder};
+use bertlite::Encoding;
 use bertlite::{EncoderOptions, Precision, PrecisionChoice};
 use libfuzzer_sys::fuzz_target;
 

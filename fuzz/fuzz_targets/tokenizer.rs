@@ -3,7 +3,7 @@
 //! type ids 0 then 1; the same text always gives the same encoding.
 #![no_main]
 
-use bertlite::tokenizer::{Tokenizer, TokenizerConfig};
+use bertlite::internal::{Tokenizer, TokenizerConfig};
 use libfuzzer_sys::fuzz_target;
 
 const VOCAB: &str = include_str!("../../models/tiny-bert-cls/vocab.txt");
@@ -22,7 +22,7 @@ fn tokenizer(flags: u8, len: u8) -> Tokenizer {
         continuing_subword_prefix: "##".into(),
         max_input_chars_per_word: if flags & 32 != 0 { 100 } else { 4 },
         // 3 ..= 512: the smallest allowed, typical, and the most the runtime takes.
-        max_len: (3 + usize::from(len) * 2).min(bertlite::tokenizer::MAX_SEQ_LEN),
+        max_len: (3 + usize::from(len) * 2).min(bertlite::internal::MAX_SEQ_LEN),
     };
     Tokenizer::new(config, VOCAB).expect("a valid configuration")
 }

@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use bertlite::gemm_i8::{self, PackedWeights, Rescale};
+use bertlite::internal::gemm_i8::{self, PackedWeights, Rescale};
 use bertlite::{EncoderOptions, Model, Precision, PrecisionChoice};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use bertlite::bundle::{HeadKind, Pooling, PoolingMode};
-use bertlite::tokenizer::TokenizerConfig;
+use bertlite::internal::TokenizerConfig;
+use bertlite::{HeadKind, Pooling, PoolingMode};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -556,10 +556,10 @@ pub(crate) fn read_tokenizer(
         None => st_len.or(tok_len).unwrap_or(pos).min(pos),
     };
     ensure!(
-        (3..=bertlite::tokenizer::MAX_SEQ_LEN).contains(&cfg.max_len),
+        (3..=bertlite::internal::MAX_SEQ_LEN).contains(&cfg.max_len),
         "max length {} is outside 3..={}",
         cfg.max_len,
-        bertlite::tokenizer::MAX_SEQ_LEN
+        bertlite::internal::MAX_SEQ_LEN
     );
     Ok((cfg, vocab))
 }

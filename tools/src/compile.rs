@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use bertlite::EncoderOptions;
-use bertlite::bundle::{Bundle, EncoderInfo, HeadInfo, HeadKind, Metadata, PoolingMode};
-use bertlite::head::Head;
-use bertlite::tokenizer::Encoding;
+use bertlite::Encoding;
+use bertlite::internal::Head;
+use bertlite::{Bundle, EncoderInfo, HeadInfo, HeadKind, Metadata, PoolingMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{Checkpoint, Linear, Source};
@@ -265,7 +265,7 @@ fn train_head(
     let pooler =
         if ckpt.pooling.mode == PoolingMode::Cls { ckpt.bert.pooler.clone() } else { None };
     if let Some(p) = &pooler {
-        let dense = bertlite::head::Dense {
+        let dense = bertlite::internal::Dense {
             weight: p.weight.data.clone(),
             bias: p.bias.clone(),
             inputs: p.weight.cols,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use bertlite::bundle::Bundle;
-use bertlite::pooling::cosine;
+use bertlite::Bundle;
+use bertlite::cosine;
 use bertlite::{EncoderOptions, Model, PrecisionChoice};
 use serde::{Deserialize, Serialize};
 
@@ -172,11 +172,11 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
     print_table(&report);
     if let Some(path) = &opts.json_out {
         let text = serde_json::to_string_pretty(&report)?;
-        bertlite::bundle::write_atomic(path, text.as_bytes())?;
+        bertlite::internal::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &opts.svg_out {
-        bertlite::bundle::write_atomic(path, plot_svg(&report).as_bytes())?;
+        bertlite::internal::write_atomic(path, plot_svg(&report).as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(report)

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bertlite::PoolingMode;
 use bertlite::PrecisionChoice;
-use bertlite::bundle::PoolingMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::checkpoint::Source;
@@ -216,7 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&json)?;
             let report: eval::Report = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{} is not an eval report: {e}", json.display()))?;
-            bertlite::bundle::write_atomic(&output, eval::plot_svg(&report).as_bytes())?;
+            bertlite::internal::write_atomic(&output, eval::plot_svg(&report).as_bytes())?;
             Ok(())
         }
         Command::Eval { data, source, json, svg, latency_texts, threads, precision, bundles } => {

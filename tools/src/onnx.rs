@@ -13,7 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use bertlite::bundle::{Pooling, PoolingMode};
+use bertlite::{Pooling, PoolingMode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use bertlite::bundle::PoolingMode;
-use bertlite::pooling::cosine;
+use bertlite::PoolingMode;
+use bertlite::cosine;
 use bertlite::{EncoderOptions, Model, Precision, PrecisionChoice};
 use tract_onnx::prelude::*;
 

@@ -11,7 +11,8 @@
 //! standard (Wanda-style, applied per structure).
 
 use anyhow::{Context, Result, ensure};
-use bertlite::tokenizer::{Encoding, Tokenizer, TokenizerConfig};
+use bertlite::Encoding;
+use bertlite::internal::{Tokenizer, TokenizerConfig};
 use tract_core::internal::*;
 
 use crate::checkpoint::{Bert, Linear, Matrix};
@@ -101,7 +102,7 @@ pub fn measure(
             for (a, b) in
                 layer_in.chunks_exact(bert.hidden).zip(layer_out.chunks_exact(bert.hidden))
             {
-                change[l] += 1.0 - f64::from(bertlite::pooling::cosine(a, b));
+                change[l] += 1.0 - f64::from(bertlite::cosine(a, b));
             }
         }
         tokens += s;

@@ -240,7 +240,7 @@ fn trains_a_multi_label_sigmoid_head() {
     let out = compile(&dir, &out_path, &args);
     assert_ok(&out);
     let model = Model::load(&out_path).unwrap();
-    assert_eq!(model.head().unwrap().info.kind, bertlite::bundle::HeadKind::MultiLabel);
+    assert_eq!(model.head().unwrap().info.kind, bertlite::HeadKind::MultiLabel);
     let c = model.classify("good great market shares").unwrap();
     assert!(c.scores.iter().all(|(_, p)| *p > 0.5), "both labels: {c:?}");
     // Several labels without --multi-label is a clear error.

@@ -1,4 +1,4 @@
-//! Our own int8 matrix multiply, used by [`crate::int8`] instead of tract's: one micro-kernel
+//! Our own int8 matrix multiply, used by the int8 ops (`ops::int8`) instead of tract's: one micro-kernel
 //! per architecture (`avx2.rs`, `neon_dot.rs`), the packing, the portable reference they are
 //! tested against and the choice between them here.
 //!
@@ -66,7 +66,7 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU runs.
     pub fn native() -> Kernel {
-        let cpu = crate::cpu::features();
+        let cpu = crate::platform::cpu::features();
         if cfg!(target_arch = "x86_64") && cpu.avx2_fma {
             Kernel::Avx2
         } else if cfg!(target_arch = "aarch64") && cpu.dotprod {
@@ -140,7 +140,7 @@ pub struct PackedWeights {
     /// `corrections[block_fixes[b]..block_fixes[b + 1]]`.
     corrections: Vec<Correction>,
     block_fixes: Vec<usize>,
-    /// Σₖ w[c][k] per channel (of the original weights): the zero-point correction
+    /// `Σₖ w[c][k]` per channel (of the original weights): the zero-point correction
     /// `acc − zero · col_sum`.
     col_sums: Vec<i32>,
 }
@@ -197,7 +197,7 @@ impl PackedWeights {
     }
 }
 
-/// Σₖ w[c][k] for each row c of int8 weights `[n, k]`: what the zero-point correction
+/// `Σₖ w[c][k]` for each row c of int8 weights `[n, k]`: what the zero-point correction
 /// `acc − zero · col_sum` needs.
 pub fn col_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
     (0..n).map(|c| w[c * k..][..k].iter().map(|&v| i32::from(v)).sum()).collect()
@@ -262,7 +262,7 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
     }
     match w.kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 if crate::cpu::features().avx2_fma => {
+        Kernel::Avx2 if crate::platform::cpu::features().avx2_fma => {
             // SAFETY: AVX2 and FMA are present (checked); all reads stay inside `x`, `w.data`
             // and the rescale slices (the row index is clamped to m-1, the packed blocks cover
             // every quad, full-width stores only where c0 + 16 ≤ n), writes inside `y`.
@@ -270,7 +270,7 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
             return;
         }
         #[cfg(target_arch = "aarch64")]
-        Kernel::NeonDot if crate::cpu::features().dotprod => {
+        Kernel::NeonDot if crate::platform::cpu::features().dotprod => {
             // SAFETY: dot-product is present (checked); bounds as for AVX2 above: rows
             // clamped to m-1, rows of padded_k bytes read in whole 16-byte groups, packed
             // blocks cover every quad, full-width stores only where c0 + 16 ≤ n.

@@ -9,7 +9,7 @@
 //!   `Auto` (no fewer instructions than f32 at 128 tokens on a Cortex-A76, less faithful).
 //! - [`Precision::Int8`]: every linear layer runs on int8 kernels: activations are quantized per
 //!   token (dynamic, 0..=127 with a zero point), the i32 result scaled back per token × per
-//!   channel ([`crate::int8`]), on our own kernels ([`crate::gemm_i8`]: AVX2 on x86_64, SDOT
+//!   channel ([`crate::ops::int8`]), on our own kernels ([`crate::kernels::gemm_i8`]: AVX2 on x86_64, SDOT
 //!   on aarch64 with dot-product, SMULL on aarch64 without), tract's elsewhere. The default
 //!   with dot-product ARM and with AVX2.
 
@@ -74,18 +74,15 @@ pub struct Decision {
 }
 
 /// Resolves `choice` for a CPU with the given tract ISA feature names (see
-/// [`crate::report::cpu_features`]) and a bundle that does or does not store int8 weights.
+/// [`crate::platform::cpu::isa_names`]) and a bundle that does or does not store int8 weights.
 ///
-/// `Auto` follows what was measured (results/precision.md, results/boards.md): int8 where the
-/// CPU has the dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Orin). Without them
-/// (Cortex-A72: Pi 4) our SMULL kernel also needs fewer instructions than f32, but int8
-/// activations cost fidelity (mean cosine to fp64 0.9955 against f32's 0.9994), so `auto`
-/// keeps f32 there and int8 is an explicit choice. On x86_64 with AVX2 our int8 kernel ([`crate::gemm_i8`])
-/// runs the encoder 1.6–2.8× faster than f32 (16–256 tokens, 1–2 threads: results/bench-int8.md
-/// against results/bench.md), at cosine 0.998 to fp32. Never f16: on a Cortex-A76 with
-/// fp16 exposed, tract's f16 graph cost 564 M instructions at 128 tokens against 553 M in f32
-/// (16% fewer at 16 tokens) and it is less faithful, so f16 is an explicit choice (half the
-/// weight memory of f32).
+/// `Auto` follows what was measured (the figures and their commands: results/precision.md,
+/// results/boards.md): int8 where the CPU has the dot-product instructions (SDOT:
+/// Cortex-A76/A78, Pi 5, Orin) and on x86_64 with AVX2 ([`crate::kernels::gemm_i8`]).
+/// Without dot-product (Cortex-A72: Pi 4) our SMULL kernel also needs fewer instructions than
+/// f32, but int8 activations cost fidelity, so `auto` keeps f32 there and int8 is an explicit
+/// choice. Never f16: it measured no cheaper than f32 at 128 tokens on a Cortex-A76 with fp16,
+/// and less faithful; it is an explicit choice (half the weight memory of f32).
 pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Decision {
     let has = |f: &str| cpu.iter().any(|c| c == f);
     let decision = |precision, reason: &str| Decision { precision, reason: reason.to_owned() };

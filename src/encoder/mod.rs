@@ -12,8 +12,14 @@ use tract_nnef::prelude::{Framework, TypedRunnableModel};
 
 use crate::bundle::EncoderInfo;
 use crate::error::{Error, Result};
-use crate::precision::{Decision, Precision, PrecisionChoice};
+use crate::platform::threads;
+use crate::rewrite::{self, Rewrites};
 use crate::tokenizer::Encoding;
+use precision::{Decision, Precision, PrecisionChoice};
+
+mod graph_check;
+pub(crate) mod nnef_reader;
+pub(crate) mod precision;
 
 /// How the runtime executes the graph.
 #[derive(Clone, Copy, Debug)]
@@ -24,30 +30,13 @@ pub struct EncoderOptions {
     pub precision: PrecisionChoice,
 }
 
-/// The most threads a plan may use. The boards have 4 cores; a larger number is a mistake (a
-/// C caller's uninitialized int, say), and each thread costs a stack: refused at load.
-pub const MAX_THREADS: usize = 256;
-
-/// One thread per core, within [`MAX_THREADS`]: what the CLI and the C API use by default.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS)
-}
-
 impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions { threads: 1, precision: PrecisionChoice::Auto }
     }
 }
 
-/// The thread pool the running plan uses (`--threads` > 1), for our own ops to split work
-/// over; `None` on one thread.
-pub(crate) fn thread_pool() -> Option<Arc<rayon::ThreadPool>> {
-    match tract_linalg::multithread::current_tract_executor() {
-        tract_linalg::multithread::Executor::MultiThread(pool) => Some(pool),
-        _ => None,
-    }
-}
-
+/// A loaded encoder: the optimized plan for this CPU, and what was chosen for it.
 pub struct Encoder {
     plan: Arc<TypedRunnableModel>,
     hidden: usize,
@@ -56,6 +45,7 @@ pub struct Encoder {
     vocab_size: usize,
     max_position: usize,
     decision: Decision,
+    rewrites: Rewrites,
 }
 
 /// A batch of encodings padded to the longest one, as the graph wants it.
@@ -95,57 +85,27 @@ impl Encoder {
     /// Parses the NNEF tar and builds the optimized plan for this CPU.
     /// `shape` is the bundle metadata's description of the encoder, which the graph must match.
     pub fn load(graph: &[u8], shape: &EncoderInfo, options: EncoderOptions) -> Result<Encoder> {
-        if !(1..=MAX_THREADS).contains(&options.threads) {
-            return Err(Error::input(format!(
-                "threads must be between 1 and {MAX_THREADS}, got {}",
-                options.threads
-            )));
-        }
-        crate::graph_check::check_archive(graph)?;
-        let mut model = crate::nnef_reader::framework()
+        let executor = threads::executor(options.threads)?;
+        graph_check::check_archive(graph)?;
+        let mut model = nnef_reader::framework()
             .model_for_read(&mut &*graph)
             .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
-        crate::graph_check::check_model(&model, shape)?;
+        graph_check::check_model(&model, shape)?;
         let hidden = shape.hidden;
-        let int8_weights = crate::int8::has_int8_linears(&model);
-        let decision = crate::precision::decide(
-            options.precision,
-            &crate::report::cpu_features(),
-            int8_weights,
-        );
-        if decision.precision != Precision::F16 {
-            // f32 ops: the f16 path converts the graph to f16 first and keeps tract's.
-            crate::attention::rewrite(&mut model)
-                .map_err(|e| Error::inference("cannot fuse the attention", e))?;
-            crate::fused::rewrite(&mut model)
-                .map_err(|e| Error::inference("cannot fuse the layer norms and softmaxes", e))?;
-        }
-        match decision.precision {
-            Precision::F32 => {}
-            Precision::Int8 => {
-                crate::int8::rewrite_linears(&mut model)
-                    .map_err(|e| Error::inference("cannot set up the int8 linears", e))?;
-            }
-            Precision::F16 => {
-                model = to_f16(model)?;
-            }
+        let int8_weights = rewrite::has_int8_linears(&model);
+        let decision =
+            precision::decide(options.precision, &crate::platform::cpu::isa_names(), int8_weights);
+        let plan = rewrite::Plan {
+            fuse_f32: decision.precision != Precision::F16,
+            int8: decision.precision == Precision::Int8,
+        };
+        let rewrites = rewrite::apply(&mut model, plan)?;
+        if decision.precision == Precision::F16 {
+            model = to_f16(model)?;
         }
         let model =
             model.into_optimized().map_err(|e| Error::inference("cannot optimize the graph", e))?;
-        let mut run_options = RunOptions::default();
-        if options.threads > 1 {
-            // Built here rather than by tract's `Executor::multithread`, which panics when the
-            // system refuses the threads.
-            let pool = rayon::ThreadPoolBuilder::new()
-                .thread_name(|n| format!("bertlite-{n}"))
-                .num_threads(options.threads)
-                .build()
-                .map_err(|e| {
-                    Error::inference(format!("cannot start {} threads", options.threads), e)
-                })?;
-            run_options.executor =
-                Some(tract_linalg::multithread::Executor::MultiThread(Arc::new(pool)));
-        }
+        let run_options = RunOptions { executor, ..RunOptions::default() };
         let plan = model
             .into_runnable_with_options(&run_options)
             .map_err(|e| Error::inference("cannot build the execution plan", e))?;
@@ -155,12 +115,20 @@ impl Encoder {
             vocab_size: shape.vocab_size,
             max_position: shape.max_position,
             decision,
+            rewrites,
         })
     }
 
     /// The precision the encoder runs at, and why it was chosen.
     pub fn precision(&self) -> &Decision {
         &self.decision
+    }
+
+    /// What the graph rewrites found at load: the fused ops and int8 linears this plan runs
+    /// on our kernels. A bundle written by this version of `bertlite-tool` gets all of them
+    /// (tests/contract.rs); fewer means a fast path silently fell back to tract.
+    pub fn rewrites(&self) -> &Rewrites {
+        &self.rewrites
     }
 
     pub fn hidden(&self) -> usize {

@@ -3,8 +3,8 @@
 /// Runs `$body` compiled for AVX2 + FMA when the CPU has them (the default x86_64 target is
 /// SSE2 only), else as plain code; NEON is the aarch64 baseline, so there it vectorizes as is.
 macro_rules! simd_dispatch {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
-        fn $name($($arg: $ty),*) -> $ret {
+    ($vis:vis $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[inline(always)]
             fn body($($arg: $ty),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]
@@ -13,7 +13,7 @@ macro_rules! simd_dispatch {
                 unsafe fn avx2($($arg: $ty),*) -> $ret {
                     body($($arg),*)
                 }
-                if crate::cpu::features().avx2_fma {
+                if crate::platform::cpu::features().avx2_fma {
                     // SAFETY: both features are present.
                     return unsafe { avx2($($arg),*) };
                 }

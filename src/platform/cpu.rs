@@ -1,5 +1,5 @@
 //! What this CPU can do, detected once: the one place the kernels, the graph rewrites and the
-//! precision choice ask (the bottom layer of the runtime; it imports nothing of ours).
+//! precision choice ask.
 
 use std::sync::OnceLock;
 
@@ -41,4 +41,10 @@ fn detect() -> Features {
     {
         Features::default()
     }
+}
+
+/// Every CPU feature tract detected on this machine (e.g. `neon`, `dotprod`, `fp16`,
+/// `avx512`): what the precision choice and `bertlite info` read.
+pub fn isa_names() -> Vec<String> {
+    tract_linalg::isa::native().iter().map(|isa| isa.name().to_owned()).collect()
 }

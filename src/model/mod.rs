@@ -6,9 +6,12 @@ use std::path::Path;
 use crate::bundle::{Bundle, Metadata};
 use crate::encoder::{Batch, Encoder, EncoderOptions};
 use crate::error::{Error, Result};
-use crate::head::Head;
-use crate::pooling::pool;
 use crate::tokenizer::{Encoding, Tokenizer};
+use head::Head;
+use pooling::pool;
+
+pub(crate) mod head;
+pub(crate) mod pooling;
 
 /// A loaded bundle. `Send + Sync`: share one across threads behind an `Arc`.
 pub struct Model {
@@ -66,14 +69,28 @@ impl Model {
         &self.metadata
     }
 
+    #[doc(hidden)]
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
 
+    /// The precision the encoder runs at, and why it was chosen.
+    pub fn precision(&self) -> &crate::encoder::precision::Decision {
+        self.encoder.precision()
+    }
+
+    /// What the graph rewrites found at load: the fused ops and int8 linears running on
+    /// bertlite's own kernels.
+    pub fn rewrites(&self) -> &crate::rewrite::Rewrites {
+        self.encoder.rewrites()
+    }
+
+    #[doc(hidden)]
     pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }
 
+    #[doc(hidden)]
     pub fn head(&self) -> Option<&Head> {
         self.head.as_ref()
     }

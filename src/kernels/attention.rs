@@ -1,0 +1,258 @@
+//! Self-attention as one op: scores, masked softmax and context per head, with the
+//! head's keys and values gathered once and the scores row block kept in L1.
+//!
+//! tract 0.23 runs it as two batched matmuls with their packing, two axis moves and the softmax
+//! (~5 ms of a 28 ms int8 inference at 128 tokens on this machine kind, most of it packing and
+//! moving 32-wide heads). Here:
+//!
+//! ```text
+//! q, k, v [b, s, heads·dh], mask [b, 1, 1, s] ── Attention ── context [b, s, heads·dh]
+//! per (batch, head): Kᵀ gathered [dh, s]; per 4 query rows: scores = q·Kᵀ (4×16 FMA tiles),
+//!                    softmax(scores + mask), context rows = p·V (2 rows × dh FMA tiles)
+//! ```
+//!
+//! The 1/√dh scale is already folded into the query weights by `bertlite-tool`. The pattern is
+//! matched on the graph as loaded (the einsums, reshapes and moves tract's declutter leaves for
+//! `bshd,bthd->bhst` and `bhst,bthd->bshd`); anything else stays with tract. x86_64 with
+//! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops.
+
+use super::softmax::masked_exp_row;
+
+/// Query rows per scores tile, key columns per tile.
+const QR: usize = 4;
+const KC: usize = 16;
+const _: () = assert!(QR == 4 && KC.is_multiple_of(4), "scores_tile's NEON form");
+
+#[derive(Clone, Copy)]
+pub(crate) struct Dims {
+    pub(crate) seq: usize,
+    pub(crate) heads: usize,
+    pub(crate) dh: usize,
+    pub(crate) head: usize,
+    /// Distance between the head's output rows in `out`.
+    pub(crate) out_stride: usize,
+}
+
+/// Per-op buffers, reused across heads: keys by tile `[t16 / KC, dh, KC]` (t padded to the
+/// tile), values `[t, dh]`, one tile of query rows `[dh, QR]`, scores `[QR, t16]` and
+/// probabilities `[QR, t]`.
+pub(crate) struct Scratch {
+    kt: Vec<f32>,
+    v: Vec<f32>,
+    q: Vec<f32>,
+    scores: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(seq: usize, dh: usize) -> Scratch {
+        let t16 = seq.div_ceil(KC) * KC;
+        Scratch {
+            kt: vec![0.0; dh * t16],
+            v: vec![0.0; seq * dh],
+            q: vec![0.0; QR * dh],
+            scores: vec![0.0; QR * t16],
+            probs: vec![0.0; QR * seq],
+        }
+    }
+}
+
+// One head of one text: `out[r * dims.out_stride..][..dh]` receives row r of its context.
+simd_dispatch!(pub(crate) attention_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &[f32],
+    dims: Dims,
+    scratch: &mut Scratch,
+    out: &mut [f32]
+) -> () {
+    let Dims { seq: t, heads, dh, head, out_stride } = dims;
+    let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
+    let Scratch { kt, v: vh, q: qt, scores, probs } = scratch;
+    // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
+    for j in 0..t {
+        let (tile, c) = (j / KC, j % KC);
+        for (d, &x) in k[j * w + off..][..dh].iter().enumerate() {
+            kt[(tile * dh + d) * KC + c] = x;
+        }
+        vh[j * dh..][..dh].copy_from_slice(&v[j * w + off..][..dh]);
+    }
+    let mut sums = [0f32; QR];
+    for i0 in (0..t).step_by(QR) {
+        let rows = QR.min(t - i0);
+        // The query rows transposed, `[dh][QR]`, zero past the last row.
+        qt.fill(0.0);
+        for r in 0..rows {
+            for (d, &x) in q[(i0 + r) * w + off..][..dh].iter().enumerate() {
+                qt[d * QR + r] = x;
+            }
+        }
+        for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
+            let acc = scores_tile(keys, qt);
+            for (r, acc) in acc.iter().enumerate() {
+                scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
+            }
+        }
+        // Unnormalized probabilities; the context is divided by their sum instead (dh
+        // divisions per row rather than t multiplications).
+        for (r, sum) in sums.iter_mut().enumerate().take(rows) {
+            *sum = masked_exp_row(&scores[r * t16..][..t], mask, &mut probs[r * t..][..t]);
+        }
+        let mut r = 0;
+        while r < rows {
+            let pair = (rows - r).min(2);
+            let p0 = &probs[r * t..][..t];
+            let p1 = &probs[(r + pair - 1) * t..][..t];
+            let (o0, o1) = match dh {
+                32 => context_pair::<32>(p0, p1, vh),
+                64 => context_pair::<64>(p0, p1, vh),
+                _ => {
+                    for (rr, p) in [p0, p1].into_iter().enumerate().take(pair) {
+                        let o = &mut out[(i0 + r + rr) * out_stride..][..dh];
+                        o.fill(0.0);
+                        for (j, &pj) in p.iter().enumerate() {
+                            let vr = &vh[j * dh..][..dh];
+                            o.iter_mut().zip(vr).for_each(|(o, &v)| *o = pj.mul_add(v, *o));
+                        }
+                        let inv = 1.0 / sums[r + rr];
+                        o.iter_mut().for_each(|o| *o *= inv);
+                    }
+                    r += pair;
+                    continue;
+                }
+            };
+            for (rr, o) in [o0, o1].iter().enumerate().take(pair) {
+                let inv = 1.0 / sums[r + rr];
+                let dst = &mut out[(i0 + r + rr) * out_stride..][..dh];
+                dst.iter_mut().zip(o).for_each(|(d, &o)| *d = o * inv);
+            }
+            r += pair;
+        }
+    }
+});
+
+/// One 4 × 16 tile of scores: `acc[r][c] = Σ_d qt[d][r] · keys[d][c]` (`keys` `[dh][KC]`,
+/// `qt` `[dh][QR]`), fused multiply-adds in d order.
+#[inline(always)]
+fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
+    #[cfg(target_arch = "aarch64")]
+    {
+        // The four query values of one d are one register; `fmla` by element multiplies it
+        // into the keys (LLVM loaded them one by one: 25 instructions per d, now 21). The
+        // same fused operations in the same order as the portable loop.
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is the aarch64 baseline; chunks hold KC = 16 and QR = 4 values.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); KC / 4]; QR];
+            for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
+                let q = vld1q_f32(qv.as_ptr());
+                let k: [float32x4_t; KC / 4] =
+                    std::array::from_fn(|j| vld1q_f32(kv.as_ptr().add(4 * j)));
+                for j in 0..KC / 4 {
+                    acc[0][j] = vfmaq_laneq_f32::<0>(acc[0][j], k[j], q);
+                    acc[1][j] = vfmaq_laneq_f32::<1>(acc[1][j], k[j], q);
+                    acc[2][j] = vfmaq_laneq_f32::<2>(acc[2][j], k[j], q);
+                    acc[3][j] = vfmaq_laneq_f32::<3>(acc[3][j], k[j], q);
+                }
+            }
+            let mut out = [[0f32; KC]; QR];
+            for (o, a) in out.iter_mut().zip(&acc) {
+                for (j, a) in a.iter().enumerate() {
+                    vst1q_f32(o.as_mut_ptr().add(4 * j), *a);
+                }
+            }
+            out
+        }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        // Exact-size chunks: no bounds checks, the 4 × 16 accumulators stay in registers.
+        let mut acc = [[0f32; KC]; QR];
+        for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
+            for (acc, &qv) in acc.iter_mut().zip(qv) {
+                acc.iter_mut().zip(kv).for_each(|(a, &k)| *a = qv.mul_add(k, *a));
+            }
+        }
+        acc
+    }
+}
+
+/// `p0 · V` and `p1 · V` for a head width known at compile time, so both accumulator rows
+/// stay in registers (2 × DH/8 ymm) across all keys.
+#[inline(always)]
+fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64], [f32; 64]) {
+    let mut a0 = [0f32; DH];
+    let mut a1 = [0f32; DH];
+    #[cfg(target_arch = "aarch64")]
+    let done = context_pair_neon::<DH>(p0, p1, v, &mut a0, &mut a1);
+    #[cfg(not(target_arch = "aarch64"))]
+    let done = 0;
+    for ((&x0, &x1), vr) in p0[done..].iter().zip(&p1[done..]).zip(v[done * DH..].chunks_exact(DH))
+    {
+        for d in 0..DH {
+            a0[d] = x0.mul_add(vr[d], a0[d]);
+            a1[d] = x1.mul_add(vr[d], a1[d]);
+        }
+    }
+    let (mut o0, mut o1) = ([0f32; 64], [0f32; 64]);
+    o0[..DH].copy_from_slice(&a0);
+    o1[..DH].copy_from_slice(&a1);
+    (o0, o1)
+}
+
+/// The first keys of [`context_pair`] in whole groups of four, on NEON: the two rows' four
+/// probabilities are one register each, multiplied by element into each value row (LLVM
+/// broadcast every probability on its own: 25 instructions per key at dh 32, now 21). The same
+/// fused operations in the same key order; returns how many keys it did.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn context_pair_neon<const DH: usize>(
+    p0: &[f32],
+    p1: &[f32],
+    v: &[f32],
+    a0: &mut [f32; DH],
+    a1: &mut [f32; DH],
+) -> usize {
+    use std::arch::aarch64::*;
+    let keys = p0.len().min(p1.len()).min(v.len() / DH) / 4 * 4;
+    // SAFETY: NEON is the aarch64 baseline; DH is a multiple of 4 (32 or 64), each group
+    // reads 4 probabilities per row and 4 value rows of DH, all below `keys`.
+    unsafe {
+        let mut acc0: [float32x4_t; 16] = [vdupq_n_f32(0.0); 16];
+        let mut acc1: [float32x4_t; 16] = [vdupq_n_f32(0.0); 16];
+        let lanes = DH / 4;
+        for g in (0..keys).step_by(4) {
+            let q0 = vld1q_f32(p0.as_ptr().add(g));
+            let q1 = vld1q_f32(p1.as_ptr().add(g));
+            macro_rules! key {
+                ($i:literal) => {{
+                    let row = v.as_ptr().add((g + $i) * DH);
+                    for l in 0..lanes {
+                        let x = vld1q_f32(row.add(4 * l));
+                        acc0[l] = vfmaq_laneq_f32::<$i>(acc0[l], x, q0);
+                        acc1[l] = vfmaq_laneq_f32::<$i>(acc1[l], x, q1);
+                    }
+                }};
+            }
+            key!(0);
+            key!(1);
+            key!(2);
+            key!(3);
+        }
+        for l in 0..lanes {
+            vst1q_f32(a0.as_mut_ptr().add(4 * l), acc0[l]);
+            vst1q_f32(a1.as_mut_ptr().add(4 * l), acc1[l]);
+        }
+    }
+    keys
+}
+
+/// Whether this CPU runs the fused attention (and the rewrite swaps it in): x86_64 with AVX2 + FMA,
+/// and aarch64, where NEON and FMA are the base architecture so the loops above compile to
+/// `fmla` as they are. Not armv7: its default target has no NEON, and `mul_add` there is a
+/// libm call.
+pub fn available() -> bool {
+    let cpu = crate::platform::cpu::features();
+    cpu.avx2_fma || cpu.aarch64
+}

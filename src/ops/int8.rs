@@ -1,0 +1,274 @@
+//! Int8 compute for the linear layers: `x · Wᵀ` as int8 × int8 → i32 on tract's integer
+//! kernels, with the two conversions around it done in one pass each by our own ops:
+//!
+//! ```text
+//! x f32 [.., k] ─ QuantizeRows ─┬─ xq i8 [.., k] ─ EinSum(i8, W i8 [n, k]) ─ acc i32 [.., n]
+//!                               └─ sx f32, zx i32 [.., 1] ───────────────────┐
+//!       (acc − zx · Σₖw[n]) · sx · sw[n] ─ DequantizeRows ─ y f32 [.., n] ───┘
+//! ```
+//!
+//! Activations are quantized per token (row), asymmetric, from the row's own min and max: no
+//! calibration. Values run 0..=127 with a per-row zero point, the range our x86 kernel
+//! multiplies exactly with `vpmaddubsw` ([`crate::kernels::gemm_i8`]); every target uses the same
+//! quantization so boards and hosts agree. The zero point costs one multiply-subtract per
+//! output, done in our dequantize step, not by tract (its zero-point compensation is what made
+//! its ONNX int8 path slower than f32, ../shared/notes/tract-0.23.md). Seven bits are enough:
+//! against eight-bit symmetric rows, mean cosine to fp32 on 64 BBC articles went 0.99802 →
+//! 0.99773 (results/performance.md). Weights are the bundle's own int8 values and per-channel
+//! scales, untouched.
+//!
+//! The rewrite runs on the loaded graph, before tract optimizes it: it finds each matmul whose
+//! weight is `cast(i8 const) · scale const` (how `bertlite-tool` stores int8 linears) and
+//! replaces it. The bundle format does not change.
+
+use tract_nnef::internal::*;
+
+use crate::kernels::gemm_i8;
+use crate::kernels::quantize::{RowQuant, quantize_row};
+
+/// f32 → (i8 in 0..=127, per-row scale, per-row zero point) over the last axis:
+/// `x ≈ (xq − zero) · scale`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantizeRows;
+
+impl Op for QuantizeRows {
+    fn name(&self) -> StaticName {
+        "BertliteQuantizeRows".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for QuantizeRows {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let shape = x.shape().to_vec();
+        let k = *shape.last().context("QuantizeRows needs a rank ≥ 1 input")?;
+        let mut scale_shape = shape.clone();
+        if let Some(last) = scale_shape.last_mut() {
+            *last = 1;
+        }
+        let mut q = Tensor::zero::<i8>(&shape)?;
+        let mut s = Tensor::zero::<f32>(&scale_shape)?;
+        let mut z = Tensor::zero::<i32>(&scale_shape)?;
+        if k > 0 {
+            let x_ram = x.try_as_plain_ram()?;
+            let mut q_ram = q.try_as_plain_ram_mut()?;
+            let mut s_ram = s.try_as_plain_ram_mut()?;
+            let mut z_ram = z.try_as_plain_ram_mut()?;
+            let rows = x_ram.as_slice::<f32>()?.chunks_exact(k);
+            let rows = rows.zip(q_ram.as_slice_mut::<i8>()?.chunks_exact_mut(k));
+            let params = s_ram.as_slice_mut::<f32>()?.iter_mut().zip(z_ram.as_slice_mut::<i32>()?);
+            for ((x, q), (s, z)) in rows.zip(params) {
+                RowQuant { scale: *s, zero: *z } = quantize_row(x, q);
+            }
+        }
+        Ok(tvec![q.into_tvalue(), s.into_tvalue(), z.into_tvalue()])
+    }
+}
+
+impl TypedOp for QuantizeRows {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type(), "QuantizeRows wants f32");
+        let shape = inputs[0].shape.to_tvec();
+        let mut scale_shape = shape.clone();
+        *scale_shape.last_mut().context("QuantizeRows needs a rank ≥ 1 input")? = 1.to_dim();
+        Ok(tvec![i8::fact(shape), f32::fact(scale_shape.clone()), i32::fact(scale_shape)])
+    }
+    as_op!();
+}
+
+/// i32 accumulators `[.., n]`, less per-row zero point `[.., 1]` × weight sums `[n]`, × per-row
+/// scale `[.., 1]` × per-channel scale `[n]` → f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DequantizeRows {
+    pub channel_scales: Arc<Vec<f32>>,
+    /// `Σₖ w[c][k]` per channel.
+    pub col_sums: Arc<Vec<i32>>,
+}
+
+impl Eq for DequantizeRows {}
+
+impl Op for DequantizeRows {
+    fn name(&self) -> StaticName {
+        "BertliteDequantizeRows".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeRows {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (acc, row_scales, row_zeros) = args_3!(inputs);
+        let n = self.channel_scales.len();
+        ensure!(
+            acc.shape().last() == Some(&n),
+            "DequantizeRows: {:?} vs {n} channels",
+            acc.shape()
+        );
+        let mut y = Tensor::zero::<f32>(acc.shape())?;
+        {
+            let acc_ram = acc.try_as_plain_ram()?;
+            let acc = acc_ram.as_slice::<i32>()?;
+            let rs_ram = row_scales.try_as_plain_ram()?;
+            let rs = rs_ram.as_slice::<f32>()?;
+            let rz_ram = row_zeros.try_as_plain_ram()?;
+            let zeros = rz_ram.as_slice::<i32>()?;
+            let mut y_ram = y.try_as_plain_ram_mut()?;
+            ensure!(
+                rs.len() * n == acc.len() && zeros.len() == rs.len(),
+                "DequantizeRows: one scale and zero point per row"
+            );
+            let rescale =
+                gemm_i8::Rescale { rows: rs, zeros, channels: &self.channel_scales, bias: None };
+            gemm_i8::rescale(acc, &rescale, &self.col_sums, y_ram.as_slice_mut::<f32>()?);
+        }
+        Ok(tvec![y.into_tvalue()])
+    }
+}
+
+impl TypedOp for DequantizeRows {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == i32::datum_type(), "DequantizeRows wants i32");
+        Ok(tvec![f32::fact(inputs[0].shape.clone())])
+    }
+    as_op!();
+}
+
+/// One int8 linear's constants: packed weights `[n, k]`, per-channel scales, and the bias add
+/// that followed the matmul (absorbed into the kernel's rescale).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Int8Linear {
+    pub weights: Arc<gemm_i8::PackedWeights>,
+    pub channel_scales: Arc<Vec<f32>>,
+    pub bias: Option<Arc<Vec<f32>>>,
+}
+
+/// Whole int8 linears in one op, on our own kernels ([`crate::kernels::gemm_i8`]: AVX2 on x86_64, SDOT
+/// on aarch64 with dot-product, SMULL on aarch64 without): quantize each row of `x [.., k]` once, then for every linear
+/// reading `x` (query, key and value share one), exact int8 products rescaled to f32 `[.., n]`
+/// — one output per linear. Used instead of the three-op chain above wherever one of our
+/// kernels runs (tract's int8 matmul is unusably slow on x86, and needs the extra passes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearI8 {
+    pub linears: Vec<Int8Linear>,
+}
+
+impl Eq for LinearI8 {}
+
+impl Op for LinearI8 {
+    fn name(&self) -> StaticName {
+        "BertliteLinearI8".into()
+    }
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(self
+            .linears
+            .iter()
+            .map(|l| {
+                let (k, n) = (l.weights.k, l.weights.n);
+                let fixes = l.weights.corrections();
+                let kernel = l.weights.kernel.name();
+                format!("Mult: k:{k} n:{n}, {fixes} weights corrected, with [{kernel}]")
+            })
+            .collect())
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for LinearI8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let k = self.linears.first().map_or(0, |l| l.weights.k);
+        ensure!(x.shape().last() == Some(&k), "LinearI8: input {:?}, k = {k}", x.shape());
+        let m = x.len() / k.max(1);
+        let shape = |n: usize| {
+            let mut shape = x.shape().to_vec();
+            if let Some(last) = shape.last_mut() {
+                *last = n;
+            }
+            shape
+        };
+        if m == 0 || k == 0 {
+            return self
+                .linears
+                .iter()
+                .map(|l| Ok(Tensor::zero::<f32>(&shape(l.weights.n))?.into_tvalue()))
+                .collect();
+        }
+        let x_ram = x.try_as_plain_ram()?;
+        // Quantized straight into the kernel's row layout (k padded to whole quads, pad = 0).
+        let kp = gemm_i8::padded_k(k);
+        let mut xq = vec![0u8; m * kp];
+        let (mut row_scales, mut row_zeros) = (vec![0f32; m], vec![0i32; m]);
+        let rows = x_ram.as_slice::<f32>()?.chunks_exact(k).zip(xq.chunks_exact_mut(kp));
+        for ((x, q), (s, z)) in rows.zip(row_scales.iter_mut().zip(&mut row_zeros)) {
+            RowQuant { scale: *s, zero: *z } = quantize_row(x, &mut q[..k]);
+        }
+        let mut outputs = TVec::new();
+        for l in &self.linears {
+            // SAFETY: `linear_rows` writes every element of `y` before anything reads it.
+            let mut y = unsafe { Tensor::uninitialized::<f32>(&shape(l.weights.n))? };
+            {
+                let mut y_ram = y.try_as_plain_ram_mut()?;
+                linear_rows(l, &xq, &row_scales, &row_zeros, y_ram.as_slice_mut()?);
+            }
+            outputs.push(y.into_tvalue());
+        }
+        Ok(outputs)
+    }
+}
+
+/// `y = linear(xq)` for quantized rows, split by rows over tract's thread pool when the plan
+/// runs with several threads (`--threads`), else on the calling thread.
+fn linear_rows(l: &Int8Linear, xq: &[u8], row_scales: &[f32], row_zeros: &[i32], y: &mut [f32]) {
+    use rayon::prelude::*;
+    let (n, kp, m) = (l.weights.n, gemm_i8::padded_k(l.weights.k), row_scales.len());
+    let run = |rows: std::ops::Range<usize>, y: &mut [f32]| {
+        let rescale = gemm_i8::Rescale {
+            rows: &row_scales[rows.clone()],
+            zeros: &row_zeros[rows.clone()],
+            channels: &l.channel_scales,
+            bias: l.bias.as_deref().map(|b| b.as_slice()),
+        };
+        let x = &xq[rows.start * kp..rows.end * kp];
+        gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
+    };
+    match crate::platform::threads::current_pool() {
+        // Whole micro-kernel tiles (4 rows) per thread; short inputs stay on one.
+        Some(pool) if m >= 8 => {
+            let chunk = m.div_ceil(pool.current_num_threads()).next_multiple_of(4);
+            pool.install(|| {
+                y.par_chunks_mut(chunk * n).enumerate().for_each(|(i, y)| {
+                    let start = i * chunk;
+                    run(start..start + y.len() / n, y)
+                })
+            });
+        }
+        _ => run(0..m, y),
+    }
+}
+
+impl TypedOp for LinearI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type(), "LinearI8 wants f32");
+        let k = self.linears.first().map_or(0, |l| l.weights.k);
+        let last = inputs[0].shape.last().context("LinearI8 needs a rank ≥ 1 input")?;
+        ensure!(*last == k.to_dim(), "LinearI8: input {:?}, k = {k}", inputs[0].shape);
+        Ok(self
+            .linears
+            .iter()
+            .map(|l| {
+                let mut shape = inputs[0].shape.to_tvec();
+                if let Some(last) = shape.last_mut() {
+                    *last = l.weights.n.to_dim();
+                }
+                f32::fact(shape)
+            })
+            .collect())
+    }
+    as_op!();
+}

@@ -1,0 +1,55 @@
+//! [`AddLayerNorm`]: the residual add and LayerNorm as one tract op.
+
+use tract_nnef::internal::*;
+
+use crate::kernels::layer_norm::layer_norm_rows;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddLayerNorm {
+    pub gamma: Arc<Vec<f32>>,
+    pub beta: Arc<Vec<f32>>,
+    pub eps: f32,
+}
+
+impl Eq for AddLayerNorm {}
+
+impl Op for AddLayerNorm {
+    fn name(&self) -> StaticName {
+        "BertliteAddLayerNorm".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for AddLayerNorm {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let h = self.gamma.len();
+        let shape = inputs[0].shape();
+        ensure!(shape.last() == Some(&h), "AddLayerNorm: input {shape:?}, h = {h}");
+        ensure!(inputs.iter().all(|i| i.shape() == shape), "AddLayerNorm: addends differ");
+        if h == 0 {
+            return Ok(tvec![Tensor::zero::<f32>(shape)?.into_tvalue()]);
+        }
+        // SAFETY: `layer_norm_rows` writes every row of `y` (its length is rows × h).
+        let mut y = unsafe { Tensor::uninitialized::<f32>(shape)? };
+        {
+            let a_ram = inputs[0].try_as_plain_ram()?;
+            let b_ram = inputs.get(1).map(|b| b.try_as_plain_ram()).transpose()?;
+            let b = b_ram.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
+            let mut y_ram = y.try_as_plain_ram_mut()?;
+            let y = y_ram.as_slice_mut::<f32>()?;
+            layer_norm_rows(a_ram.as_slice::<f32>()?, b, &self.gamma, &self.beta, self.eps, y);
+        }
+        Ok(tvec![y.into_tvalue()])
+    }
+}
+
+impl TypedOp for AddLayerNorm {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let f32s = inputs.iter().all(|i| i.datum_type == f32::datum_type());
+        ensure!(f32s, "AddLayerNorm wants f32");
+        Ok(tvec![f32::fact(inputs[0].shape.clone())])
+    }
+    as_op!();
+}

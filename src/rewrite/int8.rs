@@ -1,0 +1,230 @@
+//! Finds each matmul with int8 weights (`cast(i8 const) · scale`, how `bertlite-tool` stores
+//! them) and swaps in the int8 ops of [`crate::ops::int8`].
+
+use std::collections::HashMap;
+
+use tract_nnef::internal::*;
+use tract_nnef::tract_core::ops::binary::TypedBinOp;
+use tract_nnef::tract_core::ops::cast::Cast;
+use tract_nnef::tract_core::ops::einsum::EinSum;
+use tract_nnef::tract_core::ops::math::{Add, Mul};
+
+use super::pattern::{behind_reshapes, konst};
+use crate::kernels::gemm_i8;
+use crate::ops::int8::{DequantizeRows, Int8Linear, LinearI8, QuantizeRows};
+
+/// weight and puts `n` last (`mk,nk->mn`, `bsk,nk->bsn`): the shape [`LinearI8`] computes.
+fn is_linear(einsum: &EinSum) -> bool {
+    let text = einsum.axes.to_string();
+    let Some((inputs, output)) = text.split_once("->") else { return false };
+    let Some((x, w)) = inputs.split_once(',') else { return false };
+    let (x, w): (Vec<char>, Vec<char>) = (x.chars().collect(), w.chars().collect());
+    w.len() == 2
+        && x.last() == Some(&w[1])
+        && output.chars().collect::<Vec<_>>() == [&x[..x.len() - 1], &w[..1]].concat()
+}
+
+/// The `[n]` bias added right after `node`'s output (through no-op casts), with the node that
+/// adds it, if there is one and nothing else reads the matmul's output.
+fn following_bias(model: &TypedModel, node: &TypedNode, n: usize) -> Option<(usize, Vec<f32>)> {
+    let mut outlet = OutletId::new(node.id, 0);
+    loop {
+        let succ = &model.outlet_successors(outlet);
+        if succ.len() != 1 {
+            return None;
+        }
+        let next = model.node(succ[0].node);
+        if next.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type()) {
+            outlet = OutletId::new(next.id, 0);
+            continue;
+        }
+        if !next.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>()) {
+            return None;
+        }
+        let other = next.inputs[1 - succ[0].slot];
+        let (bias, _) = konst(model, other)?;
+        if bias.len() != n || bias.datum_type() != f32::datum_type() {
+            return None;
+        }
+        let out_fact = model.outlet_fact(OutletId::new(next.id, 0)).ok()?;
+        let in_fact = model.outlet_fact(outlet).ok()?;
+        if out_fact.shape != in_fact.shape {
+            return None;
+        }
+        let values = bias.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
+        return Some((next.id, values));
+    }
+}
+
+/// `(int8 weights [n, k], per-channel scales [n])` if `outlet` is `cast(i8 const) · scale`.
+fn int8_weight(model: &TypedModel, outlet: OutletId) -> Option<(Arc<Tensor>, Vec<f32>)> {
+    let mul = model.node(outlet.node);
+    if !mul.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Mul>()) {
+        return None;
+    }
+    let (q, casts) = konst(model, mul.inputs[0])?;
+    if q.datum_type() != i8::datum_type() || casts == 0 {
+        return None;
+    }
+    let (scale, _) = konst(model, mul.inputs[1])?;
+    let n = *q.shape().first()?;
+    if q.rank() != 2 || scale.len() != n || scale.datum_type() != f32::datum_type() {
+        return None;
+    }
+    let scales = scale.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
+    Some((q, scales))
+}
+
+/// Whether any matmul has int8 weights (false for an f32 bundle).
+pub fn has_int8_linears(model: &TypedModel) -> bool {
+    model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<EinSum>() && n.inputs.len() == 2)
+        .any(|n| int8_weight(model, n.inputs[1]).is_some())
+}
+
+/// Linears reading one input: (the tensor behind its reshapes and its shape, the input, op
+/// name, [(linear, the outlet it replaces)]).
+type SharedInput = ((OutletId, ShapeFact), OutletId, String, Vec<(Int8Linear, OutletId)>);
+
+/// Rewrites every int8-weight matmul `x · cast(Wq)·s` into the int8 form above; returns how many.
+/// Matmuls sharing an input (query, key, value) share one quantization of it.
+pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
+    let mut patch = TypedModelPatch::new("bertlite int8 linears");
+    let mut quantized: HashMap<OutletId, [OutletId; 3]> = HashMap::new();
+    // AVX2 path: per input, the linears reading it and the outlet each replaces.
+    let mut fused: Vec<SharedInput> = Vec::new();
+    let mut count = 0;
+    for node in model.nodes() {
+        let Some(einsum) = node.op_as::<EinSum>() else { continue };
+        if einsum.q_params.is_some() || node.inputs.len() != 2 {
+            continue;
+        }
+        let Some((q, channel_scales)) = int8_weight(model, node.inputs[1]) else { continue };
+        let x = node.inputs[0];
+        count += 1;
+        let kernel = gemm_i8::Kernel::native();
+        if kernel != gemm_i8::Kernel::Portable && is_linear(einsum) {
+            let (n, k) = (q.shape()[0], q.shape()[1]);
+            let w = q.try_as_plain_ram()?.as_slice::<i8>()?.to_vec();
+            let bias = following_bias(model, node, n);
+            let linear = Int8Linear {
+                weights: Arc::new(gemm_i8::PackedWeights::pack(&w, n, k, kernel)),
+                channel_scales: Arc::new(channel_scales),
+                bias: bias.as_ref().map(|(_, b)| Arc::new(b.clone())),
+            };
+            let replaced = OutletId::new(bias.map_or(node.id, |(add, _)| add), 0);
+            // Query, key and value each reshape the same tensor on their own: group them by
+            // the tensor behind the reshapes (their inputs are then equal, element for element).
+            let key = (behind_reshapes(model, x), model.outlet_fact(x)?.shape.clone());
+            match fused.iter_mut().find(|(k, ..)| *k == key) {
+                Some((.., group)) => group.push((linear, replaced)),
+                None => {
+                    let name = format!("{}.int8", node.name);
+                    fused.push((key, x, name, vec![(linear, replaced)]))
+                }
+            }
+            continue;
+        }
+        let [xq, xs, xz] = match quantized.get(&x) {
+            Some(&outs) => outs,
+            None => {
+                let tapped = patch.tap_model(model, x)?;
+                let outs =
+                    patch.wire_node(format!("{}.quantize", node.name), QuantizeRows, &[tapped])?;
+                let outs = [outs[0], outs[1], outs[2]];
+                quantized.insert(x, outs);
+                outs
+            }
+        };
+        let (n, k) = (q.shape()[0], q.shape()[1]);
+        let col_sums = gemm_i8::col_sums(q.try_as_plain_ram()?.as_slice::<i8>()?, n, k);
+        let w = patch.add_const(format!("{}.weight_i8", node.name), q)?;
+        let acc = patch.wire_node(
+            format!("{}.i8", node.name),
+            EinSum::new(einsum.axes.clone(), i32::datum_type()),
+            &[xq, w],
+        )?[0];
+        let y = patch.wire_node(
+            format!("{}.dequantize", node.name),
+            DequantizeRows {
+                channel_scales: Arc::new(channel_scales),
+                col_sums: Arc::new(col_sums),
+            },
+            &[acc, xs, xz],
+        )?[0];
+        patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
+    }
+    for (_, x, name, group) in fused {
+        let tapped = patch.tap_model(model, x)?;
+        let (linears, replaced): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let outs = patch.wire_node(name, LinearI8 { linears }, &[tapped])?;
+        for (out, replaced) in outs.into_iter().zip(replaced) {
+            patch.shunt_outside(model, replaced, out)?;
+        }
+    }
+    patch.apply(model)?;
+    Ok(count)
+}
+
+/// The int8 kernel the linears run on: ours for this CPU, or tract's.
+pub(super) fn kernel_name() -> &'static str {
+    match gemm_i8::Kernel::native() {
+        gemm_i8::Kernel::Portable => "tract",
+        kernel => kernel.name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rewritten graph computes what the dequantized f32 graph computes, within int8
+    /// activation rounding (≤ half a step per element, summed over k); two linears reading the
+    /// same input (as query, key and value do) share one op and one quantization.
+    #[test]
+    fn rewrite_matches_the_f32_linear() -> TractResult<()> {
+        let (n, k, t) = (5usize, 16usize, 3usize);
+        let wq: Vec<i8> = (0..n * k).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect();
+        let ws: Vec<f32> = (0..n).map(|i| 0.01 * (i + 1) as f32).collect();
+        let xs: Vec<f32> = (0..t * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, t, k]))?;
+        let q = model.add_const("w.q", Tensor::from_shape(&[n, k], &wq)?)?;
+        let s = model.add_const("w.scale", Tensor::from_shape(&[n, 1], &ws)?)?;
+        let qf = model.wire_node("w.cast", Cast { to: f32::datum_type() }, &[q])?[0];
+        let w = model.wire_node("w", TypedBinOp(Box::new(Mul), None), &[qf, s])?[0];
+        let einsum = || -> TractResult<EinSum> {
+            Ok(EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type()))
+        };
+        let y = model.wire_node("mm", einsum()?, &[x, w])?[0];
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 - 2.0).collect();
+        let b = model.add_const("b", Tensor::from_shape(&[1, 1, n], &bias)?)?;
+        let y = model.wire_node("add_bias", TypedBinOp(Box::new(Add), None), &[y, b])?[0];
+        let y2 = model.wire_node("mm2", einsum()?, &[x, w])?[0];
+        model.select_output_outlets(&[y, y2])?;
+        let input = Tensor::from_shape(&[1, t, k], &xs)?;
+        let expected = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+        assert_eq!(rewrite_linears(&mut model)?, 2);
+        let model = model.into_optimized()?;
+        if gemm_i8::available() {
+            let ops = model.nodes().iter().filter(|n| n.op_is::<LinearI8>()).count();
+            assert_eq!(ops, 1, "one LinearI8 for both linears");
+        }
+        let got = model.into_runnable()?.run(tvec![input.into_tvalue()])?;
+        for (e, g) in expected.iter().zip(&got) {
+            let (e, g) = (e.to_plain_array_view::<f32>()?, g.to_plain_array_view::<f32>()?);
+            for ((&e, &g), row) in e.iter().zip(g.iter()).zip((0..t * n).map(|i| i / n)) {
+                let x = &xs[row * k..][..k];
+                let range =
+                    x.iter().fold(0f32, |m, &v| m.max(v)) - x.iter().fold(0f32, |m, &v| m.min(v));
+                // Each of k activations is off by ≤ one step (half a step of rounding, half of the
+                // zero point's), times |w| ≤ 127 · the largest channel scale.
+                let bound = k as f32 * (range / 127.0) * 127.0 * ws[n - 1] + 1e-5;
+                assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
+            }
+        }
+        Ok(())
+    }
+}
