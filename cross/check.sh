@@ -29,8 +29,19 @@ for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embedding
 # Pi OS Bullseye / JetPack 5 and newer; without zigbuild, Debian's cross linkers are used.
 GLIBC_FLOOR=2.31
 
+# The tool↔runtime contract on the boards' CPUs (tests/contract.rs asserts it on the host): the
+# "fast paths" line of `bertlite info` must name every fused op and int8 linear expected for
+# the 6-layer bundle at the precision that ran.
+expect_paths() {
+  local info=$1 want=$2
+  local got
+  got=$(sed -n 's/^fast paths   //p' "$info")
+  [ "$got" = "$want" ] || { echo "FAIL: $info: fast paths '$got', expected '$want'" >&2; exit 1; }
+  echo "fast paths: $got"
+}
+
 check_target() {
-  local target=$1 runner=$2 kernel=$3 cpu=$4
+  local target=$1 runner=$2 kernel=$3 cpu=$4 paths=$5
   echo "-- $target (qemu cpu $cpu)"
   local bin
   if command -v cargo-zigbuild >/dev/null; then
@@ -58,6 +69,7 @@ check_target() {
   if ! grep -q "^matmul.*$kernel" "$out/$target.info"; then
     echo "FAIL: expected $kernel kernels on $target" >&2; exit 1
   fi
+  expect_paths "$out/$target.info" "$paths"
   QEMU_CPU=$cpu "$runner" "$bin" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.classify" || true
   QEMU_CPU=$cpu "$runner" "$bin" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.embed" || true
   python3 cross/compare.py "$out/x86.classify" "$out/$target.classify" "$out/x86.embed" "$out/$target.embed"
@@ -66,7 +78,8 @@ check_target() {
   QEMU_CPU=$cpu cargo test --profile qemu-test --target "$target" -p bertlite --lib
 }
 
-check_target aarch64-unknown-linux-gnu cross/run-aarch64.sh arm64simd_mmm_f32 cortex-a72
+check_target aarch64-unknown-linux-gnu cross/run-aarch64.sh arm64simd_mmm_f32 cortex-a72 \
+  "6 attention, 13 layer norm, 0 masked softmax, 0 int8 linear"
 
 # Pi 5 / Orin class core: dotprod is there, so `auto` must choose int8 on the SDOT kernel, and
 # agree with x86's int8 path within int8 bounds (cross/compare.py --int8).
@@ -77,6 +90,7 @@ grep -E '^(cpu|precision|matmul)' "$out/a76.info"
 if ! grep -q '^precision    int8' "$out/a76.info" || ! grep -q '^matmul.*bertlite_neon_sdot_4x16' "$out/a76.info"; then
   echo "FAIL: expected int8 on bertlite's dot-product kernel on cortex-a76" >&2; exit 1
 fi
+expect_paths "$out/a76.info" "6 attention, 13 layer norm, 0 masked softmax, 36 int8 linear (bertlite_neon_sdot_4x16)"
 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.classify" || true
 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.embed" || true
 python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.int8.embed" "$out/a76.embed" --int8
@@ -93,11 +107,14 @@ awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r <= 0.80) }' || { echo "FAIL: cortex
 # Pi 4 with --precision int8: bertlite's SMULL kernel, the same integer sums as x86's int8.
 QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision int8 > "$out/a72.int8.info"
 grep -q '^matmul.*bertlite_neon_smull_2x16' "$out/a72.int8.info" || { echo "FAIL: no SMULL kernel with --precision int8 on cortex-a72" >&2; exit 1; }
+expect_paths "$out/a72.int8.info" "6 attention, 13 layer norm, 0 masked softmax, 36 int8 linear (bertlite_neon_smull_2x16)"
 QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" classify -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/a72.int8.classify" || true
 QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" embed -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/a72.int8.embed" || true
 python3 cross/compare.py "$out/x86.int8.classify" "$out/a72.int8.classify" "$out/x86.int8.embed" "$out/a72.int8.embed" --int8
 # Same core with fp16 exposed (qemu hides it from tract): --precision f16 takes the fp16 kernels.
-TRACT_CPU_ISA=+fp16 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision f16 | grep -E '^(precision|matmul)' | tee "$out/a76.f16.info"
+TRACT_CPU_ISA=+fp16 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision f16 > "$out/a76.f16.info"
+grep -E '^(precision|matmul)' "$out/a76.f16.info"
+expect_paths "$out/a76.f16.info" "0 attention, 0 layer norm, 0 masked softmax, 0 int8 linear"
 grep -q '^matmul.*arm64fp16_mmm_f16' "$out/a76.f16.info" || { echo "FAIL: no fp16 kernels with --precision f16 on cortex-a76+fp16" >&2; exit 1; }
 
 # The C API as shipped: libbertlite.a from `cargo build --release` (panic = "unwind", the
@@ -135,7 +152,10 @@ check_capi() {
 check_capi host env cc host 2000
 check_capi aarch64-unknown-linux-gnu cross/run-aarch64.sh aarch64-linux-gnu-gcc cortex-a76 64
 
-check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15
+# armv7: no fused attention (no NEON in the default target, `mul_add` is a libm call), so the
+# masked softmax is fused on its own.
+check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15 \
+  "0 attention, 13 layer norm, 6 masked softmax, 0 int8 linear"
 # armv7 in the qemu-test profile (unoptimized, unwinding): a release build for a third target
 # costs CI 6 more minutes; the release armv7 library passed the same checks by hand (results/fuzz.md).
 check_capi armv7-unknown-linux-gnueabihf cross/run-armv7.sh arm-linux-gnueabihf-gcc cortex-a15 64 qemu-test

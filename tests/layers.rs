@@ -19,6 +19,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("report", &["model", "encoder", "rewrite", "platform", "bundle", "error"]),
 ];
 
+/// The host tool's modules (tools/src), the same way.
+const TOOL_ALLOWED: &[(&str, &[&str])] = &[
+    ("model", &[]),
+    ("config", &["model"]),
+    ("data", &[]),
+    ("quantize", &[]),
+    ("train", &[]),
+    ("hf", &["config", "model"]),
+    ("onnx", &["config", "model"]),
+    ("source", &["hf", "onnx", "model"]),
+    ("graph", &["model", "quantize"]),
+    ("bundle", &["graph", "model"]),
+    ("embed", &[]),
+    ("prune", &["embed", "graph", "model"]),
+    ("onnx_check", &["bundle", "graph", "model"]),
+    ("eval", &["bundle", "data", "embed", "graph", "model", "source"]),
+    (
+        "compile",
+        &["bundle", "data", "embed", "graph", "model", "onnx_check", "prune", "source", "train"],
+    ),
+];
+
 /// The `crate::<module>` names in `source`'s code: comments (doc links may point anywhere)
 /// and test modules left out.
 fn imports(source: &str) -> Vec<String> {
@@ -53,18 +75,26 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 #[test]
 fn runtime_modules_import_only_downward() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    check_layers(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), ALLOWED, 20);
+}
+
+#[test]
+fn tool_modules_import_only_downward() {
+    check_layers(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/src"), TOOL_ALLOWED, 15);
+}
+
+fn check_layers(src: &Path, table: &[(&str, &[&str])], at_least: usize) {
+    let allowed: BTreeMap<&str, &[&str]> = table.iter().copied().collect();
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    rust_files(src, &mut files);
     let mut violations = Vec::new();
     let mut seen = 0;
     for file in files {
-        let relative = file.strip_prefix(&src).expect("under src/");
+        let relative = file.strip_prefix(src).expect("under src/");
         let first = relative.components().next().expect("a path").as_os_str();
         let module = first.to_str().expect("UTF-8 name").trim_end_matches(".rs");
         if module == "lib" || module == "main" {
-            continue; // the crate root and the CLI sit on top
+            continue; // the crate root and the command line sit on top
         }
         let Some(may) = allowed.get(module) else {
             violations.push(format!("{}: module `{module}` has no layer", relative.display()));
@@ -78,7 +108,7 @@ fn runtime_modules_import_only_downward() {
             }
         }
     }
-    assert!(seen >= 20, "found only {seen} runtime source files");
+    assert!(seen >= at_least, "found only {seen} source files in {}", src.display());
     assert!(violations.is_empty(), "imports against the layers:\n{}", violations.join("\n"));
 }
 

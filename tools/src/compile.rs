@@ -1,20 +1,20 @@
 //! `bertlite-tool compile`: checkpoint → (prune) → quantize → graph → head → one bundle file.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use bertlite::EncoderOptions;
-use bertlite::Encoding;
 use bertlite::internal::Head;
-use bertlite::{Bundle, EncoderInfo, HeadInfo, HeadKind, Metadata, PoolingMode};
-use indicatif::{ProgressBar, ProgressStyle};
+use bertlite::{Bundle, HeadInfo, HeadKind, PoolingMode};
 
-use crate::checkpoint::{Checkpoint, Linear, Source};
+use crate::bundle::{build_bundle, head_section};
 use crate::data::{Example, label_targets, read_examples};
-use crate::graph::{self, Precision};
+use crate::embed::embed_all;
+use crate::graph::Precision;
+use crate::model::Checkpoint;
 use crate::prune::{PruneOptions, measure, prune};
+use crate::source::Source;
 use crate::train::{TrainOptions, choose_l2, train};
 
 pub struct CompileOptions {
@@ -146,102 +146,6 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     Ok(())
 }
 
-/// The bundle without a trained head (the checkpoint's own head, if it has one).
-pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
-    let bert = &ckpt.bert;
-    let graph = graph::build(bert, precision)?;
-    let nnef = graph::to_nnef(&graph, bert, precision)?;
-    let (macs_per_token, macs_per_token_sq) = bert.macs();
-    let encoder = EncoderInfo {
-        hidden: bert.hidden,
-        head_dim: bert.head_dim,
-        heads: bert.layers.iter().map(|l| l.heads).collect(),
-        intermediate: bert.layers.iter().map(|l| l.ffn_in.weight.rows).collect(),
-        vocab_size: bert.word.rows,
-        max_position: bert.position.rows,
-        parameters: bert.parameters(),
-        macs_per_token,
-        macs_per_token_sq,
-    };
-    let (head_info, head_weights) = match (&ckpt.head, &bert.pooler) {
-        (Some(h), pooler) => {
-            let use_pooler = ckpt.pooling.mode == PoolingMode::Cls && pooler.is_some();
-            let w = head_section(
-                pooler.as_ref().filter(|_| use_pooler),
-                &h.classifier.weight.data,
-                &h.classifier.bias,
-            );
-            let info = HeadInfo {
-                kind: h.kind,
-                labels: h.labels.clone(),
-                input_dim: h.classifier.weight.cols,
-                pooler: use_pooler,
-                origin: "checkpoint".into(),
-            };
-            (Some(info), w)
-        }
-        (None, _) => (None, Vec::new()),
-    };
-    let metadata = Metadata {
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        source: ckpt.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        source_sha256: ckpt.sha256.clone(),
-        architecture: ckpt.architecture.clone(),
-        quantization: match precision {
-            Precision::Int8 => "int8-weights-per-channel-symmetric".into(),
-            Precision::F32 => "none".into(),
-        },
-        pruning: None,
-        encoder,
-        tokenizer: ckpt.tokenizer.clone(),
-        pooling: ckpt.pooling.clone(),
-        head: head_info,
-        extra: BTreeMap::new(),
-    };
-    Ok(Bundle { metadata, vocab: ckpt.vocab.clone(), graph: nnef, head: head_weights })
-}
-
-/// Progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress(len: usize, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len as u64);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.set_message(what.to_owned());
-    pb
-}
-
-/// Pooled embeddings of many texts with a loaded model, batched by similar length.
-pub fn embed_all(model: &bertlite::Model, texts: &[&str], what: &str) -> Result<Vec<Vec<f32>>> {
-    let encodings: Vec<Encoding> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            model.encode(t).with_context(|| format!("example {} cannot be embedded", i + 1))
-        })
-        .collect::<Result<_>>()?;
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| encodings[i].len());
-    let mut out = vec![Vec::new(); texts.len()];
-    let pb = progress(texts.len(), what);
-    for chunk in order.chunks(8) {
-        let batch: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
-        for (&i, e) in chunk.iter().zip(model.embed_encodings(&batch)?) {
-            out[i] = e;
-        }
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
-    Ok(out)
-}
-
 fn train_head(
     bundle: &Bundle,
     examples: &[Example],
@@ -293,18 +197,6 @@ fn train_head(
         origin: String::new(),
     };
     Ok((Head::from_parts(info, ckpt.bert.hidden, &w)?, origin))
-}
-
-/// The `HEAD` section layout (docs/bundle-format.md): optional pooler, then the classifier.
-fn head_section(pooler: Option<&Linear>, weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    let mut w = Vec::new();
-    if let Some(p) = pooler {
-        w.extend_from_slice(&p.weight.data);
-        w.extend_from_slice(&p.bias);
-    }
-    w.extend_from_slice(weight);
-    w.extend_from_slice(bias);
-    w
 }
 
 /// `<folder>.blt` for a checkpoint folder, `<file stem>.blt` for an ONNX file.

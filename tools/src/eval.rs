@@ -10,10 +10,12 @@ use bertlite::cosine;
 use bertlite::{EncoderOptions, Model, PrecisionChoice};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, Source};
-use crate::compile::{build_bundle, embed_all};
+use crate::bundle::build_bundle;
 use crate::data::read_examples;
+use crate::embed::embed_all;
 use crate::graph::Precision;
+use crate::model::Checkpoint;
+use crate::source::Source;
 
 pub struct EvalOptions {
     pub data: PathBuf,

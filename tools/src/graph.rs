@@ -27,7 +27,7 @@ use tract_core::ops::einsum::EinSum;
 use tract_core::ops::math;
 use tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 
-use crate::checkpoint::{Bert, LayerNorm, Linear, Matrix};
+use crate::model::{Bert, LayerNorm, Linear, Matrix};
 use crate::quantize::quantize_rows;
 
 /// How weights are stored in the graph.

@@ -1,15 +1,25 @@
 //! bertlite-tool: compile BERT checkpoints into bertlite bundles on the host.
 
-mod checkpoint;
-mod compile;
+// Layers, each using only those above it in this list:
+// the checkpoint in memory and what is read beside it;
+mod config;
 mod data;
-mod eval;
-mod graph;
-mod onnx;
-mod onnx_check;
-mod prune;
+mod model;
 mod quantize;
 mod train;
+// the two readers, and the choice between them;
+mod hf;
+mod onnx;
+mod source;
+// checkpoint → graph → bundle, and embedding with the runtime;
+mod bundle;
+mod embed;
+mod graph;
+// the commands' work.
+mod compile;
+mod eval;
+mod onnx_check;
+mod prune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +29,7 @@ use bertlite::PoolingMode;
 use bertlite::PrecisionChoice;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::checkpoint::Source;
+use crate::source::Source;
 
 /// Compile, quantize and evaluate BERT classifiers for bertlite.
 #[derive(Parser)]

@@ -20,10 +20,11 @@ use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};
 use tract_onnx::prelude::Framework;
 use tract_onnx::tract_core::ndarray::{self, ArrayD, Axis, IxDyn};
 
-use crate::checkpoint::{
-    Bert, Checkpoint, CheckpointHead, Layer, LayerNorm, Linear, Matrix, check_tokenizer, head_kind,
-    labels_from_config, read_json_opt, read_tokenizer, sentence_transformers_pooling, usize_field,
+use crate::config::{
+    check_tokenizer, head_kind, labels_from_config, read_json_opt, read_tokenizer,
+    sentence_transformers_pooling, usize_field,
 };
+use crate::model::{Bert, Checkpoint, CheckpointHead, Layer, LayerNorm, Linear, Matrix};
 
 /// What an ONNX file does not carry, from the command line.
 #[derive(Clone, Debug, Default)]

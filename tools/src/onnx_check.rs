@@ -10,9 +10,9 @@ use bertlite::cosine;
 use bertlite::{EncoderOptions, Model, Precision, PrecisionChoice};
 use tract_onnx::prelude::*;
 
-use crate::checkpoint::Checkpoint;
-use crate::compile::build_bundle;
+use crate::bundle::build_bundle;
 use crate::graph;
+use crate::model::Checkpoint;
 
 /// Same weights, f32 on both sides: only summation order differs (measured 0.9999996 or more on
 /// the fetched exports); a misread weight, head count or epsilon moves the cosine far below this.

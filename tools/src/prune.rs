@@ -15,8 +15,8 @@ use bertlite::Encoding;
 use bertlite::internal::{Tokenizer, TokenizerConfig};
 use tract_core::internal::*;
 
-use crate::checkpoint::{Bert, Linear, Matrix};
 use crate::graph::{self, Precision, TAPS_PER_LAYER};
+use crate::model::{Bert, Linear, Matrix};
 
 #[derive(Clone, Debug, Default)]
 pub struct PruneOptions {
@@ -65,7 +65,7 @@ pub fn measure(
     let mut heads: Vec<Vec<f64>> = bert.layers.iter().map(|l| vec![0.0; l.heads]).collect();
     let mut change = vec![0f64; n_layers];
     let mut tokens = 0usize;
-    let pb = crate::compile::progress(texts.len(), "calibrating");
+    let pb = crate::embed::progress(texts.len(), "calibrating");
     for text in texts {
         let e: Encoding = tokenizer.encode(text);
         let s = e.len();
