@@ -99,8 +99,8 @@ python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.
 QEMU_CPU=cortex-a76 cargo test --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib gemm_i8
 # Board cost guard (issue #14): instructions per 16-token inference on the Pi 5's CPU against
 # ONNX Runtime int8 on the same token ids, both counted here (cross/ort-baseline.sh; the full
-# table is results/boards.md). Fails above 0.80 of ONNX Runtime (the issue's goal is 0.75;
-# session 8 measured 0.74), so a regression in a kernel or a rewrite fails a commit.
+# table is results/boards.md). Fails above 0.80 of ONNX Runtime (the issue's goal is 0.75),
+# so a regression in a kernel or a rewrite fails a commit.
 cross/ort-baseline.sh -c cortex-a76 -n 16 "$bundle" "$a64" | tee "$out/ort-baseline.txt"
 ratio=$(awk '$1 == "cortex-a76" && $2 == 16 { print $7 }' "$out/ort-baseline.txt")
 awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r <= 0.80) }' || { echo "FAIL: cortex-a76 16-token cost is $ratio of ONNX Runtime int8's (budget 0.80)" >&2; exit 1; }

@@ -6,7 +6,7 @@
 #
 #   cross/ort-baseline.sh [-c "cortex-a72 cortex-a76"] [-n "16 128"] BUNDLE [BERTLITE_BINARY]
 #
-# ONNX Runtime side (the method of ../shared/notes/ort-arm.md): libonnxruntime.so.1 for
+# ONNX Runtime side: libonnxruntime.so.1 for
 # linux-arm64 from the onnxruntime-node npm package, cross/ort-baseline (a small program on the
 # `ort` crate, load-dynamic) cross-built for aarch64, the quantize_dynamic (per-channel QInt8)
 # graph of tools/reference/make_onnx.py. ONNX Runtime's cpuinfo library reads /proc/cpuinfo,

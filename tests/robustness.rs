@@ -54,7 +54,7 @@ fn one_model_many_threads_same_answers() {
         (0..5).map(|k| (0..TEXTS.len()).map(|i| request(&model, k, i)).collect()).collect();
     assert!(expected[4].iter().all(|a| a.contains("empty")), "{:?}", expected[4]);
     const THREADS: usize = 8;
-    // Fewer under ThreadSanitizer (results/fuzz.md says how it is run), which is ~20x slower.
+    // Fewer under ThreadSanitizer (results/fuzz.md says how it is run), which is many times slower.
     let requests: usize = std::env::var("BERTLITE_STRESS_REQUESTS")
         .ok()
         .and_then(|n| n.parse().ok())

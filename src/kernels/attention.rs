@@ -1,9 +1,9 @@
 //! Self-attention as one op: scores, masked softmax and context per head, with the
 //! head's keys and values gathered once and the scores row block kept in L1.
 //!
-//! tract 0.23 runs it as two batched matmuls with their packing, two axis moves and the softmax
-//! (~5 ms of a 28 ms int8 inference at 128 tokens on this machine kind, most of it packing and
-//! moving 32-wide heads). Here:
+//! tract 0.23 runs it as two batched matmuls with their packing, two axis moves and the softmax,
+//! most of the time going to packing and moving 32-wide heads (results/performance.md has the
+//! profile). Here:
 //!
 //! ```text
 //! q, k, v [b, s, heads·dh], mask [b, 1, 1, s] ── Attention ── context [b, s, heads·dh]
@@ -139,7 +139,7 @@ fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
     #[cfg(target_arch = "aarch64")]
     {
         // The four query values of one d are one register; `fmla` by element multiplies it
-        // into the keys (LLVM loaded them one by one: 25 instructions per d, now 21). The
+        // into the keys (LLVM loaded them one by one, which took more instructions per d). The
         // same fused operations in the same order as the portable loop.
         use std::arch::aarch64::*;
         // SAFETY: NEON is the aarch64 baseline; chunks hold KC = 16 and QR = 4 values.
@@ -203,7 +203,7 @@ fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64
 
 /// The first keys of [`context_pair`] in whole groups of four, on NEON: the two rows' four
 /// probabilities are one register each, multiplied by element into each value row (LLVM
-/// broadcast every probability on its own: 25 instructions per key at dh 32, now 21). The same
+/// broadcast every probability on its own, which took more instructions per key). The same
 /// fused operations in the same key order; returns how many keys it did.
 #[cfg(target_arch = "aarch64")]
 #[inline(always)]

@@ -69,8 +69,8 @@ fn min_max(x: &[f32]) -> (f32, f32, bool) {
     {
         // NEON `fmin`/`fmax` propagate NaN (and ±inf reach the bounds), so non-finite rows
         // show in the bounds themselves. The portable form below compiles to scalar
-        // `fcmp`/`fcsel` here (8 instructions per value, 8% of an int8 inference on a
-        // Cortex-A76); this is 3 per four values.
+        // `fcmp`/`fcsel` here, several instructions per value, a visible share of an int8
+        // inference on a Cortex-A76 (cross/insn-profile.sh); this is 3 per four values.
         use std::arch::aarch64::*;
         let mut chunks = x.chunks_exact(8);
         // SAFETY: NEON is the aarch64 baseline; each chunk holds 8 values.

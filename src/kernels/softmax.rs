@@ -28,7 +28,7 @@ fn exp_nonpositive(x: f32) -> f32 {
 /// `p = exp(s + m − max)` for one row; returns `Σ p`, so `p / Σ p = softmax(s + m)`.
 /// Inlined into the AVX2-compiled callers on x86; on aarch64 a function of its own, where
 /// the exp's constants stay in registers (inlined into the attention, LLVM re-created nine of
-/// them per four values: 41 instructions instead of ~30).
+/// them per four values).
 #[cfg_attr(target_arch = "aarch64", inline(never))]
 #[cfg_attr(not(target_arch = "aarch64"), inline(always))]
 pub(crate) fn masked_exp_row(s: &[f32], m: &[f32], p: &mut [f32]) -> f32 {

@@ -12,9 +12,8 @@
 //! multiplies exactly with `vpmaddubsw` ([`crate::kernels::gemm_i8`]); every target uses the same
 //! quantization so boards and hosts agree. The zero point costs one multiply-subtract per
 //! output, done in our dequantize step, not by tract (its zero-point compensation is what made
-//! its ONNX int8 path slower than f32, ../shared/notes/tract-0.23.md). Seven bits are enough:
-//! against eight-bit symmetric rows, mean cosine to fp32 on 64 BBC articles went 0.99802 →
-//! 0.99773 (results/performance.md). Weights are the bundle's own int8 values and per-channel
+//! its ONNX int8 path slower than f32). Seven bits cost little fidelity against eight-bit
+//! symmetric rows (results/performance.md). Weights are the bundle's own int8 values and per-channel
 //! scales, untouched.
 //!
 //! The rewrite runs on the loaded graph, before tract optimizes it: it finds each matmul whose

@@ -3,8 +3,7 @@
 //! tract 0.23 runs a LayerNorm as five ops (`Reduce<Sum>`, `OptSubByScalar`, `RmsNorm`,
 //! `OptBinChain(Mul+Add)`, plus the residual `Add` before it) and the attention mask as a
 //! broadcast `Add` before `Softmax`: each is a full pass over memory, several on generic
-//! broadcasting code. Profiled at 128 tokens on x86 they took ~6.4 ms (LayerNorms) and ~5.3 ms
-//! (mask + softmax) of a 44 ms int8 inference (results/performance.md). Here each stretch is one
+//! broadcasting code (results/performance.md has the profile). Here each stretch is one
 //! op that reads its input once per row while the row sits in L1:
 //!
 //! ```text

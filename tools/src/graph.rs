@@ -1,8 +1,7 @@
 //! Building the encoder as a tract graph, written as NNEF (with tract extensions).
 //!
 //! Built directly with tract-core rather than through ONNX import: we choose every op, so the
-//! graph is what tract optimizes well and what NNEF can serialize (see
-//! ../shared/notes/tract-0.23.md).
+//! graph is what tract optimizes well and what NNEF can serialize.
 //!
 //! Int8 storage: Linear weights are stored int8 per output channel and dequantized by
 //! `cast → mul(scale)` inside the graph; tract const-folds that at load into f32 weights, so the

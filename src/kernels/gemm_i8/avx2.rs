@@ -44,8 +44,8 @@ pub(super) unsafe fn linear(
             // The first row tile streams the block's weights from L3 or memory (the model's
             // 10.6 MB do not stay in L2); it also prefetches the next block, two lines per
             // step, so the next block's first tile finds it in L2 (into L1 it would evict the
-            // current block at k = 1536). Measured with linear_i8_6_layers (tools/benches):
-            // −10 to −20% at 16 tokens, no change at 128.
+            // current block at k = 1536). It pays at 16 tokens, not at 128: measure with
+            // linear_i8_6_layers (tools/benches) before changing it.
             let next = if m0 == 0 && block + 1 < n.div_ceil(NB) { NB * 4 * kq } else { 0 };
             for q in (0..kq).step_by(2) {
                 unsafe {

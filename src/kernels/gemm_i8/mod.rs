@@ -2,8 +2,8 @@
 //! per architecture (`avx2.rs`, `neon_dot.rs`), the packing, the portable reference they are
 //! tested against and the choice between them here.
 //!
-//! Why hand-written: tract 0.23.9's only AVX2 int8 kernel (`avx2_mmm_i32_8x8`) measured ~80×
-//! slower than its own f32 kernel on this machine kind, and on aarch64 its SDOT kernel needs
+//! Why hand-written: tract 0.23.9's only AVX2 int8 kernel (`avx2_mmm_i32_8x8`) is much slower
+//! than its own f32 kernel (results/precision.md), and on aarch64 its SDOT kernel needs
 //! a quantize pass, an i32 result tensor and a dequantize pass around it, where ours reads the
 //! quantized rows and writes f32 in one go (results/precision.md). No well-kept crate does int8
 //! GEMM with a fused per-row/per-channel rescale.

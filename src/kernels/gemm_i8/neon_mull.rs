@@ -52,8 +52,8 @@ pub(super) unsafe fn linear(
                 // `smull`/`smull2` and three `smlal`/`smlal2` into v12 (channels 0-1) and v13
                 // (2-3), `sadalp` into the accumulators. One `asm!` with pinned registers:
                 // from intrinsics LLVM rewrote `smull2` into `ext` + `smull` (the broadcast's
-                // halves are equal) and spilled accumulators, 120 instructions per group
-                // instead of these 92.
+                // halves are equal) and spilled accumulators: more instructions per
+                // group than these.
                 // SAFETY: reads 16 bytes of each row and 256 of the block, all in bounds.
                 unsafe {
                     asm!(
