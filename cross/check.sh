@@ -157,5 +157,5 @@ check_capi aarch64-unknown-linux-gnu cross/run-aarch64.sh aarch64-linux-gnu-gcc 
 check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15 \
   "0 attention, 13 layer norm, 6 masked softmax, 0 int8 linear"
 # armv7 in the qemu-test profile (unoptimized, unwinding): a release build for a third target
-# costs CI 6 more minutes; the release armv7 library passed the same checks by hand (results/fuzz.md).
+# would cost CI several more minutes; the release armv7 library passed the same checks by hand (results/fuzz.md).
 check_capi armv7-unknown-linux-gnueabihf cross/run-armv7.sh arm-linux-gnueabihf-gcc cortex-a15 64 qemu-test

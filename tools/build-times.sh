@@ -2,7 +2,7 @@
 # What a newcomer waits for: the README's two commands (tools/demo.sh, tools/test.sh), each on
 # a fresh clone of HEAD with an empty cargo target dir and an empty bertlite cache (models and
 # data fetched again from PyPI; cargo's crate downloads and pip's cache are kept), then each
-# run again, warm. Prints a Markdown table for the README. Takes ~40 min on 2 cores.
+# run again, warm. Prints a Markdown table for the README.
 #
 #   tools/build-times.sh [demo|test]...     (default: both)
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The compression trade-off on BBC News: int8 alone and int8 with increasing structured
 # pruning, each with a head retrained on its own embeddings, evaluated against fp32.
-# Writes results/compression.{json,svg,md}. ~25 min on 2 cores.
+# Writes results/compression.{json,svg,md}.
 source "$(dirname "$0")/env.sh"
 cargo build -p bertlite-tool  # dev profile: dependencies are optimized (Cargo.toml)
 tool="$CARGO_TARGET_DIR/debug/bertlite-tool"

@@ -26,7 +26,7 @@ onnx="$BERTLITE_CACHE/onnx"
 [ -f "$onnx/minilm-int8.onnx" ] || python3 tools/reference/make_onnx.py $model "$onnx"
 "$tool" compile --onnx "$onnx/minilm-fp32.onnx" "${tok[@]}" --no-quantize -o "$bundles/onnx-ort-fp32-f32.blt"
 "$tool" compile --onnx "$onnx/minilm-int8.onnx" "${tok[@]}" --no-quantize -o "$bundles/onnx-ort-int8-f32.blt"
-# Training embeds 1781 articles (~3 min on 2 cores): reuse the bundle when nothing it depends on
+# Training embeds all 1781 articles: reuse the bundle when nothing it depends on
 # changed (tool binary, checkpoint, training data).
 stamp=$( (sha256sum "$tool" $model/model.safetensors data/bbc/train.jsonl) | sha256sum | cut -c1-16)
 if [ "$(cat "$bundles/minilm-bbc.stamp" 2>/dev/null)" != "$stamp" ]; then
