@@ -1,4 +1,5 @@
-//! [`Attention`]: self-attention for one layer as a tract op (the kernel: [`crate::kernels::attention`]).
+//! [`Attention`]: one layer's self-attention as a tract op; its loops are in
+//! [`crate::kernels::attention`].
 
 use tract_nnef::internal::*;
 

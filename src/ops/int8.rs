@@ -16,9 +16,9 @@
 //! symmetric rows (results/performance.md). Weights are the bundle's own int8 values and per-channel
 //! scales, untouched.
 //!
-//! The rewrite runs on the loaded graph, before tract optimizes it: it finds each matmul whose
-//! weight is `cast(i8 const) · scale const` (how `bertlite-tool` stores int8 linears) and
-//! replaces it. The bundle format does not change.
+//! The rewrite (`rewrite/int8.rs`) runs on the loaded graph, before tract optimizes it: it finds
+//! each matmul whose weight is `cast(i8 const) · scale const` (how `bertlite-tool` stores int8
+//! linears) and replaces it. The bundle format does not change.
 
 use tract_nnef::internal::*;
 
@@ -145,10 +145,10 @@ pub struct Int8Linear {
     pub bias: Option<Arc<Vec<f32>>>,
 }
 
-/// Whole int8 linears in one op, on our own kernels ([`crate::kernels::gemm_i8`]: AVX2 on x86_64, SDOT
-/// on aarch64 with dot-product, SMULL on aarch64 without): quantize each row of `x [.., k]` once, then for every linear
-/// reading `x` (query, key and value share one), exact int8 products rescaled to f32 `[.., n]`
-/// — one output per linear. Used instead of the three-op chain above wherever one of our
+/// Whole int8 linears in one op, on our own kernels ([`crate::kernels::gemm_i8`]: AVX2 on
+/// x86_64, SDOT on aarch64 with dot-product, SMULL on aarch64 without): quantize each row of
+/// `x [.., k]` once, then for every linear reading `x` (query, key and value share one), exact
+/// int8 products rescaled to f32 `[.., n]` — one output per linear. Used instead of the three-op chain above wherever one of our
 /// kernels runs (tract's int8 matmul is unusably slow on x86, and needs the extra passes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinearI8 {

@@ -1,4 +1,4 @@
-//! One-pass kernels for the encoder's element-wise stretches, swapped into the loaded graph.
+//! Finds the encoder's LayerNorms and masked softmaxes and swaps in one-pass ops for them.
 //!
 //! tract 0.23 runs a LayerNorm as five ops (`Reduce<Sum>`, `OptSubByScalar`, `RmsNorm`,
 //! `OptBinChain(Mul+Add)`, plus the residual `Add` before it) and the attention mask as a

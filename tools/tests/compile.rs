@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bertlite::{EncoderOptions, Model};
+use bertlite::{EncoderOptions, Model, Precision};
 use serde_json::Value;
 
 /// f32 graph vs float64 reference on a random tiny model: f32 rounding only.
@@ -51,6 +51,14 @@ fn golden() -> Vec<(Value, Value)> {
 
 fn check_against_reference(bundle: &Path, tolerance: f32) {
     let model = Model::load_with(bundle, EncoderOptions::default()).unwrap();
+    // The tool↔runtime contract on the fixture too (tests/contract.rs: the real model): both
+    // layers' attention (or its softmax), all five LayerNorms, and at int8 all twelve linears
+    // take the fast paths.
+    let r = model.rewrites();
+    assert_eq!((r.layer_norms, r.attentions + r.masked_softmaxes), (5, 2), "{r}");
+    if model.precision().precision == Precision::Int8 {
+        assert_eq!(r.int8_linears, 12, "{r}");
+    }
     let head = model.head().expect("checkpoint head kept");
     assert_eq!(head.info.labels, ["negative", "neutral", "positive"]);
     for (text, want) in golden() {
