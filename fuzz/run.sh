@@ -28,7 +28,9 @@ fi
 target_dir=${BERTLITE_CACHE:-$HOME/.cache/bertlite}/fuzz-target
 # Bundles and graphs are ~160 KB; texts need no more than the default.
 declare -A max_len=([tokenizer]=8192 [capi_text]=8192 [bundle]=262144 [nnef]=262144)
-cargo +nightly fuzz build -O --target-dir "$target_dir" >/dev/null
+# Optimized, with overflow checks and debug assertions on (-a): an input that overflows
+# arithmetic is a finding (the test profile builds the runtime without them, for speed).
+cargo +nightly fuzz build -O -a --target-dir "$target_dir" >/dev/null
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "$cache/$t" "artifacts/$t"
@@ -40,7 +42,7 @@ for t in "${targets[@]}"; do
   [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
   rm -f fuzz-*.log
   set +e
-  cargo +nightly fuzz run -O --target-dir "$target_dir" "$t" "$cache/$t" "seeds/$t" -- \
+  cargo +nightly fuzz run -O -a --target-dir "$target_dir" "$t" "$cache/$t" "seeds/$t" -- \
     -max_total_time="$seconds" -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=4096 \
     "${parallel[@]}" -print_final_stats=1 > "$log" 2>&1
   rc=$?

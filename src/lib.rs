@@ -40,10 +40,10 @@ pub use encoder::EncoderOptions;
 pub use encoder::precision::{Decision, Precision, PrecisionChoice};
 pub use error::{Error, ErrorKind, Result};
 pub use model::pooling::cosine;
-pub use model::{Classification, Model};
+pub use model::{Classification, Model, Tokens};
 pub use platform::threads::{MAX_THREADS, default_threads};
 pub use rewrite::Rewrites;
-pub use tokenizer::Encoding;
+pub use tokenizer::{Encoding, Span};
 
 /// For bertlite's own tools, tests, benchmarks and fuzz targets: the parts below [`Model`].
 /// Not a stable API.

@@ -57,11 +57,20 @@ enum Command {
     Embed {
         #[command(flatten)]
         common: Common,
+        /// Print one vector per token instead (the last hidden state, TF Hub's
+        /// `sequence_output`), with the tokens and their character offsets.
+        #[arg(long)]
+        tokens: bool,
     },
-    /// Print the token ids and tokens of each text.
+    /// Print the token ids, tokens and character offsets of each text.
     Tokenize {
         #[command(flatten)]
         common: Common,
+        /// Also give the model's inputs padded (or truncated, keeping the final [SEP]) to this
+        /// many tokens, as TF Hub's BERT preprocessing does: `input_word_ids`, `input_mask`,
+        /// `input_type_ids`.
+        #[arg(long)]
+        pad_to: Option<usize>,
     },
     /// Describe the bundle and how this CPU will run it.
     Info {
@@ -134,14 +143,21 @@ fn inputs<'a>(texts: &'a [String]) -> Box<dyn Iterator<Item = Result<String, Str
     }))
 }
 
+/// Numbers as plain output: six decimals, space-separated.
+fn numbers(v: &[f32]) -> String {
+    v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(" ")
+}
+
 fn encode(model: &Model, text: &str, pair: bool) -> bertlite::Result<bertlite::Encoding> {
     match (pair, text.split_once('\t')) {
         (true, Some((a, b))) => model.encode_pair(a, b),
-        (true, None) => {
-            Err(bertlite::Error::input("--pair expects \"A<TAB>B\" but the text has no tab"))
-        }
+        (true, None) => Err(no_tab()),
         (false, _) => model.encode(text),
     }
+}
+
+fn no_tab() -> bertlite::Error {
+    bertlite::Error::input("--pair expects \"A<TAB>B\" but the text has no tab")
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
@@ -205,16 +221,47 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Ok((plain, json!({ "label": label, "score": score, "scores": scores })))
             })?;
         }
-        Command::Embed { common } => {
+        Command::Embed { common, tokens: false } => {
             let model = load(&common.model, common.threads, common.precision)?;
             each(common, &mut out, &mut |text| {
                 let e = encode(&model, text, common.pair)?;
                 let v = model.embed_encodings(&[&e])?.remove(0);
-                let plain = v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(" ");
-                Ok((plain, json!({ "embedding": v })))
+                Ok((numbers(&v), json!({ "embedding": v })))
             })?;
         }
-        Command::Tokenize { common } => {
+        Command::Embed { common, tokens: true } => {
+            let model = load(&common.model, common.threads, common.precision)?;
+            each(common, &mut out, &mut |text| {
+                let t = match (common.pair, text.split_once('\t')) {
+                    (true, Some((a, b))) => model.tokens_pair(a, b)?,
+                    (true, None) => return Err(no_tab()),
+                    (false, _) => model.tokens(text)?,
+                };
+                // Plain: "token v v v …" per token, tab-separated, one line per text.
+                let plain = t
+                    .tokens
+                    .iter()
+                    .zip(&t.vectors)
+                    .map(|(tok, v)| format!("{tok} {}", numbers(v)))
+                    .collect::<Vec<_>>()
+                    .join("\t");
+                let json = json!({
+                    "tokens": t.tokens,
+                    "offsets": t.encoding.offsets.as_slice(),
+                    "sequence_output": t.vectors,
+                });
+                Ok((plain, json))
+            })?;
+        }
+        Command::Tokenize { common, pad_to } => {
+            if let Some(n) = pad_to
+                && !(3..=bertlite::internal::MAX_SEQ_LEN).contains(n)
+            {
+                anyhow::bail!(
+                    "--pad-to must be between 3 and {}, got {n}",
+                    bertlite::internal::MAX_SEQ_LEN
+                );
+            }
             // Tokenizing needs no graph: read the bundle, skip building the plan.
             let bundle = bertlite::Bundle::read(&common.model)?;
             let tok = bertlite::internal::Tokenizer::new(
@@ -222,19 +269,29 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 &bundle.vocab,
             )?;
             each(common, &mut out, &mut |text| {
+                let n = pad_to.unwrap_or(usize::MAX);
                 let e = match (common.pair, text.split_once('\t')) {
-                    (true, Some((a, b))) => tok.encode_pair(a, b),
-                    (true, None) => {
-                        return Err(bertlite::Error::input("--pair expects \"A<TAB>B\""));
-                    }
-                    (false, _) => tok.encode(text),
+                    (true, Some((a, b))) => tok.encode_pair_at_most(a, b, n),
+                    (true, None) => return Err(no_tab()),
+                    (false, _) => tok.encode_at_most(text, n),
                 };
                 let tokens: Vec<&str> = e.ids.iter().map(|&i| tok.token(i).unwrap_or("")).collect();
                 let plain = tokens.join(" ");
-                Ok((
-                    plain,
-                    json!({ "ids": e.ids.as_slice(), "tokens": tokens, "type_ids": e.type_ids.as_slice() }),
-                ))
+                let mut json = json!({
+                    "ids": e.ids.as_slice(),
+                    "tokens": tokens,
+                    "type_ids": e.type_ids.as_slice(),
+                    "offsets": e.offsets.as_slice(),
+                });
+                if let Some(n) = *pad_to {
+                    let pad = |v: &[u32], fill: u32| {
+                        v.iter().copied().chain(std::iter::repeat(fill)).take(n).collect::<Vec<_>>()
+                    };
+                    json["input_word_ids"] = json!(pad(&e.ids, tok.pad_id()));
+                    json["input_mask"] = json!(pad(&vec![1; e.len()], 0));
+                    json["input_type_ids"] = json!(pad(&e.type_ids, 0));
+                }
+                Ok((plain, json))
             })?;
         }
         Command::Info { model, threads: t, precision, verbose } => {
@@ -330,8 +387,8 @@ impl Cli {
     fn verbose(&self) -> bool {
         match &self.command {
             Command::Classify { common, .. }
-            | Command::Embed { common }
-            | Command::Tokenize { common }
+            | Command::Embed { common, .. }
+            | Command::Tokenize { common, .. }
             | Command::Bench { common, .. } => common.verbose,
             Command::Info { verbose, .. } => *verbose,
         }

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use unicode_categories::UnicodeCategories;
-use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
 
@@ -24,6 +23,11 @@ pub const MAX_SEQ_LEN: usize = 512;
 
 /// Token ids of one request; capacity is fixed so a request's memory is bounded.
 pub type Ids = heapless::Vec<u32, MAX_SEQ_LEN>;
+
+/// Where a token came from: `[start, end)` in chars (Unicode scalar values) of the text it was
+/// read from, as Hugging Face `tokenizers` reports offsets; `(0, 0)` for the `[CLS]` and
+/// `[SEP]` the template adds. In a pair, each side's offsets count in its own text.
+pub type Span = (u32, u32);
 
 /// Everything the tokenizer needs; stored in the bundle's metadata (vocab stored separately).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -49,6 +53,8 @@ pub struct TokenizerConfig {
 pub struct Encoding {
     pub ids: Ids,
     pub type_ids: Ids,
+    /// One per token; empty for an encoding built by hand.
+    pub offsets: heapless::Vec<Span, MAX_SEQ_LEN>,
 }
 
 impl Encoding {
@@ -68,6 +74,10 @@ impl Encoding {
             // Capacity is available: we just removed elements.
             let _ = self.ids.push(last_id);
             let _ = self.type_ids.push(last_type);
+            if let Some(&last_span) = self.offsets.last() {
+                self.offsets.truncate(n - 1);
+                let _ = self.offsets.push(last_span);
+            }
         }
     }
 }
@@ -155,59 +165,87 @@ impl Tokenizer {
 
     /// `[CLS] text [SEP]`, truncated to `max_len`.
     pub fn encode(&self, text: &str) -> Encoding {
-        let budget = self.config.max_len - 2;
+        self.encode_at_most(text, self.config.max_len)
+    }
+
+    /// [`Tokenizer::encode`] truncated to at most `max_len` tokens (at least 2, at most the
+    /// configured `max_len`): TF Hub's preprocessing to a fixed `seq_length`.
+    pub fn encode_at_most(&self, text: &str, max_len: usize) -> Encoding {
+        let budget = max_len.clamp(2, self.config.max_len) - 2;
         let mut a = Vec::new();
-        self.tokenize_into(text, budget, &mut a);
+        self.pieces(text, budget, &mut a);
         let mut enc = Encoding::default();
-        self.push(&mut enc, self.cls, 0);
-        for &id in &a {
-            self.push(&mut enc, id, 0);
+        self.push(&mut enc, Piece::special(self.cls), 0);
+        for &piece in &a {
+            self.push(&mut enc, piece, 0);
         }
-        self.push(&mut enc, self.sep, 0);
+        self.push(&mut enc, Piece::special(self.sep), 0);
         enc
     }
 
     /// `[CLS] a [SEP] b [SEP]` with type ids 0 then 1, truncated longest-first as HF does.
     pub fn encode_pair(&self, a: &str, b: &str) -> Encoding {
-        let budget = self.config.max_len - 3;
+        self.encode_pair_at_most(a, b, self.config.max_len)
+    }
+
+    /// [`Tokenizer::encode_pair`] truncated to at most `max_len` tokens (at least 3, at most
+    /// the configured `max_len`).
+    pub fn encode_pair_at_most(&self, a: &str, b: &str, max_len: usize) -> Encoding {
+        let budget = max_len.clamp(3, self.config.max_len) - 3;
         // Each side can never keep more than `budget` tokens, so stop reading there.
         let (mut ta, mut tb) = (Vec::new(), Vec::new());
-        self.tokenize_into(a, budget + 1, &mut ta);
-        self.tokenize_into(b, budget + 1, &mut tb);
+        self.pieces(a, budget + 1, &mut ta);
+        self.pieces(b, budget + 1, &mut tb);
         let (n_a, n_b) = longest_first(ta.len(), tb.len(), budget);
         let mut enc = Encoding::default();
-        self.push(&mut enc, self.cls, 0);
-        for &id in &ta[..n_a] {
-            self.push(&mut enc, id, 0);
+        self.push(&mut enc, Piece::special(self.cls), 0);
+        for &piece in &ta[..n_a] {
+            self.push(&mut enc, piece, 0);
         }
-        self.push(&mut enc, self.sep, 0);
-        for &id in &tb[..n_b] {
-            self.push(&mut enc, id, 1);
+        self.push(&mut enc, Piece::special(self.sep), 0);
+        for &piece in &tb[..n_b] {
+            self.push(&mut enc, piece, 1);
         }
-        self.push(&mut enc, self.sep, 1);
+        self.push(&mut enc, Piece::special(self.sep), 1);
         enc
     }
 
-    fn push(&self, enc: &mut Encoding, id: u32, type_id: u32) {
+    fn push(&self, enc: &mut Encoding, piece: Piece, type_id: u32) {
         // Budgets above keep every encoding within max_len <= MAX_SEQ_LEN, so this never drops.
-        let pushed = enc.ids.push(id).is_ok() && enc.type_ids.push(type_id).is_ok();
+        let pushed = enc.ids.push(piece.id).is_ok()
+            && enc.type_ids.push(type_id).is_ok()
+            && enc.offsets.push(piece.span).is_ok();
         debug_assert!(pushed, "encoding exceeded MAX_SEQ_LEN");
     }
 
     /// Word-piece ids of `text` without special tokens, at most `limit` of them.
     pub fn tokenize_into(&self, text: &str, limit: usize, out: &mut Vec<u32>) {
+        let mut pieces = Vec::new();
+        self.pieces(text, limit, &mut pieces);
+        out.extend(pieces.iter().map(|p| p.id));
+    }
+
+    /// The word pieces of `text` without special tokens, at most `limit` of them.
+    fn pieces(&self, text: &str, limit: usize, out: &mut Vec<Piece>) {
         let mut rest = text;
+        // Chars of `text` before `rest`: offsets count chars, as Hugging Face's do.
+        let mut base = 0u32;
         while !rest.is_empty() && out.len() < limit {
             match self.find_special(rest) {
                 Some((pos, len, id)) => {
-                    self.tokenize_segment(&rest[..pos], limit, out);
+                    let before = &rest[..pos];
+                    self.tokenize_segment(before, base, limit, out);
+                    base = base.saturating_add(char_count(before));
+                    let special = &rest[pos..pos + len];
+                    let end = base.saturating_add(char_count(special));
                     if out.len() < limit {
-                        out.push(id);
+                        out.push(Piece { id, span: (base, end) });
                     }
+                    base = end;
                     rest = &rest[pos + len..];
                 }
                 None => {
-                    self.tokenize_segment(rest, limit, out);
+                    self.tokenize_segment(rest, base, limit, out);
                     break;
                 }
             }
@@ -229,16 +267,17 @@ impl Tokenizer {
         best
     }
 
-    /// Normalize → pre-tokenize → WordPiece one segment, streaming char by char.
-    fn tokenize_segment(&self, segment: &str, limit: usize, out: &mut Vec<u32>) {
+    /// Normalize → pre-tokenize → WordPiece one segment, streaming char by char; `base` is
+    /// the segment's first char in the whole text.
+    fn tokenize_segment(&self, segment: &str, base: u32, limit: usize, out: &mut Vec<Piece>) {
         let mut word = WordBuffer::new(self.config.max_input_chars_per_word);
-        let emit = |word: &mut WordBuffer, out: &mut Vec<u32>| {
+        let emit = |word: &mut WordBuffer, out: &mut Vec<Piece>| {
             if !word.is_empty() {
                 self.wordpiece(word, out);
                 word.clear();
             }
         };
-        for c in self.normalized(segment) {
+        for (c, at) in self.normalized(segment, base) {
             if out.len() >= limit {
                 return;
             }
@@ -246,51 +285,62 @@ impl Tokenizer {
                 emit(&mut word, out);
             } else if is_bert_punctuation(c) {
                 emit(&mut word, out);
-                word.push(c);
+                word.push(c, at);
                 emit(&mut word, out);
             } else {
-                word.push(c);
+                word.push(c, at);
             }
         }
         emit(&mut word, out);
     }
 
     /// HF `BertNormalizer`, as a lazy char iterator: clean → CJK padding → NFD and strip
-    /// accents → lowercase.
-    fn normalized<'a>(&self, text: &'a str) -> Box<dyn Iterator<Item = char> + 'a> {
+    /// accents → lowercase. Each char comes with the position (in chars, from `base`) of the
+    /// original char it came from.
+    fn normalized<'a>(
+        &self,
+        text: &'a str,
+        base: u32,
+    ) -> Box<dyn Iterator<Item = (char, u32)> + 'a> {
         let cfg = &self.config;
         let clean = cfg.clean_text;
-        let mut it: Box<dyn Iterator<Item = char> + 'a> =
-            Box::new(text.chars().filter_map(move |c| {
+        let at = move |i: usize| base.saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
+        let mut it: Box<dyn Iterator<Item = (char, u32)> + 'a> =
+            Box::new(text.chars().enumerate().filter_map(move |(i, c)| {
+                let at = at(i);
                 if !clean {
-                    Some(c)
+                    Some((c, at))
                 } else if c == '\0' || c == '\u{fffd}' || is_control(c) {
                     None
                 } else if is_whitespace(c) {
-                    Some(' ')
+                    Some((' ', at))
                 } else {
-                    Some(c)
+                    Some((c, at))
                 }
             }));
         if cfg.handle_chinese_chars {
-            it = Box::new(it.flat_map(|c| {
+            it = Box::new(it.flat_map(|(c, at)| {
                 let padded = is_chinese_char(c);
-                [padded.then_some(' '), Some(c), padded.then_some(' ')].into_iter().flatten()
+                [padded.then_some(' '), Some(c), padded.then_some(' ')]
+                    .into_iter()
+                    .flatten()
+                    .map(move |c| (c, at))
             }));
         }
         if cfg.strip_accents.unwrap_or(cfg.lowercase) {
-            it = Box::new(it.nfd().filter(|c| !c.is_mark_nonspacing()));
+            it = Box::new(Nfd::new(it).filter(|(c, _)| !c.is_mark_nonspacing()));
         }
         if cfg.lowercase {
-            it = Box::new(it.flat_map(char::to_lowercase));
+            it = Box::new(it.flat_map(|(c, at)| c.to_lowercase().map(move |l| (l, at))));
         }
         it
     }
 
     /// Greedy longest-match-first WordPiece; a word with any unmatched piece becomes `[UNK]`.
-    fn wordpiece(&self, word: &WordBuffer, out: &mut Vec<u32>) {
+    fn wordpiece(&self, word: &WordBuffer, out: &mut Vec<Piece>) {
+        let whole = (word.first, word.last.saturating_add(1));
         if word.overlong {
-            out.push(self.unk);
+            out.push(Piece { id: self.unk, span: whole });
             return;
         }
         let w = word.text.as_str();
@@ -316,12 +366,16 @@ impl Tokenizer {
             }
             match found {
                 Some(id) => {
-                    out.push(id);
+                    // The piece's chars, mapped back to the original chars they came from.
+                    let first = w[..start].chars().count();
+                    let last = first + w[start..end].chars().count() - 1;
+                    let span = (word.origin[first], word.origin[last].saturating_add(1));
+                    out.push(Piece { id, span });
                     start = end;
                 }
                 None => {
                     out.truncate(start_len);
-                    out.push(self.unk);
+                    out.push(Piece { id: self.unk, span: whole });
                     return;
                 }
             }
@@ -347,10 +401,32 @@ fn longest_first(n_a: usize, n_b: usize, max: usize) -> (usize, usize) {
     (n_a.min(t_a), n_b.min(t_b))
 }
 
-/// A word being collected; past `max_chars` chars only the fact that it is too long is kept,
-/// so a 1 MB "word" costs no memory.
+/// One word piece and where it came from.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    id: u32,
+    span: Span,
+}
+
+impl Piece {
+    /// A token the template adds, from no text.
+    fn special(id: u32) -> Piece {
+        Piece { id, span: (0, 0) }
+    }
+}
+
+fn char_count(s: &str) -> u32 {
+    u32::try_from(s.chars().count()).unwrap_or(u32::MAX)
+}
+
+/// A word being collected; past `max_chars` chars only the fact that it is too long (and where
+/// it starts and ends) is kept, so a 1 MB "word" costs no memory.
 struct WordBuffer {
     text: String,
+    /// For each char of `text`, the original char it came from.
+    origin: Vec<u32>,
+    first: u32,
+    last: u32,
     chars: usize,
     max_chars: usize,
     overlong: bool,
@@ -358,15 +434,29 @@ struct WordBuffer {
 
 impl WordBuffer {
     fn new(max_chars: usize) -> Self {
-        WordBuffer { text: String::new(), chars: 0, max_chars, overlong: false }
+        WordBuffer {
+            text: String::new(),
+            origin: Vec::new(),
+            first: 0,
+            last: 0,
+            chars: 0,
+            max_chars,
+            overlong: false,
+        }
     }
-    fn push(&mut self, c: char) {
+    fn push(&mut self, c: char, at: u32) {
+        if self.chars == 0 {
+            self.first = at;
+        }
+        self.last = at;
         self.chars += 1;
         if self.chars > self.max_chars {
             self.overlong = true;
             self.text.clear();
+            self.origin.clear();
         } else {
             self.text.push(c);
+            self.origin.push(at);
         }
     }
     fn is_empty(&self) -> bool {
@@ -374,8 +464,69 @@ impl WordBuffer {
     }
     fn clear(&mut self) {
         self.text.clear();
+        self.origin.clear();
         self.chars = 0;
         self.overlong = false;
+    }
+}
+
+/// Canonical decomposition (NFD) of a stream of chars, each carrying where it came from: every
+/// char is decomposed, and each run of combining marks is put in canonical order (a stable sort
+/// by combining class, as the Unicode algorithm does), the marks keeping their origin. The same
+/// chars as `unicode_normalization`'s `nfd()`, which cannot say where each came from.
+struct Nfd<I> {
+    input: I,
+    /// Decomposed chars not yet given out: `ready` of them are final; the rest are a run of
+    /// marks that a later mark may still reorder.
+    pending: std::collections::VecDeque<(char, u32)>,
+    ready: usize,
+}
+
+impl<I: Iterator<Item = (char, u32)>> Nfd<I> {
+    fn new(input: I) -> Self {
+        Nfd { input, pending: Default::default(), ready: 0 }
+    }
+
+    /// Puts the marks after the last starter in canonical order and makes everything final.
+    fn settle(&mut self) {
+        use unicode_normalization::char::canonical_combining_class as ccc;
+        let run = self.pending.make_contiguous();
+        let marks = &mut run[self.ready..];
+        marks.sort_by_key(|&(c, _)| ccc(c));
+        self.ready = self.pending.len();
+    }
+}
+
+impl<I: Iterator<Item = (char, u32)>> Iterator for Nfd<I> {
+    type Item = (char, u32);
+
+    fn next(&mut self) -> Option<(char, u32)> {
+        use unicode_normalization::char::{canonical_combining_class as ccc, decompose_canonical};
+        while self.ready == 0 {
+            let Some((c, at)) = self.input.next() else {
+                self.settle();
+                break;
+            };
+            // A canonical decomposition is at most 4 chars long.
+            let mut decomposed = heapless::Vec::<char, 8>::new();
+            decompose_canonical(c, |d| {
+                let _ = decomposed.push(d);
+            });
+            for d in decomposed {
+                if ccc(d) == 0 {
+                    // A starter ends the run of marks before it and is final itself: only
+                    // marks move.
+                    self.settle();
+                    self.pending.push_back((d, at));
+                    self.ready = self.pending.len();
+                } else {
+                    self.pending.push_back((d, at));
+                }
+            }
+        }
+        let out = self.pending.pop_front()?;
+        self.ready = self.ready.saturating_sub(1);
+        Some(out)
     }
 }
 

@@ -106,8 +106,55 @@ fn embed_and_tokenize_json() {
     assert_eq!(ids(&rows[0]["ids"]), vec![101, 7592, 1010, 2088, 999, 102]);
     assert_eq!(rows[0]["tokens"][1], "hello");
 
+    assert_eq!(
+        rows[0]["offsets"],
+        serde_json::json!([[0, 0], [0, 5], [5, 6], [7, 12], [12, 13], [0, 0]])
+    );
+
     let out = bertlite(&["tokenize", "-m", m, "--json", "--pair", "a b\tc"], b"");
     assert_eq!(ids(&lines(&out)[0]["type_ids"]), vec![0, 0, 0, 0, 1, 1]);
+}
+
+/// TF Hub's preprocessing outputs: padded to a fixed length, or truncated keeping [SEP].
+#[test]
+fn tokenize_pads_to_a_fixed_length() {
+    let model = bundle("minilm-int8.blt");
+    let m = model.to_str().unwrap();
+    let out = bertlite(&["tokenize", "-m", m, "--json", "--pad-to", "8", "Hello, World!"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = &lines(&out)[0];
+    assert_eq!(ids(&row["input_word_ids"]), vec![101, 7592, 1010, 2088, 999, 102, 0, 0]);
+    assert_eq!(ids(&row["input_mask"]), vec![1, 1, 1, 1, 1, 1, 0, 0]);
+    assert_eq!(ids(&row["input_type_ids"]), vec![0; 8]);
+    let out = bertlite(&["tokenize", "-m", m, "--json", "--pad-to", "4", "Hello, World!"], b"");
+    let row = &lines(&out)[0];
+    assert_eq!(ids(&row["input_word_ids"]), vec![101, 7592, 1010, 102], "truncated, [SEP] kept");
+    assert_eq!(ids(&row["ids"]), vec![101, 7592, 1010, 102]);
+    let out = bertlite(&["tokenize", "-m", m, "--json", "--pad-to", "2", "x"], b"");
+    no_panic(&out);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--pad-to must be between 3 and 512, got 2"), "{}", stderr(&out));
+}
+
+/// `embed --tokens`: one vector per token with the tokens and offsets; the vector of [CLS]
+/// differs from the pooled embedding (which is the mean here), so both paths are distinct.
+#[test]
+fn embed_tokens_json() {
+    let model = bundle("minilm-int8.blt");
+    let m = model.to_str().unwrap();
+    let out = bertlite(&["embed", "-m", m, "--json", "--tokens"], "Hello, World!\n\n".as_bytes());
+    no_panic(&out);
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 2, "one line per input line, the empty one an error");
+    assert_eq!(
+        rows[0]["tokens"],
+        serde_json::json!(["[CLS]", "hello", ",", "world", "!", "[SEP]"])
+    );
+    assert_eq!(rows[0]["offsets"][3], serde_json::json!([7, 12]));
+    let vectors = rows[0]["sequence_output"].as_array().unwrap();
+    assert_eq!(vectors.len(), 6);
+    assert!(vectors.iter().all(|v| v.as_array().unwrap().len() == 384));
+    assert!(rows[1]["error"].as_str().unwrap().contains("text is empty"));
 }
 
 #[test]

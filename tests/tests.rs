@@ -10,4 +10,5 @@ mod fidelity;
 mod layers;
 mod onnx_import;
 mod robustness;
+mod token_outputs;
 mod tokenizer_parity;

@@ -1,5 +1,6 @@
-//! Token ids identical to Hugging Face `tokenizers`: a committed golden corpus, plus thousands of
-//! random mixed-script strings checked against the Python package at test time.
+//! Token ids and character offsets identical to Hugging Face `tokenizers`: a committed golden
+//! corpus, plus thousands of random mixed-script strings checked against the Python package at
+//! test time.
 
 use bertlite::Bundle;
 use bertlite::Encoding;
@@ -21,6 +22,12 @@ fn encode(tok: &Tokenizer, text: &Value) -> Encoding {
     }
 }
 
+/// HF's `[[start, end], ...]`, in chars.
+fn offsets(v: &Value) -> Vec<(u32, u32)> {
+    let span = |p: &Value| (p[0].as_u64().unwrap() as u32, p[1].as_u64().unwrap() as u32);
+    v.as_array().expect("offsets").iter().map(span).collect()
+}
+
 fn compare(tok: &Tokenizer, texts: &[Value], expected: &[Value]) {
     assert_eq!(texts.len(), expected.len());
     let mut failures = Vec::new();
@@ -31,6 +38,12 @@ fn compare(tok: &Tokenizer, texts: &[Value], expected: &[Value]) {
         {
             let tokens: Vec<&str> = got.ids.iter().map(|&i| tok.token(i).unwrap_or("?")).collect();
             failures.push(format!("{text}\n  got  {tokens:?}\n  want {}", want["tokens"]));
+        } else if got.offsets.as_slice() != offsets(&want["offsets"]).as_slice() {
+            failures.push(format!(
+                "{text}: offsets\n  got  {:?}\n  want {}",
+                got.offsets.as_slice(),
+                want["offsets"]
+            ));
         }
     }
     assert!(

@@ -13,6 +13,17 @@ use pooling::pool;
 pub(crate) mod head;
 pub(crate) mod pooling;
 
+/// One text's tokens and the encoder's vector for each ([`Model::tokens`]).
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    /// Ids, type ids and character offsets into the text.
+    pub encoding: Encoding,
+    /// The token strings (`[CLS]`, `hello`, `##s`, …).
+    pub tokens: Vec<String>,
+    /// `[tokens][hidden]`: the last hidden state, TF Hub's `sequence_output`.
+    pub vectors: Vec<Vec<f32>>,
+}
+
 /// A loaded bundle. `Send + Sync`: share one across threads behind an `Arc`.
 pub struct Model {
     metadata: Metadata,
@@ -107,17 +118,56 @@ impl Model {
 
     /// Pooled embeddings of already tokenized texts, run as one padded batch.
     pub fn embed_encodings(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>> {
+        let hidden = self.encoder.hidden();
+        let pooled =
+            |(e, rows): (&&Encoding, &[f32])| pool(&self.metadata.pooling, rows, hidden, e.len());
+        self.each_hidden_state(encodings, pooled)
+    }
+
+    /// Runs `encodings` as one padded batch and gives `f` each one's rows of the last hidden
+    /// state, `[seq][hidden]` (padding rows included).
+    fn each_hidden_state<T>(
+        &self,
+        encodings: &[&Encoding],
+        f: impl FnMut((&&Encoding, &[f32])) -> T,
+    ) -> Result<Vec<T>> {
         if encodings.is_empty() {
             return Ok(vec![]);
         }
         let batch = Batch::new(encodings, self.tokenizer.pad_id());
         let states = self.encoder.run(&batch)?;
+        let rows = states.chunks_exact(batch.seq * self.encoder.hidden());
+        Ok(encodings.iter().zip(rows).map(f).collect())
+    }
+
+    /// The encoder's last hidden state for each of `encodings`, one vector per token
+    /// (`[CLS]` and `[SEP]` included): TF Hub's `sequence_output`, Hugging Face's
+    /// `last_hidden_state`. Run as one padded batch; padding rows are not returned.
+    pub fn token_vectors(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<Vec<f32>>>> {
         let hidden = self.encoder.hidden();
-        Ok(encodings
-            .iter()
-            .zip(states.chunks_exact(batch.seq * hidden))
-            .map(|(e, rows)| pool(&self.metadata.pooling, rows, hidden, e.len()))
-            .collect())
+        self.each_hidden_state(encodings, |(e, rows)| {
+            rows.chunks_exact(hidden).take(e.len()).map(<[f32]>::to_vec).collect()
+        })
+    }
+
+    /// A text's tokens with their vectors and where each came from in the text.
+    pub fn tokens(&self, text: &str) -> Result<Tokens> {
+        let encoding = self.encode(text)?;
+        let vectors = self.token_vectors(&[&encoding])?.remove(0);
+        Ok(self.describe(encoding, vectors))
+    }
+
+    /// [`Model::tokens`] for a sentence pair (`[CLS] a [SEP] b [SEP]`).
+    pub fn tokens_pair(&self, a: &str, b: &str) -> Result<Tokens> {
+        let encoding = self.encode_pair(a, b)?;
+        let vectors = self.token_vectors(&[&encoding])?.remove(0);
+        Ok(self.describe(encoding, vectors))
+    }
+
+    fn describe(&self, encoding: Encoding, vectors: Vec<Vec<f32>>) -> Tokens {
+        let tokens =
+            encoding.ids.iter().map(|&id| self.tokenizer.token(id).unwrap_or("").to_owned());
+        Tokens { tokens: tokens.collect(), vectors, encoding }
     }
 
     /// The pooled (and, if the model says so, normalized) embedding of a text.

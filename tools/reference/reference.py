@@ -35,7 +35,7 @@ def tokens(model_dir, texts, max_len=None):
             e = tok.encode(t[0], t[1])
         else:
             e = tok.encode(t)
-        yield {"ids": e.ids, "type_ids": e.type_ids, "tokens": e.tokens}
+        yield {"ids": e.ids, "type_ids": e.type_ids, "tokens": e.tokens, "offsets": e.offsets}
 
 
 def erf(x):
@@ -94,6 +94,14 @@ def embed(model_dir, texts, max_len=None):
         yield {"embedding": v.tolist(), "ids": e["ids"]}
 
 
+def hidden(model_dir, texts, max_len=None):
+    """The last hidden state, one float64 vector per token, with HF's tokens and offsets."""
+    bert = Bert(model_dir)
+    for e in tokens(model_dir, texts, max_len):
+        x = bert.forward(np.array(e["ids"]), np.array(e["type_ids"]))
+        yield {**e, "hidden": x.tolist()}
+
+
 def classify(model_dir, texts, max_len=None):
     """BertForSequenceClassification: [CLS] → pooler (tanh) → classifier → softmax."""
     bert = Bert(model_dir)
@@ -117,7 +125,7 @@ def main():
             print(json.dumps(r, ensure_ascii=False))
         return
     texts = [json.loads(line) for line in sys.stdin if line.strip()]
-    fn = {"tokens": tokens, "embed": embed, "classify": classify}[mode]
+    fn = {"tokens": tokens, "embed": embed, "hidden": hidden, "classify": classify}[mode]
     for r in fn(model_dir, texts, max_len):
         print(json.dumps(r, ensure_ascii=False))
 
