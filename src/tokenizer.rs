@@ -218,13 +218,6 @@ impl Tokenizer {
         debug_assert!(pushed, "encoding exceeded MAX_SEQ_LEN");
     }
 
-    /// Word-piece ids of `text` without special tokens, at most `limit` of them.
-    pub fn tokenize_into(&self, text: &str, limit: usize, out: &mut Vec<u32>) {
-        let mut pieces = Vec::new();
-        self.pieces(text, limit, &mut pieces);
-        out.extend(pieces.iter().map(|p| p.id));
-    }
-
     /// The word pieces of `text` without special tokens, at most `limit` of them.
     fn pieces(&self, text: &str, limit: usize, out: &mut Vec<Piece>) {
         let mut rest = text;
@@ -490,6 +483,11 @@ impl<I: Iterator<Item = (char, u32)>> Nfd<I> {
     /// Puts the marks after the last starter in canonical order and makes everything final.
     fn settle(&mut self) {
         use unicode_normalization::char::canonical_combining_class as ccc;
+        if self.ready + 1 >= self.pending.len() {
+            // No marks, or one: nothing to reorder.
+            self.ready = self.pending.len();
+            return;
+        }
         let run = self.pending.make_contiguous();
         let marks = &mut run[self.ready..];
         marks.sort_by_key(|&(c, _)| ccc(c));
