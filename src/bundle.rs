@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Sections: `META` (JSON [`Metadata`]), `VOCB` (vocabulary, one token per line), `GRPH` (the
-//! encoder as an NNEF tar with tract extensions), `HEAD` (f32 head weights, see [`HeadInfo`]).
+//! encoder as an NNEF tar with tract extensions), `HEAD` (f32 classification head, see
+//! [`HeadInfo`]) and, from version 2, `TASK` (f32 weights of the task heads, see [`TaskInfo`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,7 +27,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::tokenizer::TokenizerConfig;
 
 pub const MAGIC: &[u8; 8] = b"BERTLITE";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this runtime still reads (version 1 has no `TASK` section).
+pub const OLDEST_VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
 const ENTRY_LEN: usize = 20;
 const CRC_OFFSET: usize = 24;
@@ -36,6 +39,7 @@ pub const META: [u8; 4] = *b"META";
 pub const VOCAB: [u8; 4] = *b"VOCB";
 pub const GRAPH: [u8; 4] = *b"GRPH";
 pub const HEAD: [u8; 4] = *b"HEAD";
+pub const TASK: [u8; 4] = *b"TASK";
 
 /// How token vectors become one text vector.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,6 +79,71 @@ pub struct HeadInfo {
     pub pooler: bool,
     /// Where the head came from ("checkpoint", "trained on FILE ...").
     pub origin: String,
+}
+
+/// A task head beside the classification head: what it answers and how its weights lie in the
+/// `TASK` section (`H` = hidden size, `V` = vocabulary size, `k` = labels; matrices `[out][in]`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// BERT's pooler, TF Hub's `pooled_output` = tanh(W·h\[CLS\] + b): `W [H][H]`, `b [H]`.
+    /// Next-sentence prediction and multiple choice read its output.
+    Pooler,
+    /// Masked-word prediction (`cls.predictions`): transform `W [H][H]`, `b [H]`, then GELU and
+    /// LayerNorm `γ [H]`, `β [H]`, then the decoder bias `[V]`. The decoder weight is the
+    /// encoder's own word-embedding table, which is not stored twice.
+    FillMask,
+    /// `cls.seq_relationship` on the pooler's output: `W [2][H]`, `b [2]` (IsNext, NotNext).
+    NextSentence,
+    /// One label per token (NER-style BIO tags): `W [k][H]`, `b [k]`.
+    TokenClassification,
+    /// Answer-span start and end logits per token (`qa_outputs`): `W [2][H]`, `b [2]`.
+    QuestionAnswering,
+    /// One score per (context, choice) pair on the pooler's output: `W [1][H]`, `b [1]`.
+    MultipleChoice,
+}
+
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Pooler => "pooler",
+            Task::FillMask => "fill-mask",
+            Task::NextSentence => "next-sentence",
+            Task::TokenClassification => "token-classification",
+            Task::QuestionAnswering => "question-answering",
+            Task::MultipleChoice => "multiple-choice",
+        }
+    }
+
+    /// Floats the head holds in the `TASK` section.
+    pub fn floats(self, hidden: usize, vocab: usize, labels: usize) -> Option<usize> {
+        let linear = |out: usize| out.checked_mul(hidden + 1);
+        match self {
+            Task::Pooler => linear(hidden),
+            Task::FillMask => linear(hidden)?.checked_add(2 * hidden)?.checked_add(vocab),
+            Task::NextSentence | Task::QuestionAnswering => linear(2),
+            Task::TokenClassification => linear(labels),
+            Task::MultipleChoice => linear(1),
+        }
+    }
+}
+
+/// One task head of the bundle; its floats follow the previous head's in `TASK`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaskInfo {
+    pub task: Task,
+    /// Token-classification tags (`id2label`); the two NSP classes; empty otherwise.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// LayerNorm epsilon of the fill-mask transform (the checkpoint's `layer_norm_eps`).
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f32,
+    /// Where the head came from ("checkpoint BertForPreTraining", ...).
+    pub origin: String,
+}
+
+fn default_eps() -> f32 {
+    1e-12
 }
 
 /// Shape of the encoder in the graph (after pruning).
@@ -117,6 +186,9 @@ pub struct Metadata {
     pub tokenizer: TokenizerConfig,
     pub pooling: Pooling,
     pub head: Option<HeadInfo>,
+    /// Task heads beside the classifier, in `TASK` section order (version 2; none in version 1).
+    #[serde(default)]
+    pub tasks: Vec<TaskInfo>,
     #[serde(default)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -152,6 +224,28 @@ impl Metadata {
                 e.heads[layer], e.head_dim, e.hidden
             ));
         }
+        let mut seen = Vec::new();
+        for t in &self.tasks {
+            if seen.contains(&t.task) {
+                return bad(format!("two {} heads", t.task.name()));
+            }
+            seen.push(t.task);
+            let labels = match t.task {
+                Task::TokenClassification => 1,
+                Task::NextSentence => 2,
+                _ => 0,
+            };
+            if t.labels.len() < labels {
+                return bad(format!("the {} head has {} labels", t.task.name(), t.labels.len()));
+            }
+            let needs_pooler = matches!(t.task, Task::NextSentence | Task::MultipleChoice);
+            if needs_pooler && !self.tasks.iter().any(|p| p.task == Task::Pooler) {
+                return bad(format!("the {} head needs a pooler head", t.task.name()));
+            }
+            if !(t.layer_norm_eps.is_finite() && t.layer_norm_eps > 0.0) {
+                return bad(format!("the {} head's layer_norm_eps is not positive", t.task.name()));
+            }
+        }
         let max_len = self.tokenizer.max_len;
         if !(3..=e.max_position).contains(&max_len) {
             return bad(format!(
@@ -169,6 +263,11 @@ pub struct Bundle {
     pub vocab: String,
     pub graph: Vec<u8>,
     pub head: Vec<f32>,
+    /// The task heads' floats, as [`Metadata::tasks`] lays them out.
+    pub tasks: Vec<f32>,
+    /// The format version the file was written in; [`Bundle::to_bytes`] always writes
+    /// [`FORMAT_VERSION`].
+    pub version: u32,
 }
 
 impl Bundle {
@@ -186,7 +285,7 @@ impl Bundle {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Bundle> {
-        let sections = parse(bytes)?;
+        let (version, sections) = parse(bytes)?;
         let get = |tag: [u8; 4]| {
             sections.get(&tag).copied().ok_or_else(|| {
                 Error::bundle(format!("bundle has no {} section", String::from_utf8_lossy(&tag)))
@@ -199,15 +298,22 @@ impl Bundle {
             .map_err(|_| Error::bundle("bundle vocabulary is not UTF-8"))?
             .to_owned();
         let graph = get(GRAPH)?.to_vec();
-        let head_bytes = sections.get(&HEAD).copied().unwrap_or(&[]);
-        if head_bytes.len() % 4 != 0 {
-            return Err(Error::bundle("HEAD section length is not a multiple of 4"));
-        }
-        let head = head_bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok(Bundle { metadata, vocab, graph, head })
+        let floats = |tag: [u8; 4]| -> Result<Vec<f32>> {
+            let bytes = sections.get(&tag).copied().unwrap_or(&[]);
+            if bytes.len() % 4 != 0 {
+                return Err(Error::bundle(format!(
+                    "{} section length is not a multiple of 4",
+                    String::from_utf8_lossy(&tag)
+                )));
+            }
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let head = floats(HEAD)?;
+        let tasks = floats(TASK)?;
+        Ok(Bundle { metadata, vocab, graph, head, tasks, version })
     }
 
     /// Serializes the bundle.
@@ -215,8 +321,14 @@ impl Bundle {
         let meta = serde_json::to_vec_pretty(&self.metadata)
             .map_err(|e| Error::bundle(format!("cannot serialize metadata: {e}")))?;
         let head: Vec<u8> = self.head.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let sections: [([u8; 4], &[u8]); 4] =
-            [(META, &meta), (VOCAB, self.vocab.as_bytes()), (GRAPH, &self.graph), (HEAD, &head)];
+        let tasks: Vec<u8> = self.tasks.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let sections: [([u8; 4], &[u8]); 5] = [
+            (META, &meta),
+            (VOCAB, self.vocab.as_bytes()),
+            (GRAPH, &self.graph),
+            (HEAD, &head),
+            (TASK, &tasks),
+        ];
         let table_end = HEADER_LEN + ENTRY_LEN * sections.len();
         let total = table_end + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
         let mut out = Vec::with_capacity(total);
@@ -289,17 +401,20 @@ fn read_u64(bytes: &[u8], at: usize) -> Result<u64> {
         .ok_or_else(|| Error::bundle("bundle is truncated (header)"))
 }
 
-/// Checks header, length and checksum; returns the sections by tag.
-fn parse(bytes: &[u8]) -> Result<BTreeMap<[u8; 4], &[u8]>> {
+/// Section payloads by tag.
+type Sections<'a> = BTreeMap<[u8; 4], &'a [u8]>;
+
+/// Checks header, length and checksum; returns the format version and the sections by tag.
+fn parse(bytes: &[u8]) -> Result<(u32, Sections<'_>)> {
     if bytes.get(..8) != Some(MAGIC.as_slice()) {
         return Err(Error::bundle("not a bertlite bundle (bad magic bytes)"));
     }
     let version = read_u32(bytes, 8)?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(Error::new(
             ErrorKind::Version,
             format!(
-                "bundle format version {version} is not supported by this runtime (it reads version {FORMAT_VERSION}); recompile the bundle with a matching bertlite-tool"
+                "bundle format version {version} is not supported by this runtime (it reads versions {OLDEST_VERSION} to {FORMAT_VERSION}); recompile the bundle with a matching bertlite-tool"
             ),
         ));
     }
@@ -347,7 +462,7 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<[u8; 4], &[u8]>> {
             return Err(Error::bundle(format!("bundle sections {a} and {b} overlap")));
         }
     }
-    Ok(sections)
+    Ok((version, sections))
 }
 
 #[cfg(test)]
@@ -391,11 +506,14 @@ mod tests {
                 },
                 pooling: Pooling { mode: PoolingMode::Mean, normalize: true },
                 head: None,
+                tasks: vec![],
                 extra: BTreeMap::new(),
             },
             vocab: "[PAD]\n[UNK]\n[CLS]\n[SEP]".into(),
             graph: vec![1, 2, 3],
             head: vec![1.0, -2.5],
+            tasks: vec![0.5; 7],
+            version: FORMAT_VERSION,
         }
     }
 
@@ -408,6 +526,63 @@ mod tests {
         assert_eq!(r.vocab, b.vocab);
         assert_eq!(r.graph, b.graph);
         assert_eq!(r.head, b.head);
+        assert_eq!(r.tasks, b.tasks);
+    }
+
+    /// A version-1 file (no `TASK` section, no `tasks` in the metadata) still reads.
+    #[test]
+    fn reads_version_1() {
+        let mut b = sample();
+        b.tasks.clear();
+        let mut meta = serde_json::to_value(&b.metadata).unwrap();
+        meta.as_object_mut().unwrap().remove("tasks");
+        let meta = serde_json::to_vec(&meta).unwrap();
+        let sections: [([u8; 4], &[u8]); 4] =
+            [(META, &meta), (VOCAB, b.vocab.as_bytes()), (GRAPH, &b.graph), (HEAD, &[0u8; 8])];
+        let table_end = HEADER_LEN + ENTRY_LEN * 4;
+        let total = table_end + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&4u32.to_le_bytes());
+        out.extend_from_slice(&(total as u64).to_le_bytes());
+        out.extend_from_slice(&[0; 8]);
+        let mut offset = table_end as u64;
+        for (tag, data) in &sections {
+            out.extend_from_slice(tag);
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            offset += data.len() as u64;
+        }
+        for (_, data) in &sections {
+            out.extend_from_slice(data);
+        }
+        let crc = checksum(&out);
+        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        let r = Bundle::from_bytes(&out).unwrap();
+        assert_eq!(r.metadata, b.metadata);
+        assert!(r.tasks.is_empty());
+        assert_eq!(r.version, 1);
+        assert_eq!(r.head, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn task_heads_are_checked() {
+        let mut b = sample();
+        let nsp = TaskInfo {
+            task: Task::NextSentence,
+            labels: vec!["IsNext".into(), "NotNext".into()],
+            layer_norm_eps: 1e-12,
+            origin: "test".into(),
+        };
+        b.metadata.tasks = vec![nsp.clone()];
+        assert!(b.metadata.check().unwrap_err().to_string().contains("needs a pooler head"));
+        let pooler = TaskInfo { task: Task::Pooler, labels: vec![], ..nsp.clone() };
+        b.metadata.tasks = vec![pooler.clone(), nsp.clone(), pooler];
+        assert!(b.metadata.check().unwrap_err().to_string().contains("two pooler heads"));
+        b.metadata.tasks.pop();
+        assert!(b.metadata.check().is_ok());
+        assert_eq!(Task::FillMask.floats(4, 3, 0), Some(4 * 5 + 8 + 3));
     }
 
     #[test]

@@ -35,12 +35,14 @@ pub(crate) mod report;
 mod rewrite;
 mod tokenizer;
 
-pub use bundle::{Bundle, EncoderInfo, HeadInfo, HeadKind, Metadata, Pooling, PoolingMode};
+pub use bundle::{
+    Bundle, EncoderInfo, HeadInfo, HeadKind, Metadata, Pooling, PoolingMode, Task, TaskInfo,
+};
 pub use encoder::EncoderOptions;
 pub use encoder::precision::{Decision, Precision, PrecisionChoice};
 pub use error::{Error, ErrorKind, Result};
 pub use model::pooling::cosine;
-pub use model::{Classification, Model, Tokens};
+pub use model::{Answer, AnswerOptions, Classification, Entity, MaskPrediction, Model, Tokens};
 pub use platform::threads::{MAX_THREADS, default_threads};
 pub use rewrite::Rewrites;
 pub use tokenizer::{Encoding, Span};

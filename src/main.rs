@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use bertlite::{EncoderOptions, Model, PrecisionChoice};
+use bertlite::{EncoderOptions, Model, PrecisionChoice, Task};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
@@ -59,8 +59,46 @@ enum Command {
         common: Common,
         /// Print one vector per token instead (the last hidden state, TF Hub's
         /// `sequence_output`), with the tokens and their character offsets.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pooled")]
         tokens: bool,
+        /// Print TF Hub's `pooled_output` instead: tanh(dense([CLS])) with the checkpoint's
+        /// pooler (bundles compiled with --pooled-output, or with NSP / multiple-choice heads).
+        #[arg(long)]
+        pooled: bool,
+    },
+    /// Predict the words behind each [MASK] (fill-mask head, e.g. from BertForMaskedLM).
+    FillMask {
+        #[command(flatten)]
+        common: Common,
+        /// Candidates per mask.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+    },
+    /// Next-sentence prediction on "A<TAB>B": is B the sentence that follows A?
+    Nsp {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Named entities (token-classification head with BIO tags), with character offsets.
+    Ner {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Answer "QUESTION<TAB>CONTEXT" with a span of the context (question-answering head).
+    Qa {
+        #[command(flatten)]
+        common: Common,
+        /// Tokens consecutive windows of a long context share.
+        #[arg(long, default_value_t = 128)]
+        stride: usize,
+        /// Longest answer, in tokens.
+        #[arg(long, default_value_t = 15)]
+        max_answer_len: usize,
+    },
+    /// Multiple choice on "CONTEXT<TAB>CHOICE 1<TAB>CHOICE 2[<TAB>...]": each choice's probability.
+    Choose {
+        #[command(flatten)]
+        common: Common,
     },
     /// Print the token ids, tokens and character offsets of each text.
     Tokenize {
@@ -119,6 +157,26 @@ fn threads(t: Option<usize>) -> usize {
 fn load(path: &PathBuf, t: Option<usize>, precision: PrecisionChoice) -> anyhow::Result<Model> {
     Model::load_with(path, EncoderOptions { threads: threads(t), precision })
         .with_context(|| format!("cannot load {}", path.display()))
+}
+
+/// Loads a bundle for a task, failing at once (not per text) if it lacks that head.
+fn load_for(path: &PathBuf, common: &Common, task: Task) -> anyhow::Result<Model> {
+    let model = load(path, common.threads, common.precision)?;
+    if !model.has_head(task) {
+        let has = model.head_names();
+        anyhow::bail!(
+            "{} has no {} head (its heads: {}); compile it from a checkpoint that has one",
+            path.display(),
+            task.name(),
+            if has.is_empty() { "none".to_owned() } else { has.join(", ") }
+        );
+    }
+    Ok(model)
+}
+
+/// Index of the largest value.
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap_or(0)
 }
 
 /// Texts from the arguments, or stdin lines; a line that is not UTF-8 becomes an error for that
@@ -221,7 +279,113 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Ok((plain, json!({ "label": label, "score": score, "scores": scores })))
             })?;
         }
-        Command::Embed { common, tokens: false } => {
+        Command::Embed { common, pooled: true, .. } => {
+            let model = load_for(&common.model, common, Task::Pooler)?;
+            each(common, &mut out, &mut |text| {
+                let v = model.pooled_output(text)?;
+                Ok((numbers(&v), json!({ "pooled_output": v })))
+            })?;
+        }
+        Command::FillMask { common, top_k } => {
+            let model = load_for(&common.model, common, Task::FillMask)?;
+            each(common, &mut out, &mut |text| {
+                let masks = model.fill_mask(text, (*top_k).max(1))?;
+                let plain = masks
+                    .iter()
+                    .map(|m| {
+                        m.iter()
+                            .map(|p| format!("{} {:.4}", p.token_str, p.score))
+                            .collect::<Vec<_>>()
+                            .join("\t")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\t|\t");
+                let json: Vec<Vec<serde_json::Value>> = masks
+                    .iter()
+                    .map(|m| {
+                        m.iter()
+                            .map(|p| {
+                                json!({ "token": p.token, "token_str": p.token_str,
+                                        "score": p.score, "sequence": p.sequence })
+                            })
+                            .collect()
+                    })
+                    .collect();
+                // One mask: its list, as HF's pipeline gives it; several: one list per mask.
+                let json = if json.len() == 1 { json!(json[0]) } else { json!(json) };
+                Ok((plain, json))
+            })?;
+        }
+        Command::Nsp { common } => {
+            let model = load_for(&common.model, common, Task::NextSentence)?;
+            each(common, &mut out, &mut |text| {
+                let (a, b) = text.split_once('\t').ok_or_else(|| {
+                    bertlite::Error::input("nsp expects \"A<TAB>B\" but the text has no tab")
+                })?;
+                let c = model.next_sentence(a, b)?;
+                let (label, score) = c.top();
+                let scores: serde_json::Map<String, serde_json::Value> =
+                    c.scores.iter().map(|(l, s)| (l.clone(), json!(s))).collect();
+                let json = json!({ "label": label, "score": score, "scores": scores });
+                Ok((format!("{label}\t{score:.4}"), json))
+            })?;
+        }
+        Command::Ner { common } => {
+            let model = load_for(&common.model, common, Task::TokenClassification)?;
+            each(common, &mut out, &mut |text| {
+                let entities = model.entities(text)?;
+                let plain = entities
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} {}..{} {:.4}",
+                            e.entity_group, e.word, e.start, e.end, e.score
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\t");
+                let json: Vec<serde_json::Value> = entities
+                    .iter()
+                    .map(|e| {
+                        json!({ "entity_group": e.entity_group, "score": e.score, "word": e.word,
+                                "start": e.start, "end": e.end })
+                    })
+                    .collect();
+                Ok((plain, json!(json)))
+            })?;
+        }
+        Command::Qa { common, stride, max_answer_len } => {
+            let model = load_for(&common.model, common, Task::QuestionAnswering)?;
+            let options = bertlite::AnswerOptions {
+                stride: *stride,
+                max_answer_len: *max_answer_len,
+                ..Default::default()
+            };
+            each(common, &mut out, &mut |text| {
+                let (q, c) = text.split_once('\t').ok_or_else(|| {
+                    bertlite::Error::input(
+                        "qa expects \"QUESTION<TAB>CONTEXT\" but the text has no tab",
+                    )
+                })?;
+                let a = model.answer_with(q, c, options)?;
+                let json =
+                    json!({ "answer": a.answer, "score": a.score, "start": a.start, "end": a.end });
+                Ok((format!("{}\t{:.4}\t{}..{}", a.answer, a.score, a.start, a.end), json))
+            })?;
+        }
+        Command::Choose { common } => {
+            let model = load_for(&common.model, common, Task::MultipleChoice)?;
+            each(common, &mut out, &mut |text| {
+                let mut parts = text.split('\t');
+                let context = parts.next().unwrap_or("");
+                let choices: Vec<&str> = parts.collect();
+                let probs = model.choose(context, &choices)?;
+                let best = argmax(&probs);
+                let json = json!({ "choice": best, "scores": probs });
+                Ok((format!("{best}\t{}", numbers(&probs)), json))
+            })?;
+        }
+        Command::Embed { common, tokens: false, .. } => {
             let model = load(&common.model, common.threads, common.precision)?;
             each(common, &mut out, &mut |text| {
                 let e = encode(&model, text, common.pair)?;
@@ -229,7 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Ok((numbers(&v), json!({ "embedding": v })))
             })?;
         }
-        Command::Embed { common, tokens: true } => {
+        Command::Embed { common, tokens: true, .. } => {
             let model = load(&common.model, common.threads, common.precision)?;
             each(common, &mut out, &mut |text| {
                 let t = match (common.pair, text.split_once('\t')) {
@@ -388,6 +552,11 @@ impl Cli {
         match &self.command {
             Command::Classify { common, .. }
             | Command::Embed { common, .. }
+            | Command::FillMask { common, .. }
+            | Command::Nsp { common }
+            | Command::Ner { common }
+            | Command::Qa { common, .. }
+            | Command::Choose { common }
             | Command::Tokenize { common, .. }
             | Command::Bench { common, .. } => common.verbose,
             Command::Info { verbose, .. } => *verbose,

@@ -54,7 +54,7 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
     let _ = writeln!(
         s,
         "bundle       format v{}, {:.2} MB, written by bertlite-tool {}",
-        crate::bundle::FORMAT_VERSION,
+        model.format_version(),
         file_size as f64 / 1e6,
         m.tool_version
     );
@@ -107,6 +107,14 @@ pub fn info(model: &Model, file_size: u64, load_seconds: f64, threads: usize) ->
         None => {
             let _ = writeln!(s, "head         none (embeddings only)");
         }
+    }
+    for t in &m.tasks {
+        let labels = if t.labels.is_empty() {
+            String::new()
+        } else {
+            format!(", {} labels: {}", t.labels.len(), t.labels.join(", "))
+        };
+        let _ = writeln!(s, "task head    {}{labels} ({})", t.task.name(), t.origin);
     }
     let _ = writeln!(
         s,

@@ -158,6 +158,97 @@ impl Tokenizer {
         self.pad
     }
 
+    /// The id of the mask token (`[MASK]`), if the vocabulary has one.
+    pub fn mask_id(&self) -> Option<u32> {
+        self.vocab.get(self.config.mask_token.as_str()).copied()
+    }
+
+    /// Whether `id` is one of the special tokens (`[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.specials.iter().any(|&(_, s)| s == id)
+    }
+
+    /// Text from ids as Hugging Face's `decode(ids, skip_special_tokens=True)` gives it for
+    /// BERT: WordPiece pieces joined (`##` glued on), then its clean-up of tokenization spaces.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let prefix = self.config.continuing_subword_prefix.as_str();
+        let mut out = String::new();
+        let kept = ids.iter().filter(|&&id| !self.is_special(id)).filter_map(|&id| self.token(id));
+        for (i, tok) in kept.enumerate() {
+            match tok.strip_prefix(prefix) {
+                Some(rest) if i > 0 && !prefix.is_empty() => out.push_str(rest),
+                _ => {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(tok);
+                }
+            }
+        }
+        // transformers' `clean_up_tokenization`, in its order.
+        for (from, to) in [
+            (" .", "."),
+            (" ?", "?"),
+            (" !", "!"),
+            (" ,", ","),
+            (" ' ", "'"),
+            (" n't", "n't"),
+            (" 'm", "'m"),
+            (" 's", "'s"),
+            (" 've", "'ve"),
+            (" 're", "'re"),
+        ] {
+            out = out.replace(from, to);
+        }
+        out
+    }
+
+    /// `[CLS] question [SEP] window [SEP]` for each window of `context` that fits `max_len`,
+    /// consecutive windows sharing `stride` tokens: Hugging Face's `only_second` truncation
+    /// with overflowing tokens, as its question-answering pipeline uses it.
+    ///
+    /// # Errors
+    /// If the question leaves no more than `stride` tokens of `max_len` for the context.
+    pub fn encode_windows(
+        &self,
+        question: &str,
+        context: &str,
+        max_len: usize,
+        stride: usize,
+    ) -> Result<Vec<Encoding>> {
+        let max_len = max_len.clamp(3, self.config.max_len);
+        let (mut q, mut c) = (Vec::new(), Vec::new());
+        self.pieces(question, max_len, &mut q);
+        self.pieces(context, usize::MAX, &mut c);
+        let window = max_len.saturating_sub(3 + q.len());
+        if window <= stride {
+            return Err(Error::input(format!(
+                "the question takes {} of {max_len} tokens, leaving {window} for the context:                  not more than the stride of {stride}; shorten the question",
+                q.len()
+            )));
+        }
+        let mut windows = Vec::new();
+        let mut start = 0;
+        loop {
+            let end = (start + window).min(c.len());
+            let mut enc = Encoding::default();
+            self.push(&mut enc, Piece::special(self.cls), 0);
+            for &piece in &q {
+                self.push(&mut enc, piece, 0);
+            }
+            self.push(&mut enc, Piece::special(self.sep), 0);
+            for &piece in &c[start..end] {
+                self.push(&mut enc, piece, 1);
+            }
+            self.push(&mut enc, Piece::special(self.sep), 1);
+            windows.push(enc);
+            if end >= c.len() {
+                return Ok(windows);
+            }
+            start += window - stride;
+        }
+    }
+
     /// The token string of an id (for display).
     pub fn token(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)

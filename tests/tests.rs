@@ -10,5 +10,6 @@ mod fidelity;
 mod layers;
 mod onnx_import;
 mod robustness;
+mod tasks;
 mod token_outputs;
 mod tokenizer_parity;

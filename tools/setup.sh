@@ -45,4 +45,13 @@ if [ ! -f "$cache/data/bbc/.done" ]; then
   touch "$cache/data/bbc/.done"
 fi
 ln -sfn "$cache/data" "$root/data"
+# Task checkpoints in Hugging Face's layout (the real MiniLM encoder + seeded task heads):
+# BertForPreTraining, ...TokenClassification, ...QuestionAnswering, ...MultipleChoice.
+tasks_stamp=$(sha256sum "$root/tools/reference/make_task_checkpoints.py" | cut -c1-16)
+if [ "$(cat "$cache/tasks/.done" 2>/dev/null)" != "$tasks_stamp" ]; then
+  rm -rf "$cache/tasks"
+  python3 "$root/tools/reference/make_task_checkpoints.py" "$root/models/all-MiniLM-L6-v2" "$cache/tasks"
+  echo "$tasks_stamp" > "$cache/tasks/.done"
+fi
+ln -sfn "$cache/tasks" "$root/models/tasks"
 echo "models in $root/models, data in $root/data (cache: $cache)" >&2

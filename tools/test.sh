@@ -10,7 +10,8 @@ model=models/all-MiniLM-L6-v2
 # A bundle is compiled again only when what it depends on changed: the tool binary, the
 # checkpoint, the training data or its command line (the fetched ONNX files are pinned
 # versions). Training the BBC head embeds all 1781 articles.
-inputs=$( (sha256sum "$tool" $model/model.safetensors data/bbc/train.jsonl) | sha256sum | cut -c1-16)
+inputs=$( (sha256sum "$tool" $model/model.safetensors data/bbc/train.jsonl \
+  tools/reference/make_task_checkpoints.py) | sha256sum | cut -c1-16)
 compile() { # NAME TOOL-ARGS...
   local name=$1 stamp
   shift
@@ -40,4 +41,12 @@ onnx="$BERTLITE_CACHE/onnx"
 compile onnx-ort-fp32-f32.blt --onnx "$onnx/minilm-fp32.onnx" "${tok[@]}" --no-quantize
 compile onnx-ort-int8-f32.blt --onnx "$onnx/minilm-int8.onnx" "${tok[@]}" --no-quantize
 compile minilm-bbc.blt --model-dir $model --train data/bbc/train.jsonl
+# Task heads (tests/tasks.rs): each checkpoint of tools/reference/make_task_checkpoints.py at f32
+# and int8, and the pre-training one pruned.
+for task in pretraining ner qa choice; do
+  compile task-$task-f32.blt --model-dir models/tasks/minilm-$task --no-quantize
+  compile task-$task-int8.blt --model-dir models/tasks/minilm-$task
+done
+compile task-pretraining-pruned.blt --model-dir models/tasks/minilm-pretraining --prune-ffn 0.5 \
+  --drop-layers 2 --calibration data/bbc/train.jsonl --calibration-texts 32
 cargo test --workspace "$@"

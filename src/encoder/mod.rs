@@ -48,6 +48,61 @@ pub struct Encoder {
     rewrites: Rewrites,
 }
 
+/// The word-embedding table as the plan holds it, shared (not copied) for the fill-mask
+/// decoder, whose weight BERT ties to this table.
+#[derive(Clone)]
+pub enum WordTable {
+    /// int8 rows `[V][H]` with one f32 scale per row `[V][1]`.
+    Int8 { rows: Arc<Tensor>, scales: Arc<Tensor> },
+    /// f32 (or, in an f16 plan, f16) rows `[V][H]`.
+    Float(Arc<Tensor>),
+}
+
+impl WordTable {
+    /// `out[v] = table[v] · x` for every vocabulary row.
+    pub fn scores(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let h = x.len();
+        let fail = |e| Error::inference("the word table has an unexpected type", e);
+        match self {
+            WordTable::Int8 { rows, scales } => {
+                let (rows, scales) = (
+                    rows.try_as_plain_ram().map_err(fail)?,
+                    scales.try_as_plain_ram().map_err(fail)?,
+                );
+                let rows = rows.as_slice::<i8>().map_err(fail)?;
+                let scales = scales.as_slice::<f32>().map_err(fail)?;
+                for ((o, row), s) in out.iter_mut().zip(rows.chunks_exact(h)).zip(scales) {
+                    *o = dot(row.iter().map(|&w| f32::from(w)), x) * s;
+                }
+            }
+            WordTable::Float(t) if t.datum_type() == f16::datum_type() => {
+                let t = t.try_as_plain_ram().map_err(fail)?;
+                let rows = t.as_slice::<f16>().map_err(fail)?;
+                for (o, row) in out.iter_mut().zip(rows.chunks_exact(h)) {
+                    *o = dot(row.iter().map(|w| w.to_f32()), x);
+                }
+            }
+            WordTable::Float(t) => {
+                let t = t.try_as_plain_ram().map_err(fail)?;
+                let rows = t.as_slice::<f32>().map_err(fail)?;
+                for (o, row) in out.iter_mut().zip(rows.chunks_exact(h)) {
+                    *o = dot(row.iter().copied(), x);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A dot product with eight running sums, so the compiler can keep them in vector lanes.
+fn dot(row: impl Iterator<Item = f32>, x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, (w, x)) in row.zip(x).enumerate() {
+        acc[i % 8] += w * x;
+    }
+    acc.iter().sum()
+}
+
 /// A batch of encodings padded to the longest one, as the graph wants it.
 pub struct Batch {
     pub batch: usize,
@@ -133,6 +188,27 @@ impl Encoder {
 
     pub fn hidden(&self) -> usize {
         self.hidden
+    }
+
+    /// The plan's own word-embedding table (`[vocab][hidden]`), found among its constants.
+    pub fn word_table(&self) -> Result<WordTable> {
+        use tract_nnef::tract_core::ops::konst::Const;
+        let (v, h) = (self.vocab_size, self.hidden);
+        let consts = || self.model().nodes().iter().filter_map(|n| n.op_as::<Const>());
+        let find = |shape: &[usize], types: &[DatumType]| {
+            consts()
+                .map(Const::val)
+                .find(|t| t.shape() == shape && types.contains(&t.datum_type()))
+                .cloned()
+        };
+        if let Some(rows) = find(&[v, h], &[i8::datum_type()]) {
+            let scales = find(&[v, 1], &[f32::datum_type()])
+                .ok_or_else(|| Error::bundle("the int8 word table has no row scales"))?;
+            return Ok(WordTable::Int8 { rows, scales });
+        }
+        find(&[v, h], &[f32::datum_type(), f16::datum_type()])
+            .map(WordTable::Float)
+            .ok_or_else(|| Error::bundle("the graph has no word-embedding table"))
     }
 
     /// The optimized graph, for reporting (kernels chosen, op counts).

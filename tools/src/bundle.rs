@@ -61,9 +61,18 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
         tokenizer: ckpt.tokenizer.clone(),
         pooling: ckpt.pooling.clone(),
         head: head_info,
+        tasks: ckpt.tasks.iter().map(|(t, _)| t.clone()).collect(),
         extra: BTreeMap::new(),
     };
-    Ok(Bundle { metadata, vocab: ckpt.vocab.clone(), graph: nnef, head: head_weights })
+    let tasks = ckpt.tasks.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+    Ok(Bundle {
+        metadata,
+        vocab: ckpt.vocab.clone(),
+        graph: nnef,
+        head: head_weights,
+        tasks,
+        version: bertlite::internal::FORMAT_VERSION,
+    })
 }
 
 /// The `HEAD` section layout (docs/bundle-format.md): optional pooler, then the classifier.

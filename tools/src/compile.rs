@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use bertlite::EncoderOptions;
 use bertlite::internal::Head;
-use bertlite::{Bundle, HeadInfo, HeadKind, PoolingMode};
+use bertlite::{Bundle, HeadInfo, HeadKind, PoolingMode, Task, TaskInfo};
 
 use crate::bundle::{build_bundle, head_section};
 use crate::data::{Example, label_targets, read_examples};
@@ -30,6 +30,8 @@ pub struct CompileOptions {
     /// Texts for pruning importance (default: the training texts).
     pub calibration: Option<PathBuf>,
     pub calibration_texts: usize,
+    /// Keep the checkpoint's pooler as a task head even if no other head needs it.
+    pub pooled_output: bool,
 }
 
 pub fn threads_default() -> usize {
@@ -44,6 +46,17 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         Source::Onnx(path, _) => Some(crate::onnx_check::check(path, &ckpt)?),
         Source::Dir(_) => None,
     };
+    if opts.pooled_output && !ckpt.tasks.iter().any(|(t, _)| t.task == Task::Pooler) {
+        let p =
+            ckpt.bert.pooler.as_ref().context("--pooled-output: the checkpoint has no pooler")?;
+        let info = TaskInfo {
+            task: Task::Pooler,
+            labels: vec![],
+            layer_norm_eps: ckpt.bert.eps,
+            origin: format!("checkpoint {}", ckpt.architecture),
+        };
+        ckpt.tasks.insert(0, (info, [p.weight.data.clone(), p.bias.clone()].concat()));
+    }
     let params_before = ckpt.bert.parameters();
     let flops_before = ckpt.bert.macs();
     let mut pruning = None;
@@ -141,6 +154,10 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             h.origin
         ),
         None => println!("  head          none (embeddings only; add one with --train FILE)"),
+    }
+    if !m.tasks.is_empty() {
+        let names: Vec<&str> = m.tasks.iter().map(|t| t.task.name()).collect();
+        println!("  task heads    {}", names.join(", "));
     }
     println!("  time          {:.1} s", start.elapsed().as_secs_f64());
     Ok(())

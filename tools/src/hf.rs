@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
-use bertlite::{Pooling, PoolingMode};
+use bertlite::{Pooling, PoolingMode, Task, TaskInfo};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -104,7 +104,10 @@ impl Checkpoint {
             Pooling { mode: PoolingMode::Mean, normalize: true }
         };
 
-        let head = if w.has("classifier.weight") {
+        // Token classification and multiple choice name their head `classifier` too.
+        let token_head = architecture.ends_with("TokenClassification");
+        let choice_head = architecture.ends_with("MultipleChoice");
+        let head = if w.has("classifier.weight") && !token_head && !choice_head {
             let classifier = linear("classifier")?;
             let k = classifier.weight.rows;
             let labels = labels_from_config(&config, k);
@@ -118,6 +121,8 @@ impl Checkpoint {
             None
         };
 
+        let tasks = read_tasks(&w, &bert, &config, &architecture, token_head, choice_head)?;
+
         let (tokenizer, vocab) =
             read_tokenizer(dir, None, &config, max_len, is_sentence_transformer)?;
         check_tokenizer(&bert, &tokenizer, &vocab)?;
@@ -129,10 +134,103 @@ impl Checkpoint {
             vocab,
             pooling,
             head,
+            tasks,
             sha256,
             file_bytes: bytes.len() as u64,
         })
     }
+}
+
+/// The task heads of a `BertForPreTraining` / `MaskedLM` / `NextSentencePrediction` /
+/// `TokenClassification` / `QuestionAnswering` / `MultipleChoice` checkpoint, as `TASK` floats.
+fn read_tasks(
+    w: &Weights<'_>,
+    bert: &Bert,
+    config: &Value,
+    architecture: &str,
+    token_head: bool,
+    choice_head: bool,
+) -> Result<Vec<(TaskInfo, Vec<f32>)>> {
+    let (h, v) = (bert.hidden, bert.word.rows);
+    let info = |task, labels: Vec<String>| TaskInfo {
+        task,
+        labels,
+        layer_norm_eps: bert.eps,
+        origin: format!("checkpoint {architecture}"),
+    };
+    // A linear layer `[out][h]` with its bias, as floats.
+    let linear = |name: &str, out: usize| -> Result<Vec<f32>> {
+        let m = w.matrix(&format!("{name}.weight"))?;
+        let b = w.vector(&format!("{name}.bias"))?;
+        ensure!(
+            m.rows == out && m.cols == h && b.len() == out,
+            "{name} has shape [{}, {}], expected [{out}, {h}]",
+            m.rows,
+            m.cols
+        );
+        Ok([m.data, b].concat())
+    };
+    let mut tasks = Vec::new();
+    if w.has("cls.predictions.transform.dense.weight") {
+        let mut f = linear("cls.predictions.transform.dense", h)?;
+        for name in [
+            "cls.predictions.transform.LayerNorm.weight",
+            "cls.predictions.transform.LayerNorm.bias",
+        ] {
+            let x = w.vector(name)?;
+            ensure!(x.len() == h, "{name} has {} values, expected {h}", x.len());
+            f.extend(x);
+        }
+        let bias = w.vector("cls.predictions.bias")?;
+        ensure!(
+            bias.len() == v,
+            "cls.predictions.bias has {} values, not the vocabulary's {v}",
+            bias.len()
+        );
+        f.extend(bias);
+        // The decoder is tied to the word embeddings; the bundle reuses that table, so an
+        // untied decoder cannot be kept.
+        if w.has("cls.predictions.decoder.weight") {
+            let d = w.matrix("cls.predictions.decoder.weight")?;
+            ensure!(
+                d.data == bert.word.data,
+                "cls.predictions.decoder.weight differs from the word embeddings; bertlite \
+                 supports only the tied decoder BERT uses"
+            );
+        }
+        tasks.push((info(Task::FillMask, vec![]), f));
+    }
+    if w.has("cls.seq_relationship.weight") {
+        let f = linear("cls.seq_relationship", 2)?;
+        tasks.push((info(Task::NextSentence, vec!["IsNext".into(), "NotNext".into()]), f));
+    }
+    if token_head {
+        let m = w.matrix("classifier.weight")?;
+        let labels = labels_from_config(config, m.rows);
+        tasks.push((info(Task::TokenClassification, labels), linear("classifier", m.rows)?));
+    }
+    if w.has("qa_outputs.weight") {
+        tasks.push((info(Task::QuestionAnswering, vec![]), linear("qa_outputs", 2)?));
+    }
+    if choice_head {
+        tasks.push((info(Task::MultipleChoice, vec![]), linear("classifier", 1)?));
+    }
+    let needs_pooler =
+        tasks.iter().any(|(t, _)| matches!(t.task, Task::NextSentence | Task::MultipleChoice));
+    if needs_pooler {
+        let p = bert.pooler.as_ref().context("this checkpoint's heads need pooler.dense")?;
+        let f = [p.weight.data.clone(), p.bias.clone()].concat();
+        tasks.insert(0, (info(Task::Pooler, vec![]), f));
+    }
+    for (t, f) in &tasks {
+        ensure!(
+            t.task.floats(h, v, t.labels.len()) == Some(f.len()),
+            "the {} head has {} floats",
+            t.task.name(),
+            f.len()
+        );
+    }
+    Ok(tasks)
 }
 
 /// Tensor access by name, with or without the `bert.` prefix, converting f16/bf16 to f32.

@@ -142,6 +142,10 @@ enum Command {
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
+        /// Keep the checkpoint's pooler for `embed --pooled` (TF Hub's pooled_output); kept
+        /// anyway when next-sentence or multiple-choice heads need it.
+        #[arg(long)]
+        pooled_output: bool,
     },
     /// Evaluate bundles (and the fp32 checkpoint) on labeled data: accuracy, macro-F1, agreement
     /// and embedding cosine with the reference, size, FLOPs, batch-1 latency.
@@ -202,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop_layers,
             calibration,
             calibration_texts,
+            pooled_output,
         } => {
             let source = source.source()?.context("give --model-dir DIR or --onnx FILE")?;
             let output = output.unwrap_or_else(|| compile::default_output(&source));
@@ -217,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 prune: prune::PruneOptions { ffn: prune_ffn, heads: prune_heads, drop_layers },
                 calibration,
                 calibration_texts,
+                pooled_output,
             })
         }
         Command::Footprint { bundle, text, precision } => {

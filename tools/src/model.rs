@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, ensure};
 
 use bertlite::internal::TokenizerConfig;
-use bertlite::{HeadKind, Pooling};
+use bertlite::{HeadKind, Pooling, TaskInfo};
 
 /// A matrix, row-major, as PyTorch stores a Linear weight: `[rows = out][cols = in]`.
 #[derive(Clone, Debug)]
@@ -73,6 +73,8 @@ pub struct Checkpoint {
     pub vocab: String,
     pub pooling: Pooling,
     pub head: Option<CheckpointHead>,
+    /// Task heads (pooler, fill-mask, ...) with their `TASK` floats, in bundle order.
+    pub tasks: Vec<(TaskInfo, Vec<f32>)>,
     pub sha256: String,
     pub file_bytes: u64,
 }

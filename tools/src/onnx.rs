@@ -192,6 +192,9 @@ pub fn load(path: &Path, max_len: Option<usize>, opts: &OnnxOptions) -> Result<C
         vocab,
         pooling,
         head,
+        // The reader finds the encoder and a sequence classifier; other heads (fill-mask, token
+        // classification, QA) in an ONNX export are not read.
+        tasks: vec![],
         sha256,
         file_bytes: bytes.len() as u64,
     })
