@@ -162,6 +162,10 @@ pub struct EncoderInfo {
     /// `macs_per_token * T + macs_per_token_sq * T²`.
     pub macs_per_token: u64,
     pub macs_per_token_sq: u64,
+    /// The graph also returns layers 0..L-1's outputs after the last hidden state
+    /// (compiled with `--encoder-outputs`).
+    #[serde(default)]
+    pub encoder_outputs: bool,
 }
 
 impl EncoderInfo {
@@ -489,6 +493,7 @@ mod tests {
                     parameters: 0,
                     macs_per_token: 1,
                     macs_per_token_sq: 1,
+                    encoder_outputs: false,
                 },
                 tokenizer: TokenizerConfig {
                     lowercase: true,

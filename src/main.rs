@@ -59,8 +59,12 @@ enum Command {
         common: Common,
         /// Print one vector per token instead (the last hidden state, TF Hub's
         /// `sequence_output`), with the tokens and their character offsets.
-        #[arg(long, conflicts_with = "pooled")]
+        #[arg(long, conflicts_with_all = ["pooled", "layers"])]
         tokens: bool,
+        /// Print every layer's output per token instead (TF Hub's `encoder_outputs`, first
+        /// layer to last), with the tokens; for bundles compiled with --encoder-outputs.
+        #[arg(long, conflicts_with = "pooled")]
+        layers: bool,
         /// Print TF Hub's `pooled_output` instead: tanh(dense([CLS])) with the checkpoint's
         /// pooler (bundles compiled with --pooled-output, or with NSP / multiple-choice heads).
         #[arg(long)]
@@ -277,6 +281,34 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 let scores: serde_json::Map<String, serde_json::Value> =
                     c.scores.iter().map(|(l, s)| (l.clone(), json!(s))).collect();
                 Ok((plain, json!({ "label": label, "score": score, "scores": scores })))
+            })?;
+        }
+        Command::Embed { common, layers: true, .. } => {
+            let model = load(&common.model, common.threads, common.precision)?;
+            if !model.metadata().encoder.encoder_outputs && model.metadata().encoder.heads.len() > 1
+            {
+                anyhow::bail!(
+                    "{} keeps the last layer only; compile it with --encoder-outputs for --layers",
+                    common.model.display()
+                );
+            }
+            each(common, &mut out, &mut |text| {
+                let e = encode(&model, text, common.pair)?;
+                let layers = model.encoder_outputs(&e)?;
+                let tokens: Vec<&str> =
+                    e.ids.iter().map(|&i| model.tokenizer().token(i).unwrap_or("")).collect();
+                // Plain: one tab-separated field per layer, tokens' vectors joined by " | ".
+                let plain = layers
+                    .iter()
+                    .map(|l| l.iter().map(|v| numbers(v)).collect::<Vec<_>>().join(" | "))
+                    .collect::<Vec<_>>()
+                    .join("\t");
+                let json = json!({
+                    "tokens": tokens,
+                    "offsets": e.offsets.as_slice(),
+                    "encoder_outputs": layers,
+                });
+                Ok((plain, json))
             })?;
         }
         Command::Embed { common, pooled: true, .. } => {

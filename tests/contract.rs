@@ -48,6 +48,7 @@ fn every_bundle_the_tool_writes_gets_the_fast_paths() {
         ("onnx-paraphrase-int8.blt", 3, true),
         ("onnx-paraphrase-f32.blt", 3, false),
         ("minilm-pruned.blt", 4, true),
+        ("minilm-layers-int8.blt", 6, true),
     ];
     for (name, layers, int8_weights) in cases {
         let mut precisions = vec![Precision::F32, Precision::F16];

@@ -21,15 +21,16 @@ const FP32_MIN_TOKEN_COSINE: f32 = 0.99999;
 const INT8_MIN_TOKEN_COSINE: f32 = 0.975;
 const INT8_MEAN_TOKEN_COSINE: f32 = 0.994;
 
-/// The golden sentences and, for each, the reference's ids, offsets and hidden states.
-fn reference() -> Vec<(String, Value)> {
+/// The golden sentences and, for each, the reference's ids, offsets and hidden states
+/// (`mode` "hidden": the last layer; "layers": every layer).
+fn reference(mode: &str) -> Vec<(String, Value)> {
     let texts: Vec<String> = read_jsonl(&golden("embeddings.jsonl"))
         .iter()
         .map(|row| row["text"].as_str().expect("text").to_owned())
         .collect();
     let mut child = Command::new("python3")
         .arg(repo().join("tools/reference/reference.py"))
-        .args(["hidden", model_dir().to_str().expect("UTF-8 path")])
+        .args([mode, model_dir().to_str().expect("UTF-8 path")])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -81,7 +82,7 @@ fn load(name: &str, precision: Precision) -> Model {
 
 #[test]
 fn sequence_output_matches_the_float64_reference() {
-    let reference = reference();
+    let reference = reference("hidden");
     let stats =
         |c: &[f32]| (c.iter().sum::<f32>() / c.len() as f32, c.iter().fold(1f32, |m, &x| m.min(x)));
 
@@ -101,6 +102,51 @@ fn sequence_output_matches_the_float64_reference() {
         int8.rewrites().int8_kernel.unwrap_or("tract")
     );
     assert!(min >= INT8_MIN_TOKEN_COSINE && mean >= INT8_MEAN_TOKEN_COSINE, "{mean} / {min}");
+}
+
+/// TF Hub's `encoder_outputs` from a bundle compiled with `--encoder-outputs`: every layer's
+/// output per token against the float64 forward pass, with the f32 bound of the last layer
+/// (each earlier layer has fewer roundings behind it). The last layer is the very output
+/// `sequence_output` gives.
+#[test]
+fn encoder_outputs_match_the_float64_reference() {
+    let reference = reference("layers");
+    let f32m = load("minilm-layers-f32.blt", Precision::F32);
+    let int8 = load("minilm-layers-int8.blt", Precision::Int8);
+    let layers = 6;
+    let (mut f32_min, mut int8_sum, mut int8_min, mut n) = (vec![1f32; layers], 0f32, 1f32, 0);
+    for (text, want) in &reference {
+        let e = f32m.encode(text).expect("encodes");
+        let got = f32m.encoder_outputs(&e).expect("runs");
+        let got_int8 = int8.encoder_outputs(&e).expect("runs");
+        let want = want["layers"].as_array().expect("layers");
+        assert_eq!((got.len(), want.len()), (layers, layers), "{text}");
+        for (l, ((g, gi), w)) in got.iter().zip(&got_int8).zip(want).enumerate() {
+            let w = w.as_array().expect("tokens");
+            assert_eq!(g.len(), w.len(), "{text}");
+            for ((v, vi), r) in g.iter().zip(gi).zip(w) {
+                let r = floats(r);
+                f32_min[l] = f32_min[l].min(cosine(v, &r));
+                let c = cosine(vi, &r);
+                int8_sum += c;
+                int8_min = int8_min.min(c);
+                n += 1;
+            }
+        }
+        let last = f32m.token_vectors(&[&e]).expect("runs").remove(0);
+        assert_eq!(got[layers - 1], last, "{text}: the last layer is sequence_output");
+    }
+    eprintln!(
+        "encoder_outputs vs float64 over {n} token-layers: f32 min per layer {f32_min:?}; int8 mean {:.5} min {int8_min:.5}",
+        int8_sum / n as f32
+    );
+    assert!(f32_min.iter().all(|&c| c >= FP32_MIN_TOKEN_COSINE), "{f32_min:?}");
+    assert!(int8_min >= INT8_MIN_TOKEN_COSINE && int8_sum / n as f32 >= INT8_MEAN_TOKEN_COSINE);
+    // A bundle compiled without the flag says how to get them.
+    let plain = load("minilm-f32.blt", Precision::F32);
+    let e = plain.encode("hello").expect("encodes");
+    let err = plain.encoder_outputs(&e).expect_err("last layer only");
+    assert!(err.to_string().contains("--encoder-outputs"), "{err}");
 }
 
 #[test]

@@ -41,6 +41,9 @@ onnx="$BERTLITE_CACHE/onnx"
 compile onnx-ort-fp32-f32.blt --onnx "$onnx/minilm-fp32.onnx" "${tok[@]}" --no-quantize
 compile onnx-ort-int8-f32.blt --onnx "$onnx/minilm-int8.onnx" "${tok[@]}" --no-quantize
 compile minilm-bbc.blt --model-dir $model --train data/bbc/train.jsonl
+# Every layer's output (tests/token_outputs.rs).
+compile minilm-layers-f32.blt --model-dir $model --no-quantize --encoder-outputs
+compile minilm-layers-int8.blt --model-dir $model --encoder-outputs
 # Task heads (tests/tasks.rs): each checkpoint of tools/reference/make_task_checkpoints.py at f32
 # and int8, and the pre-training one pruned.
 for task in pretraining ner qa choice; do

@@ -203,6 +203,7 @@ mod tests {
             parameters: 0,
             macs_per_token: 0,
             macs_per_token_sq: 0,
+            encoder_outputs: false,
         }
     }
 

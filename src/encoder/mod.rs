@@ -46,6 +46,8 @@ pub struct Encoder {
     max_position: usize,
     decision: Decision,
     rewrites: Rewrites,
+    /// Encoder layers (the graph's output count when compiled with `--encoder-outputs`).
+    layers: usize,
 }
 
 /// The word-embedding table as the plan holds it, shared (not copied) for the fill-mask
@@ -146,6 +148,17 @@ impl Encoder {
             .model_for_read(&mut &*graph)
             .map_err(|e| Error::inference("cannot parse the bundle's NNEF graph", e))?;
         graph_check::check_model(&model, shape)?;
+        let outputs = if shape.encoder_outputs { shape.heads.len() } else { 1 };
+        if model
+            .output_outlets()
+            .map_err(|e| Error::inference("the graph has no outputs", e))?
+            .len()
+            != outputs
+        {
+            return Err(Error::bundle(format!(
+                "the graph does not have the {outputs} output(s) the metadata describes"
+            )));
+        }
         let hidden = shape.hidden;
         let int8_weights = rewrite::has_int8_linears(&model);
         let decision =
@@ -171,6 +184,7 @@ impl Encoder {
             max_position: shape.max_position,
             decision,
             rewrites,
+            layers: shape.heads.len(),
         })
     }
 
@@ -303,9 +317,32 @@ impl Encoder {
         let inputs = self.inputs(batch)?;
         let outputs =
             self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))?;
-        let hidden = outputs
-            .first()
-            .ok_or_else(|| Error::bundle("the graph has no output"))?
+        let first = outputs.first().ok_or_else(|| Error::bundle("the graph has no output"))?;
+        self.states(first, batch)
+    }
+
+    /// Runs the encoder of a bundle compiled with `--encoder-outputs`; returns every layer's
+    /// output, first to last, each row-major `[batch, seq, hidden]`.
+    pub fn run_layers(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
+        // (A one-layer encoder's one output is all its layers.)
+        if self.plan.model().outputs.len() != self.layers {
+            return Err(Error::input(
+                "this bundle keeps the last layer only; compile it with --encoder-outputs for every layer's output",
+            ));
+        }
+        let inputs = self.inputs(batch)?;
+        let outputs =
+            self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))?;
+        // Outputs: last hidden state, then layers 0..L-1.
+        let mut layers =
+            outputs[1..].iter().map(|t| self.states(t, batch)).collect::<Result<Vec<_>>>()?;
+        layers.push(self.states(&outputs[0], batch)?);
+        Ok(layers)
+    }
+
+    /// One `[batch, seq, hidden]` output as f32, shape checked.
+    fn states(&self, output: &TValue, batch: &Batch) -> Result<Vec<f32>> {
+        let hidden = output
             .cast_to::<f32>()
             .map_err(|e| Error::inference("the graph's output is not a float tensor", e))?;
         let hidden = hidden

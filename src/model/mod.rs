@@ -182,6 +182,21 @@ impl Model {
         })
     }
 
+    /// Every layer's output for one encoding, first to last, each `[tokens][hidden]`: TF Hub's
+    /// `encoder_outputs` (the last equals [`Model::token_vectors`]). Needs a bundle compiled
+    /// with `--encoder-outputs`; other bundles' graphs return the last layer only, so runs
+    /// that do not ask for layers never pay for them.
+    pub fn encoder_outputs(&self, encoding: &Encoding) -> Result<Vec<Vec<Vec<f32>>>> {
+        let batch = Batch::new(&[encoding], self.tokenizer.pad_id());
+        let h = self.encoder.hidden();
+        Ok(self
+            .encoder
+            .run_layers(&batch)?
+            .iter()
+            .map(|l| l.chunks_exact(h).take(encoding.len()).map(<[f32]>::to_vec).collect())
+            .collect())
+    }
+
     /// A text's tokens with their vectors and where each came from in the text.
     pub fn tokens(&self, text: &str) -> Result<Tokens> {
         let encoding = self.encode(text)?;

@@ -3,6 +3,8 @@ pass of a BERT checkpoint (safetensors), with the sentence-transformers pooling.
 
     python3 reference.py tokens MODEL_DIR < texts.jsonl > tokens.jsonl
     python3 reference.py embed  MODEL_DIR < texts.jsonl > embeddings.jsonl
+    python3 reference.py hidden MODEL_DIR < texts.jsonl   # last hidden state per token
+    python3 reference.py layers MODEL_DIR < texts.jsonl   # every layer's output per token
 
 Input lines are JSON strings (so any text, control characters included, fits on a line).
 The forward pass is float64 numpy, written from the BERT paper / HF modeling_bert, sharing no
@@ -61,7 +63,8 @@ class Bert:
     def lin(self, x, name):
         return x @ self.w[name + ".weight"].T + self.w[name + ".bias"]
 
-    def forward(self, ids, type_ids):
+    def forward(self, ids, type_ids, layers=None):
+        """The last hidden state; every layer's output is appended to `layers` if given."""
         w = self.w
         n = len(ids)
         x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n]
@@ -82,6 +85,8 @@ class Bert:
             f = self.lin(x, p + ".intermediate.dense")
             f = 0.5 * f * (1 + erf(f / math.sqrt(2)))
             x = self.ln(self.lin(f, p + ".output.dense") + x, p + ".output.LayerNorm")
+            if layers is not None:
+                layers.append(x)
         return x
 
 
@@ -100,6 +105,15 @@ def hidden(model_dir, texts, max_len=None):
     for e in tokens(model_dir, texts, max_len):
         x = bert.forward(np.array(e["ids"]), np.array(e["type_ids"]))
         yield {**e, "hidden": x.tolist()}
+
+
+def layers(model_dir, texts, max_len=None):
+    """Every layer's output (TF Hub's encoder_outputs), one float64 vector per token."""
+    bert = Bert(model_dir)
+    for e in tokens(model_dir, texts, max_len):
+        out = []
+        bert.forward(np.array(e["ids"]), np.array(e["type_ids"]), out)
+        yield {**e, "layers": [x.tolist() for x in out]}
 
 
 def classify(model_dir, texts, max_len=None):
@@ -125,7 +139,8 @@ def main():
             print(json.dumps(r, ensure_ascii=False))
         return
     texts = [json.loads(line) for line in sys.stdin if line.strip()]
-    fn = {"tokens": tokens, "embed": embed, "hidden": hidden, "classify": classify}[mode]
+    fn = {"tokens": tokens, "embed": embed, "hidden": hidden, "layers": layers,
+          "classify": classify}[mode]
     for r in fn(model_dir, texts, max_len):
         print(json.dumps(r, ensure_ascii=False))
 

@@ -10,8 +10,18 @@ use crate::model::{Checkpoint, Linear};
 
 /// The bundle without a trained head (the checkpoint's own head, if it has one).
 pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
+    build_bundle_with(ckpt, precision, false)
+}
+
+/// [`build_bundle`]; with `encoder_outputs`, the graph also returns every layer's output.
+pub fn build_bundle_with(
+    ckpt: &Checkpoint,
+    precision: Precision,
+    encoder_outputs: bool,
+) -> Result<Bundle> {
     let bert = &ckpt.bert;
-    let graph = graph::build(bert, precision)?;
+    let outputs = if encoder_outputs { graph::Outputs::Layers } else { graph::Outputs::Hidden };
+    let graph = graph::build_with_outputs(bert, precision, outputs)?;
     let nnef = graph::to_nnef(&graph, bert, precision)?;
     let (macs_per_token, macs_per_token_sq) = bert.macs();
     let encoder = EncoderInfo {
@@ -24,6 +34,7 @@ pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
         parameters: bert.parameters(),
         macs_per_token,
         macs_per_token_sq,
+        encoder_outputs,
     };
     let (head_info, head_weights) = match (&ckpt.head, &bert.pooler) {
         (Some(h), pooler) => {

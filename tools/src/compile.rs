@@ -8,7 +8,7 @@ use bertlite::EncoderOptions;
 use bertlite::internal::Head;
 use bertlite::{Bundle, HeadInfo, HeadKind, PoolingMode, Task, TaskInfo};
 
-use crate::bundle::{build_bundle, head_section};
+use crate::bundle::{build_bundle_with, head_section};
 use crate::data::{Example, label_targets, read_examples};
 use crate::embed::embed_all;
 use crate::graph::Precision;
@@ -32,6 +32,8 @@ pub struct CompileOptions {
     pub calibration_texts: usize,
     /// Keep the checkpoint's pooler as a task head even if no other head needs it.
     pub pooled_output: bool,
+    /// The graph also returns every layer's output (`bertlite embed --layers`).
+    pub encoder_outputs: bool,
 }
 
 pub fn threads_default() -> usize {
@@ -77,7 +79,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         pruning = Some(prune(&mut ckpt.bert, &importance, &opts.prune)?);
     }
     let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
-    let mut bundle = build_bundle(&ckpt, precision)?;
+    let mut bundle = build_bundle_with(&ckpt, precision, opts.encoder_outputs)?;
     bundle.metadata.pruning = pruning;
 
     if let Some(train_path) = &opts.train {

@@ -255,8 +255,16 @@ pub fn prepare(bert: &Bert, precision: Precision) -> (Bert, Vec<Option<Smoothing
 }
 
 /// Builds the encoder graph (inputs i64 `[batch, seq]`, output f32 `[batch, seq, hidden]`).
-pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
-    build_with_taps(bert, precision, false)
+/// What the graph returns besides the last hidden state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outputs {
+    /// Only the last hidden state.
+    Hidden,
+    /// Then every other layer's output, first to last-but-one (TF Hub's `encoder_outputs`
+    /// without the last, which is the first output already).
+    Layers,
+    /// Then [`TAPS_PER_LAYER`] tensors per layer for pruning.
+    Taps,
 }
 
 /// Per layer, the extra outputs pruning measures: the layer input, the attention context
@@ -264,10 +272,11 @@ pub fn build(bert: &Bert, precision: Precision) -> Result<TypedModel> {
 pub const TAPS_PER_LAYER: usize = 3;
 
 /// As [`build`]; with `taps`, outputs are `[hidden, then TAPS_PER_LAYER per layer]`.
-pub fn build_with_taps(bert: &Bert, precision: Precision, taps: bool) -> Result<TypedModel> {
+pub fn build_with_outputs(bert: &Bert, precision: Precision, extra: Outputs) -> Result<TypedModel> {
     let (bert, smoothing) = prepare(bert, precision);
     let bert = &bert;
     let mut tapped = Vec::new();
+    let mut layer_outputs = Vec::new();
     let mut b = Builder { model: TypedModel::default(), precision };
     let batch = b.model.sym("batch");
     let seq = b.model.sym("seq");
@@ -371,10 +380,16 @@ pub fn build_with_taps(bert: &Bert, precision: Precision, taps: bool) -> Result<
         let f = b.linear(&format!("{p}.ffn_out"), f, &layer.ffn_out)?;
         let res = b.bin(&format!("{p}.ffn_residual"), math::add, f, h)?;
         x = b.layer_norm(&format!("{p}.ffn_norm"), res, &layer.ffn_norm, bert.eps)?;
+        layer_outputs.push(x);
     }
     let mut outputs = vec![x];
-    if taps {
-        outputs.extend(tapped);
+    match extra {
+        Outputs::Hidden => {}
+        Outputs::Layers => {
+            layer_outputs.pop();
+            outputs.extend(layer_outputs);
+        }
+        Outputs::Taps => outputs.extend(tapped),
     }
     b.model.select_output_outlets(&outputs)?;
     b.model.set_outlet_label(x, OUTPUT.to_string())?;

@@ -146,6 +146,10 @@ enum Command {
         /// anyway when next-sentence or multiple-choice heads need it.
         #[arg(long)]
         pooled_output: bool,
+        /// Let the bundle give every layer's output (`bertlite embed --layers`, TF Hub's
+        /// encoder_outputs). Without it the graph returns the last layer only.
+        #[arg(long)]
+        encoder_outputs: bool,
     },
     /// Evaluate bundles (and the fp32 checkpoint) on labeled data: accuracy, macro-F1, agreement
     /// and embedding cosine with the reference, size, FLOPs, batch-1 latency.
@@ -207,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             calibration,
             calibration_texts,
             pooled_output,
+            encoder_outputs,
         } => {
             let source = source.source()?.context("give --model-dir DIR or --onnx FILE")?;
             let output = output.unwrap_or_else(|| compile::default_output(&source));
@@ -223,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 calibration,
                 calibration_texts,
                 pooled_output,
+                encoder_outputs,
             })
         }
         Command::Footprint { bundle, text, precision } => {

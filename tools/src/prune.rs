@@ -56,8 +56,9 @@ pub fn measure(
         TokenizerConfig { max_len: max_len.min(tok.max_len), ..tok.clone() },
         vocab,
     )?;
-    let plan =
-        graph::build_with_taps(bert, Precision::F32, true)?.into_optimized()?.into_runnable()?;
+    let plan = graph::build_with_outputs(bert, Precision::F32, graph::Outputs::Taps)?
+        .into_optimized()?
+        .into_runnable()?;
     let n_layers = bert.layers.len();
     let dh = bert.head_dim;
     let mut ffn: Vec<Vec<f64>> =
