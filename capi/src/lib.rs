@@ -24,13 +24,28 @@ use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 
-use runtime::{EncoderOptions, Model, PrecisionChoice};
+use runtime::{EncoderOptions, Model, PrecisionChoice, Task};
 
 /// An opaque loaded model (`bertlite_model` in C).
 pub struct BertliteModel {
     model: Model,
     /// The head's labels as C strings, in the head's order (empty without a head).
     labels: Vec<CString>,
+    /// The token-classification head's entity groups (tags without `B-`/`I-`, `O` left out),
+    /// in first-seen order: what `bertlite_entity.group` indexes.
+    groups: Vec<CString>,
+}
+
+/// One entity found by `bertlite_entities` (`bertlite_entity` in C).
+#[repr(C)]
+pub struct BertliteEntity {
+    /// Index of the entity group, for `bertlite_entity_group`.
+    pub group: c_int,
+    /// Mean probability of its tokens' tags.
+    pub score: f32,
+    /// Byte offsets into the text: the entity is `text[start..end]`.
+    pub start: usize,
+    pub end: usize,
 }
 
 /// Runs `f`, turning its error or a panic into -1 and a message in `err`.
@@ -150,7 +165,15 @@ pub unsafe extern "C" fn bertlite_load(
             .head()
             .map(|h| h.info.labels.iter().map(|l| c_string(l)).collect())
             .unwrap_or_default();
-        loaded = Some(Box::new(BertliteModel { model, labels }));
+        let mut groups: Vec<CString> = Vec::new();
+        let tags = model.metadata().tasks.iter().filter(|t| t.task == Task::TokenClassification);
+        for tag in tags.flat_map(|t| &t.labels) {
+            let group = c_string(tag.strip_prefix("B-").or(tag.strip_prefix("I-")).unwrap_or(tag));
+            if group.as_bytes() != b"O" && !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+        loaded = Some(Box::new(BertliteModel { model, labels, groups }));
         Ok(0)
     });
     loaded.map_or(ptr::null_mut(), Box::into_raw)
@@ -259,6 +282,200 @@ pub unsafe extern "C" fn bertlite_embed(
         write_floats(&embedding, out, out_len, "embedding")?;
         Ok(embedding.len() as c_int)
     })
+}
+
+/// Byte offset of character `chars` in `text` (its length if past the end).
+fn byte_offset(text: &str, chars: usize) -> usize {
+    text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)
+}
+
+/// Fill-mask: for each `[MASK]` in `text`, in text order, the `k` most likely token ids and
+/// their probabilities, best first: mask `i`'s candidates are `ids[i*k .. (i+1)*k]` and
+/// `scores[i*k .. (i+1)*k]` (`len` entries each). Returns the number of masks, or -1 (no mask
+/// in the text, no fill-mask head, arrays too short, ...). `bertlite_token` gives the strings.
+///
+/// # Safety
+/// As [`bertlite_classify`], with `ids` and `scores` holding `len` values each.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bertlite_fill_mask(
+    model: *const BertliteModel,
+    text: *const c_char,
+    k: c_int,
+    ids: *mut c_int,
+    scores: *mut f32,
+    len: usize,
+    err: *mut c_char,
+    err_len: usize,
+) -> c_int {
+    guarded(err, err_len, || {
+        // SAFETY: the caller's contract.
+        let (m, text) = unsafe { (self::model(model)?, self::text(text, "text")?) };
+        let k =
+            usize::try_from(k).ok().filter(|&k| k > 0).ok_or(format!("k must be > 0, got {k}"))?;
+        let masks = m.model.fill_mask(text, k).map_err(|e| e.to_string())?;
+        let k_found = masks.first().map_or(0, Vec::len);
+        let found: Vec<f32> = masks.iter().flatten().map(|p| p.score).collect();
+        if ids.is_null() {
+            return Err("ids array is NULL".into());
+        }
+        write_floats(&found, scores, len, "scores")?;
+        // Every mask has the same number of candidates (min(k, vocabulary)).
+        for (i, p) in masks.iter().flatten().enumerate() {
+            // SAFETY: write_floats checked len ≥ found.len(); `ids` holds `len` values.
+            unsafe { *ids.add(i) = p.token as c_int };
+        }
+        debug_assert!(masks.iter().all(|m| m.len() == k_found));
+        Ok(masks.len() as c_int)
+    })
+}
+
+/// Writes token `id`'s string (e.g. "london", "##s") into `out` (`out_len` bytes, NUL-terminated,
+/// truncated on a character boundary) and returns its full length in bytes, or -1 if `id` is
+/// outside the vocabulary.
+///
+/// # Safety
+/// `model` is NULL or a live pointer from [`bertlite_load`]; `out` holds `out_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bertlite_token(
+    model: *const BertliteModel,
+    id: c_int,
+    out: *mut c_char,
+    out_len: usize,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let Some(m) = (unsafe { model.as_ref() }) else { return -1 };
+    let token = u32::try_from(id).ok().and_then(|id| m.model.tokenizer().token(id));
+    match token {
+        Some(t) => {
+            write_message(out, out_len, t);
+            t.len() as c_int
+        }
+        None => -1,
+    }
+}
+
+/// Named entities in `text` (token-classification head): writes up to `len` of them into
+/// `out`, returns how many were found (possibly more than `len`: call again with a larger
+/// array), or -1.
+///
+/// # Safety
+/// As [`bertlite_classify`], with `out` holding `len` entities (NULL if `len` is 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bertlite_entities(
+    model: *const BertliteModel,
+    text: *const c_char,
+    out: *mut BertliteEntity,
+    len: usize,
+    err: *mut c_char,
+    err_len: usize,
+) -> c_int {
+    guarded(err, err_len, || {
+        // SAFETY: the caller's contract.
+        let (m, text) = unsafe { (self::model(model)?, self::text(text, "text")?) };
+        let entities = m.model.entities(text).map_err(|e| e.to_string())?;
+        if out.is_null() && len > 0 {
+            return Err("entities array is NULL".into());
+        }
+        for (i, e) in entities.iter().take(len).enumerate() {
+            let group = c_string(&e.entity_group);
+            let group = m.groups.iter().position(|g| *g == group).map_or(-1, |g| g as c_int);
+            let entity = BertliteEntity {
+                group,
+                score: e.score,
+                start: byte_offset(text, e.start),
+                end: byte_offset(text, e.end),
+            };
+            // SAFETY: i < len, and `out` holds `len` entities.
+            unsafe { out.add(i).write(entity) };
+        }
+        Ok(entities.len() as c_int)
+    })
+}
+
+/// Number of entity groups of the token-classification head (0 without one; -1 for NULL).
+///
+/// # Safety
+/// `model` is NULL or a live pointer from [`bertlite_load`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bertlite_entity_group_count(model: *const BertliteModel) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { model.as_ref() }.map_or(-1, |m| m.groups.len() as c_int)
+}
+
+/// Entity group `index` ("PER", "LOC", ...), or NULL if out of range. Owned by the model.
+///
+/// # Safety
+/// `model` is NULL or a live pointer from [`bertlite_load`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bertlite_entity_group(
+    model: *const BertliteModel,
+    index: c_int,
+) -> *const c_char {
+    // SAFETY: the caller's contract.
+    let group = unsafe { model.as_ref() }
+        .and_then(|m| usize::try_from(index).ok().and_then(|i| m.groups.get(i)));
+    group.map_or(ptr::null(), |g| g.as_ptr())
+}
+
+/// Question answering: the best answer to `question` in `context`, as byte offsets
+/// `context[*start .. *end]` and its score. Returns 0, or -1 (empty question or context, no
+/// question-answering head, ...).
+///
+/// # Safety
+/// As [`bertlite_classify`]; `question` and `context` are NUL-terminated; `start`, `end` and
+/// `score` point to writable values.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bertlite_answer(
+    model: *const BertliteModel,
+    question: *const c_char,
+    context: *const c_char,
+    start: *mut usize,
+    end: *mut usize,
+    score: *mut f32,
+    err: *mut c_char,
+    err_len: usize,
+) -> c_int {
+    guarded(err, err_len, || {
+        // SAFETY: the caller's contract.
+        let (m, q, c) = unsafe {
+            (self::model(model)?, text(question, "question")?, text(context, "context")?)
+        };
+        if start.is_null() || end.is_null() || score.is_null() {
+            return Err("start, end or score is NULL".into());
+        }
+        let a = m.model.answer(q, c).map_err(|e| e.to_string())?;
+        // SAFETY: non-null, writable (the caller's contract).
+        unsafe {
+            *start = byte_offset(c, a.start);
+            *end = byte_offset(c, a.end);
+            *score = a.score;
+        }
+        Ok(0)
+    })
+}
+
+/// Next-sentence prediction: the probability that `b` follows `a` (IsNext), or -1 on error
+/// (a negative value is never a probability).
+///
+/// # Safety
+/// As [`bertlite_classify`]; `a` and `b` are NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bertlite_next_sentence(
+    model: *const BertliteModel,
+    a: *const c_char,
+    b: *const c_char,
+    err: *mut c_char,
+    err_len: usize,
+) -> f32 {
+    let mut p = -1.0;
+    guarded(err, err_len, || {
+        // SAFETY: the caller's contract.
+        let (m, a, b) = unsafe { (self::model(model)?, text(a, "a")?, text(b, "b")?) };
+        let c = m.model.next_sentence(a, b).map_err(|e| e.to_string())?;
+        p = c.scores.iter().find(|(l, _)| l == "IsNext").map_or(0.0, |s| s.1);
+        Ok(0)
+    });
+    p
 }
 
 // The C API promises that one model may serve several threads.

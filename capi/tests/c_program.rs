@@ -82,6 +82,48 @@ fn c_program_classifies_like_the_rust_api_and_reports_errors() {
     let _ = std::fs::remove_file(&exe);
 }
 
+/// examples/tasks.c: fill-mask, entities (byte offsets) and an answer from C, equal to the
+/// Rust API's on the task bundles of tools/test.sh.
+#[test]
+fn c_program_runs_the_task_heads_like_the_rust_api() {
+    let Some(cache) = bundle().and_then(|b| b.parent().map(Path::to_path_buf)) else {
+        panic!("the real bundle is missing: run tools/test.sh");
+    };
+    let name = |task: &str| cache.join(format!("task-{task}-int8.blt"));
+    let exe = std::env::temp_dir().join(format!("bertlite-tasks-{}", std::process::id()));
+    compile("examples/tasks.c", &exe);
+    let out = Command::new(&exe)
+        .args([name("pretraining"), name("ner"), name("qa")])
+        .output()
+        .expect("run the C program");
+    let _ = std::fs::remove_file(&exe);
+    assert!(out.status.success(), "C program failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+
+    let mut want = Vec::new();
+    let mlm = runtime::Model::load(name("pretraining")).expect("loads");
+    for p in &mlm.fill_mask("where are you from? i'm from [MASK].", 5).expect("fill-mask")[0] {
+        want.push(format!("fill-mask {} {} {:.6}", p.token, p.token_str, p.score));
+    }
+    want.push(
+        "no-head this bundle has no token-classification head (its heads: pooler, fill-mask, \
+         next-sentence); compile it from a checkpoint that has one"
+            .into(),
+    );
+    let ner = runtime::Model::load(name("ner")).expect("loads");
+    let sentence = "Apple's CEO Tim Cook visited Zürich on Monday.";
+    for e in ner.entities(sentence).expect("entities") {
+        let byte = |c: usize| sentence.char_indices().nth(c).map_or(sentence.len(), |(i, _)| i);
+        let (s, t) = (byte(e.start), byte(e.end));
+        want.push(format!("entity {} {} {s} {t} {:.6}", e.entity_group, &sentence[s..t], e.score));
+    }
+    let qa = runtime::Model::load(name("qa")).expect("loads");
+    let a = qa.answer("Where is it based?", "Hugging Face is based in New York City.").expect("qa");
+    want.push(format!("answer {} {} {} {:.6}", a.answer, a.start, a.end, a.score));
+    let got: Vec<&str> = stdout.lines().collect();
+    assert_eq!(got, want);
+}
+
 /// tests/robustness.c: every entry point with bad input, then one handle shared by 8 pthreads
 /// for 10 000 mixed requests, answers compared bit for bit with the single-threaded ones.
 #[test]

@@ -159,6 +159,28 @@ int main(int argc, char **argv) {
     if (bertlite_label(m, -1) != NULL || bertlite_label(m, n_labels) != NULL)
         FAIL("label index out of range answered");
 
+    /* Task heads this bundle (a classifier) lacks, and bad arguments to them. */
+    int ids[4];
+    float scores[4];
+    bertlite_entity ents[2];
+    size_t s0, s1;
+    float sc;
+    EXPECT_ERROR(bertlite_fill_mask(m, "a [MASK]", 2, ids, scores, 4, err, sizeof err), "no fill-mask head");
+    EXPECT_ERROR(bertlite_fill_mask(m, "a [MASK]", 0, ids, scores, 4, err, sizeof err), "k must be > 0");
+    EXPECT_ERROR(bertlite_fill_mask(NULL, "a [MASK]", 2, ids, scores, 4, err, sizeof err), "model is NULL");
+    EXPECT_ERROR(bertlite_entities(m, "Berlin", ents, 2, err, sizeof err), "no token-classification head");
+    EXPECT_ERROR(bertlite_entities(m, NULL, ents, 2, err, sizeof err), "text is NULL");
+    EXPECT_ERROR(bertlite_answer(m, "Where?", "Berlin", &s0, &s1, &sc, err, sizeof err), "no question-answering head");
+    EXPECT_ERROR(bertlite_answer(m, "Where?", "Berlin", NULL, &s1, &sc, err, sizeof err), "is NULL");
+    if (bertlite_next_sentence(m, "a", "b", err, sizeof err) != -1.0f || !strstr(err, "no next-sentence head"))
+        FAIL("next sentence without a head: %s", err);
+    if (bertlite_entity_group_count(m) != 0 || bertlite_entity_group(m, 0) != NULL)
+        FAIL("entity groups of a bundle without token classification");
+    char tok[8];
+    if (bertlite_token(m, -1, tok, sizeof tok) != -1 || bertlite_token(m, 1 << 30, tok, sizeof tok) != -1)
+        FAIL("token id out of range answered");
+    if (bertlite_token(m, 101, tok, 3) != 5 || strcmp(tok, "[C") != 0) FAIL("token truncation: %s", tok);
+
     /* A 10 MB text (one line of words): truncated to the bundle's length, answered. */
     size_t big = 10u << 20;
     char *huge = malloc(big + 1);
