@@ -470,7 +470,7 @@ fn parse(bytes: &[u8]) -> Result<(u32, Sections<'_>)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Bundle {

@@ -171,6 +171,41 @@ mod tests {
         assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-6);
     }
 
+    /// `TASK` floats are split exactly as the metadata says, and checked.
+    #[test]
+    fn task_section_is_checked() {
+        use std::sync::Arc;
+        use tract_nnef::internal::Tensor;
+        let mut meta = crate::bundle::tests::sample().metadata; // hidden 4, vocabulary 3
+        meta.tasks = vec![TaskInfo {
+            task: Task::FillMask,
+            labels: vec![],
+            layer_norm_eps: 1e-12,
+            origin: "test".into(),
+        }];
+        let table = || {
+            let t = Tensor::from_shape(&[3, 4], &[0.5f32; 12]).expect("tensor");
+            Ok(WordTable::Float(Arc::new(t)))
+        };
+        let err = |w: &[f32]| TaskHeads::from_parts(&meta, w, table).err().map(|e| e.to_string());
+        assert_eq!(
+            err(&[0.0; 10]).as_deref(),
+            Some("TASK section holds 10 floats, too few for the fill-mask head")
+        );
+        let mut w = [0.0f32; 31];
+        w[3] = f32::NAN;
+        assert_eq!(
+            err(&w).as_deref(),
+            Some("the fill-mask head holds a non-finite value (NaN or infinity) at float 3")
+        );
+        assert!(err(&[0.0; 32]).is_some_and(|e| e.contains("1 floats more")));
+        w[3] = 0.0;
+        let heads = TaskHeads::from_parts(&meta, &w, table).expect("31 floats fit");
+        let p = heads.fill_mask.expect("fill-mask head").probabilities(&[1.0; 4]).expect("runs");
+        // All-zero transform and LayerNorm: every word scores the same.
+        assert!(p.iter().all(|&x| (x - 1.0 / 3.0).abs() < 1e-6), "{p:?}");
+    }
+
     #[test]
     fn layer_norm_centres_and_scales() {
         let mut x = [1.0, 2.0, 3.0, 4.0];
