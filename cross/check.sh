@@ -25,6 +25,22 @@ for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embedding
 "$host" classify -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.classify" || true
 "$host" embed -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.embed" || true
 
+# Task-head inputs from the golden file, and the host's f32 answers to them.
+python3 -c 'import json,sys
+out = {"fill-mask": [], "ner": [], "qa": []}
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r["task"] == "fill-mask": out["fill-mask"].append(r["text"])
+    if r["task"] == "ner": out["ner"].append(r["text"])
+    if r["task"] == "qa": out["qa"].append(r["question"] + "\t" + r["context"])
+for k, v in out.items(): open(sys.argv[2] + "/" + k + ".txt", "w").write("\n".join(v) + "\n")' \
+  tests/golden/tasks.jsonl "$out"
+for kind in fill-mask:pretraining ner:ner qa:qa; do
+  task=${kind#*:} kind=${kind%%:*}
+  "$host" "$kind" -m "$BERTLITE_CACHE/bundles/task-$task-f32.blt" --json --threads 1 \
+    --precision f32 < "$out/$kind.txt" > "$out/x86.$kind"
+done
+
 # The shipped binaries are linked against glibc 2.31 with cargo-zigbuild, so one binary runs on
 # Pi OS Bullseye / JetPack 5 and newer; without zigbuild, Debian's cross linkers are used.
 GLIBC_FLOOR=2.31
@@ -73,6 +89,15 @@ check_target() {
   QEMU_CPU=$cpu "$runner" "$bin" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.classify" || true
   QEMU_CPU=$cpu "$runner" "$bin" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.embed" || true
   python3 cross/compare.py "$out/x86.classify" "$out/$target.classify" "$out/x86.embed" "$out/$target.embed"
+
+  # The task heads (fill-mask, entities, answers) on the board, f32 compute, same answers.
+  local kind task
+  for kind in fill-mask:pretraining ner:ner qa:qa; do
+    task=${kind#*:} kind=${kind%%:*}
+    QEMU_CPU=$cpu "$runner" "$bin" "$kind" -m "$BERTLITE_CACHE/bundles/task-$task-f32.blt" --json \
+      --threads 1 --precision f32 < "$out/$kind.txt" > "$out/$target.$kind" || true
+    python3 cross/compare_tasks.py "$kind" "$out/x86.$kind" "$out/$target.$kind"
+  done
 
   # The runtime's unit tests, on the target (qemu-test profile: unoptimized, quick to build).
   QEMU_CPU=$cpu cargo test --profile qemu-test --target "$target" -p bertlite --lib
