@@ -1,5 +1,5 @@
 //! Mutated bundles, with the header's length and checksum fixed so the mutations reach META,
-//! VOCB, GRPH and HEAD: reading and loading either fail with an error or give a model that
+//! VOCB, GRPH, HEAD and TASK: reading and loading either fail with an error or give a model that
 //! answers (or refuses) a text, and never panic or abort.
 #![no_main]
 
@@ -23,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
     };
     for text in ["the movie was great", "a\tb", "[MASK] x"] {
         let _ = model.classify(text);
+        // The task heads (tiny-tasks-int8.blt has a pooler in its TASK section).
+        let _ = model.fill_mask(text, 3);
+        let _ = model.entities(text);
+        let _ = model.pooled_output(text);
+        let _ = model.next_sentence(text, "b");
+        let _ = model.answer("where?", text);
+        let _ = model.choose(text, &["x", "y"]);
     }
     let _ = model.embed_batch(&["short", "a somewhat longer text than the other one"]);
 });

@@ -215,12 +215,17 @@ impl Encoder {
     pub fn word_table(&self) -> Result<WordTable> {
         use tract_nnef::tract_core::ops::konst::Const;
         let (v, h) = (self.vocab_size, self.hidden);
-        let consts = || self.model().nodes().iter().filter_map(|n| n.op_as::<Const>());
+        // By shape and type; by name too, should the position table have the same shape.
         let find = |shape: &[usize], types: &[DatumType]| {
-            consts()
-                .map(Const::val)
-                .find(|t| t.shape() == shape && types.contains(&t.datum_type()))
-                .cloned()
+            let mut found: Vec<(&str, &Arc<Tensor>)> = self
+                .model()
+                .nodes()
+                .iter()
+                .filter_map(|n| Some((n.name.as_str(), n.op_as::<Const>()?.val())))
+                .filter(|(_, t)| t.shape() == shape && types.contains(&t.datum_type()))
+                .collect();
+            found.sort_by_key(|(name, _)| !name.contains("word"));
+            found.first().map(|(_, t)| Arc::clone(t))
         };
         if let Some(rows) = find(&[v, h], &[i8::datum_type()]) {
             let scales = find(&[v, 1], &[f32::datum_type()])
