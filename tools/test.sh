@@ -35,6 +35,11 @@ compile onnx-paraphrase-int8.blt --onnx $para "${tok[@]}"
 # match its graph (tests/contract.rs).
 compile minilm-pruned.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 --drop-layers 2 \
   --calibration data/bbc/train.jsonl --calibration-texts 32
+# The same neurons and heads removed (no layers), with and without the least-squares repair.
+compile minilm-ffn50-heads25.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 \
+  --calibration data/bbc/train.jsonl --calibration-texts 32
+compile minilm-ffn50-heads25-norepair.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 \
+  --calibration data/bbc/train.jsonl --calibration-texts 32 --no-repair
 # ONNX Runtime's graphs of bench.py: hand-built fp32, and quantize_dynamic (MatMulInteger) of it.
 onnx="$BERTLITE_CACHE/onnx"
 [ -f "$onnx/minilm-int8.onnx" ] || python3 tools/reference/make_onnx.py $model "$onnx"

