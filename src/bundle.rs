@@ -333,28 +333,7 @@ impl Bundle {
             (HEAD, &head),
             (TASK, &tasks),
         ];
-        let table_end = HEADER_LEN + ENTRY_LEN * sections.len();
-        let total = table_end + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(total as u64).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes()); // crc, filled below
-        out.extend_from_slice(&0u32.to_le_bytes());
-        let mut offset = table_end as u64;
-        for (tag, data) in &sections {
-            out.extend_from_slice(tag);
-            out.extend_from_slice(&offset.to_le_bytes());
-            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-            offset += data.len() as u64;
-        }
-        for (_, data) in &sections {
-            out.extend_from_slice(data);
-        }
-        let crc = checksum(&out);
-        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-        Ok(out)
+        Ok(assemble(FORMAT_VERSION, &sections))
     }
 
     /// Writes the bundle to a temporary file beside `path`, then renames it into place, so a
@@ -362,6 +341,32 @@ impl Bundle {
     pub fn write(&self, path: &Path) -> Result<()> {
         write_atomic(path, &self.to_bytes()?)
     }
+}
+
+/// Header, section table and payloads, checksummed, for format `version`.
+fn assemble(version: u32, sections: &[([u8; 4], &[u8])]) -> Vec<u8> {
+    let table_end = HEADER_LEN + ENTRY_LEN * sections.len();
+    let total = table_end + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(total as u64).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // crc, filled below
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut offset = table_end as u64;
+    for (tag, data) in sections {
+        out.extend_from_slice(tag);
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        offset += data.len() as u64;
+    }
+    for (_, data) in sections {
+        out.extend_from_slice(data);
+    }
+    let crc = checksum(&out);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    out
 }
 
 /// Writes `bytes` to `path` through a temp file + rename.
@@ -544,27 +549,7 @@ pub(crate) mod tests {
         let meta = serde_json::to_vec(&meta).unwrap();
         let sections: [([u8; 4], &[u8]); 4] =
             [(META, &meta), (VOCAB, b.vocab.as_bytes()), (GRAPH, &b.graph), (HEAD, &[0u8; 8])];
-        let table_end = HEADER_LEN + ENTRY_LEN * 4;
-        let total = table_end + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&1u32.to_le_bytes());
-        out.extend_from_slice(&4u32.to_le_bytes());
-        out.extend_from_slice(&(total as u64).to_le_bytes());
-        out.extend_from_slice(&[0; 8]);
-        let mut offset = table_end as u64;
-        for (tag, data) in &sections {
-            out.extend_from_slice(tag);
-            out.extend_from_slice(&offset.to_le_bytes());
-            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-            offset += data.len() as u64;
-        }
-        for (_, data) in &sections {
-            out.extend_from_slice(data);
-        }
-        let crc = checksum(&out);
-        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-        let r = Bundle::from_bytes(&out).unwrap();
+        let r = Bundle::from_bytes(&assemble(1, &sections)).unwrap();
         assert_eq!(r.metadata, b.metadata);
         assert!(r.tasks.is_empty());
         assert_eq!(r.version, 1);

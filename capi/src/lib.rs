@@ -216,6 +216,22 @@ pub unsafe extern "C" fn bertlite_label_count(model: *const BertliteModel) -> c_
     unsafe { model.as_ref() }.map_or(-1, |m| m.labels.len() as c_int)
 }
 
+/// Entry `index` of one of the model's string lists (`pick`), or NULL for a NULL model or an
+/// index out of range. Owned by the model.
+///
+/// # Safety
+/// `model` is NULL or a live pointer from [`bertlite_load`].
+unsafe fn c_str_at(
+    model: *const BertliteModel,
+    index: c_int,
+    pick: impl Fn(&BertliteModel) -> &[CString],
+) -> *const c_char {
+    // SAFETY: the caller's contract.
+    let s = unsafe { model.as_ref() }
+        .and_then(|m| usize::try_from(index).ok().and_then(|i| pick(m).get(i)));
+    s.map_or(ptr::null(), |s| s.as_ptr())
+}
+
 /// Label `index` (in the head's order, the order of `bertlite_classify`'s probabilities), or
 /// NULL if out of range. Owned by the model: valid until `bertlite_free`.
 ///
@@ -227,9 +243,7 @@ pub unsafe extern "C" fn bertlite_label(
     index: c_int,
 ) -> *const c_char {
     // SAFETY: the caller's contract.
-    let label = unsafe { model.as_ref() }
-        .and_then(|m| usize::try_from(index).ok().and_then(|i| m.labels.get(i)));
-    label.map_or(ptr::null(), |l| l.as_ptr())
+    unsafe { c_str_at(model, index, |m| &m.labels) }
 }
 
 /// Classifies `text`: writes every label's probability, in label order, into `probs`
@@ -412,9 +426,7 @@ pub unsafe extern "C" fn bertlite_entity_group(
     index: c_int,
 ) -> *const c_char {
     // SAFETY: the caller's contract.
-    let group = unsafe { model.as_ref() }
-        .and_then(|m| usize::try_from(index).ok().and_then(|i| m.groups.get(i)));
-    group.map_or(ptr::null(), |g| g.as_ptr())
+    unsafe { c_str_at(model, index, |m| &m.groups) }
 }
 
 /// Question answering: the best answer to `question` in `context`, as byte offsets
