@@ -12,15 +12,21 @@ const FP32_MIN_COSINE: f32 = 0.99999;
 /// int8 weights (per-channel, symmetric) vs float64: the issue's budget.
 const INT8_MEAN_COSINE: f32 = 0.999;
 const INT8_MIN_COSINE: f32 = 0.995;
-/// int8 compute (weights int8, activations quantized per token at run time) vs float64. ONNX
-/// Runtime's `quantize_dynamic` int8 scores mean 0.9883 / min 0.9710 on these same 56 sentences
-/// (ours measured 0.9957 / 0.9793): it must stay at least as faithful as ORT int8.
-const INT8_COMPUTE_MEAN_COSINE: f32 = 0.994;
-const INT8_COMPUTE_MIN_COSINE: f32 = 0.975;
+/// int8 compute (weights int8, activations quantized per token at run time, each token's 4
+/// largest magnitudes split off and multiplied as 16-bit integers) vs float64: issue #15's
+/// bound for the default path (measured 0.99908 / 0.99588; 0.99552 / 0.98112 before the split;
+/// ONNX Runtime's `quantize_dynamic` 0.9883 / 0.9710 on these same 56 sentences).
+const INT8_COMPUTE_MEAN_COSINE: f32 = 0.999;
+const INT8_COMPUTE_MIN_COSINE: f32 = 0.995;
 /// Bundle size budget relative to the fp32 safetensors.
 const MAX_SIZE_RATIO: f64 = 0.26;
 /// Padding inside a batch must not change a text's embedding beyond f32 noise.
 const BATCH_MIN_COSINE: f32 = 0.99999;
+/// With int8 compute, padding changes f32 rounding upstream of a quantizer by ~1e-7, which
+/// moves a value on a rounding boundary by a whole step: batched and single runs then differ by
+/// int8 noise, not f32 noise (one such flip in the fox sentence: 0.99977). Bound: the int8
+/// fidelity budget above, so batching cannot cost more than int8 compute does.
+const INT8_BATCH_MIN_COSINE: f32 = 0.999;
 
 /// The bundle with f32 compute (int8 weights widened at load): `auto` may pick int8 compute,
 /// which the `int8_compute_*` tests cover.
@@ -113,7 +119,7 @@ fn int8_compute_close_to_reference() {
 }
 
 /// Rows are independent in every op, so splitting them over threads changes nothing, bit for
-/// bit; batching pads, and the padded keys are masked out (bound as for f32 compute).
+/// bit; batching pads, and the padded keys are masked out (bound: `INT8_BATCH_MIN_COSINE`).
 #[test]
 fn int8_compute_same_on_threads_and_in_batches() {
     let with = |threads| {
@@ -128,7 +134,8 @@ fn int8_compute_same_on_threads_and_in_batches() {
     for (t, b) in texts.iter().zip(&batch) {
         let single = one.embed(t).unwrap();
         assert_eq!(single, two.embed(t).unwrap(), "{t:?}: 1 vs 2 threads");
-        assert!(cosine(&single, b) >= BATCH_MIN_COSINE, "{t:?}: batched");
+        let c = cosine(&single, b);
+        assert!(c >= INT8_BATCH_MIN_COSINE, "{t:?}: batched, cosine {c}");
     }
 }
 

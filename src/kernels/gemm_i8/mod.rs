@@ -32,6 +32,14 @@
 //! with k padded to a multiple of 16 (whole groups of four quads), so a 32-bit broadcast (AVX2)
 //! or a lane of a q register (NEON) is a quad. The micro-kernels compute 4 rows × 16 channels.
 
+mod outliers;
+#[cfg(target_arch = "x86_64")]
+mod outliers_avx2;
+#[cfg(target_arch = "aarch64")]
+mod outliers_neon;
+
+pub use outliers::add_outliers;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "aarch64")]
@@ -143,6 +151,9 @@ pub struct PackedWeights {
     /// `Σₖ w[c][k]` per channel (of the original weights): the zero-point correction
     /// `acc − zero · col_sum`.
     col_sums: Vec<i32>,
+    /// The original weights transposed, `[k, n]`: input `k`'s weight for every channel in a
+    /// row, what [`add_outliers`] reads for the few inputs it multiplies apart.
+    columns: Vec<i8>,
 }
 
 /// Row length of a quantized activation row for a given `k`: padded to whole groups of four
@@ -188,7 +199,14 @@ impl PackedWeights {
         let block_fixes = (0..=blocks)
             .map(|b| corrections.partition_point(|fix| (fix.channel as usize) < b * NB))
             .collect();
-        PackedWeights { n, k, kernel, data, corrections, block_fixes, col_sums: col_sums(w, n, k) }
+        let mut columns = vec![0i8; k * n];
+        for (c, row) in w.chunks_exact(k).enumerate() {
+            for (kk, &v) in row.iter().enumerate() {
+                columns[kk * n + c] = v;
+            }
+        }
+        let col_sums = col_sums(w, n, k);
+        PackedWeights { n, k, kernel, data, corrections, block_fixes, col_sums, columns }
     }
 
     /// How many weights the kernel's lanes leave to the corrections.
@@ -307,7 +325,7 @@ pub fn rescale(acc: &[i32], rescale: &Rescale, col_sums: &[i32], y: &mut [f32]) 
 
 /// `src[c0..c0 + width]` in 16 lanes, zero past `width`. The full-width copy has a fixed
 /// size, so it compiles to vector moves (a `[..width]` copy was a memcpy call per block).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
 fn block_lanes<T: Copy + Default>(src: &[T], c0: usize, width: usize) -> [T; NB] {
     let mut lanes = [T::default(); NB];
     if width == NB {
