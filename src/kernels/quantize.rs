@@ -138,8 +138,8 @@ fn quantize_row_body<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQuant {
 /// How many of a row's largest magnitudes [`quantize_row_split`] keeps out of the 7-bit grid.
 /// Measured on MiniLM-L6 (results/precision.md): with none, a token's one or two large values
 /// stretch its step for the other 380. Splitting the top 4 takes the golden sentences' cosine
-/// to fp32 (mean / min) from 0.99552 / 0.98112 to 0.99908 / 0.99588, for ~10% more time on x86;
-/// the top 8 measured 0.99914 / 0.99593, for ~15%.
+/// to fp32 (mean / min) from 0.99552 / 0.98112 to 0.99906 / 0.99637; the top 8 measured no
+/// better (0.99914 / 0.99593) for half as much extra work again.
 pub const OUTLIERS: usize = 4;
 
 /// A row's largest-magnitude values, largest first, as 16-bit integers for an exact integer
@@ -196,8 +196,7 @@ fn magnitude_bits(v: f32) -> u32 {
     v.to_bits() & 0x7fff_ffff
 }
 
-/// Bit j set where `magnitude_bits(c[j]) > t`, for a chunk of 16 (on aarch64, 0 straight away
-/// when no lane is above).
+/// Bit j set where `magnitude_bits(c[j]) > t`, for a chunk of 16.
 #[inline(always)]
 fn lanes_above(c: &[f32], t: u32) -> u32 {
     debug_assert_eq!(c.len(), 16);
@@ -215,24 +214,6 @@ fn lanes_above(c: &[f32], t: u32) -> u32 {
             half(c.as_ptr()) | (half(c.as_ptr().add(8)) << 8)
         };
     }
-    #[cfg(target_arch = "aarch64")]
-    {
-        use std::arch::aarch64::*;
-        // SAFETY: NEON is the aarch64 baseline; `c` holds 16 floats. A lane above `t` is rare
-        // (a row has ~10 among hundreds): one reduction decides, the lanes are then read.
-        let any = unsafe {
-            let (abs, t) = (vdupq_n_u32(0x7fff_ffff), vdupq_n_u32(t));
-            let gt = |i: usize| {
-                let bits = vandq_u32(vreinterpretq_u32_f32(vld1q_f32(c.as_ptr().add(4 * i))), abs);
-                vcgtq_u32(bits, t)
-            };
-            let any = vorrq_u32(vorrq_u32(gt(0), gt(1)), vorrq_u32(gt(2), gt(3)));
-            vmaxvq_u32(any) != 0
-        };
-        if !any {
-            return 0;
-        }
-    }
     c.iter().enumerate().fold(0, |m, (j, &v)| m | (u32::from(magnitude_bits(v) > t) << j))
 }
 
@@ -248,24 +229,15 @@ fn insert(keys: &mut [u64; OUTLIERS], key: u64) {
     }
 }
 
-/// The 8th largest of the peaks (largest magnitude bits) of 16 equal segments of `x`: a lower
-/// bound of its 8th largest magnitude, since the 8 largest peaks are 8 values at least that
-/// large (0 for a row too short to have 16 segments).
+/// The largest magnitude bits of a chunk of 16 (a vectorized integer maximum).
 #[inline(always)]
-fn segment_bound(x: &[f32]) -> u32 {
-    const SEGMENTS: usize = 16;
-    const _: () = assert!(OUTLIERS <= SEGMENTS);
-    let len = x.len() / SEGMENTS;
-    if len == 0 {
-        return 0;
-    }
-    let mut top = [0u64; OUTLIERS];
-    for segment in x.chunks_exact(len).take(SEGMENTS) {
-        let peak = segment.iter().map(|&v| magnitude_bits(v)).fold(0, u32::max);
-        insert(&mut top, u64::from(peak) << 32);
-    }
-    (top[OUTLIERS - 1] >> 32) as u32
+fn chunk_peak(c: &[f32]) -> u32 {
+    c.iter().map(|&v| magnitude_bits(v)).fold(0, u32::max)
 }
+
+/// Longest row whose chunk peaks [`largest_magnitudes`] keeps on the stack (BERT-large's FFN
+/// output reads 4096); longer rows are scanned without the bound.
+const MAX_CHUNKS: usize = 256;
 
 #[inline(always)]
 fn largest_magnitudes_body(x: &[f32]) -> Largest {
@@ -273,28 +245,42 @@ fn largest_magnitudes_body(x: &[f32]) -> Largest {
     // tie), 0 for an empty slot.
     let mut keys = [0u64; OUTLIERS];
     let key = |i: usize, v: f32| (u64::from(magnitude_bits(v)) << 32) | u64::from(!(i as u32));
-    // Only values above `threshold` can enter. It starts just below a lower bound of the 8th
-    // largest magnitude ([`segment_bound`]), then follows the smallest kept one; values come in
-    // index order, so one equal to the threshold would lose the tie anyway.
-    let start = segment_bound(x).saturating_sub(1);
-    let mut threshold = start;
-    // Each chunk's lanes above the threshold as a bit mask: only those reach the insertion,
-    // and most chunks have none.
-    let mut chunks = x.chunks_exact(16);
-    let mut base = 0;
-    for c in &mut chunks {
-        let mut mask = lanes_above(c, threshold);
-        if mask != 0 {
-            while mask != 0 {
-                let j = mask.trailing_zeros() as usize;
-                insert(&mut keys, key(base + j, c[j]));
-                mask &= mask - 1;
+    // One vector pass: each chunk of 16's peak. The [`OUTLIERS`] largest peaks are that many
+    // values at least as large as the smallest of them, so that peak bounds the row's
+    // [`OUTLIERS`]-th largest magnitude from below: only chunks above it are read lane by lane.
+    let chunks = x.len() / 16;
+    let mut peaks = [0u32; MAX_CHUNKS];
+    let mut start = 0u32;
+    if chunks <= MAX_CHUNKS {
+        let mut top = [0u64; OUTLIERS];
+        let mut bound = 0u32;
+        for (p, c) in peaks.iter_mut().zip(x.chunks_exact(16)) {
+            *p = chunk_peak(c);
+            if *p > bound {
+                insert(&mut top, u64::from(*p) << 32);
+                bound = (top[OUTLIERS - 1] >> 32) as u32;
             }
-            threshold = start.max((keys[OUTLIERS - 1] >> 32) as u32);
         }
-        base += 16;
+        start = bound.saturating_sub(1);
     }
-    for (j, &v) in chunks.remainder().iter().enumerate() {
+    // Only values above `threshold` can enter: it starts just below the bound, then follows
+    // the smallest kept value (values come in index order, so one equal to it loses the tie).
+    let mut threshold = start;
+    for (i, c) in x.chunks_exact(16).enumerate() {
+        let peak = if chunks <= MAX_CHUNKS { peaks[i] } else { chunk_peak(c) };
+        if peak <= threshold {
+            continue;
+        }
+        let mut mask = lanes_above(c, threshold);
+        while mask != 0 {
+            let j = mask.trailing_zeros() as usize;
+            insert(&mut keys, key(16 * i + j, c[j]));
+            mask &= mask - 1;
+        }
+        threshold = start.max((keys[OUTLIERS - 1] >> 32) as u32);
+    }
+    let base = chunks * 16;
+    for (j, &v) in x[base..].iter().enumerate() {
         if magnitude_bits(v) > threshold {
             insert(&mut keys, key(base + j, v));
             threshold = start.max((keys[OUTLIERS - 1] >> 32) as u32);
@@ -360,7 +346,7 @@ mod tests {
     #[test]
     fn largest_magnitudes_match_a_full_sort() {
         // Lengths around the 16-wide chunks; values with ties, zeros, negatives, a NaN.
-        for len in [0, 1, 5, 8, 9, 15, 16, 17, 31, 33, 384, 1536] {
+        for len in [0, 1, 5, 8, 9, 15, 16, 17, 31, 33, 384, 1536, 4113] {
             for seed in 0..4u32 {
                 let x: Vec<f32> = (0..len as u32)
                     .map(|i| {

@@ -14,7 +14,8 @@
 //! magnitudes are first split off and multiplied apart, as 16-bit integers
 //! ([`crate::kernels::quantize::quantize_row_split`], `gemm_i8::add_outliers`): a token's one
 //! or two large values no longer set the 7-bit step for all the others (issue #15: cosine to
-//! fp32 on the golden sentences, mean / min, 0.9955 / 0.9811 → 0.9991 / 0.9959).
+//! fp32 on the golden sentences, mean / min, 0.9955 / 0.9811 → 0.9991 / 0.9964). Not for the
+//! attention output's input (`rewrite/int8.rs` says why).
 //! The zero point costs one multiply-subtract per
 //! output, done in our dequantize step, not by tract (its zero-point compensation is what made
 //! its ONNX int8 path slower than f32). Seven bits cost little fidelity against eight-bit
@@ -158,6 +159,10 @@ pub struct Int8Linear {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinearI8 {
     pub linears: Vec<Int8Linear>,
+    /// Whether each row's largest magnitudes are split off
+    /// ([`crate::kernels::quantize::quantize_row_split`]); not for the attention's context
+    /// (see `rewrite/int8.rs`).
+    pub split_outliers: bool,
 }
 
 impl Eq for LinearI8 {}
@@ -174,7 +179,8 @@ impl Op for LinearI8 {
                 let (k, n) = (l.weights.k, l.weights.n);
                 let fixes = l.weights.corrections();
                 let kernel = l.weights.kernel.name();
-                format!("Mult: k:{k} n:{n}, {fixes} weights corrected, with [{kernel}]")
+                let split = if self.split_outliers { ", outliers split off" } else { "" };
+                format!("Mult: k:{k} n:{n}, {fixes} weights corrected{split}, with [{kernel}]")
             })
             .collect())
     }
@@ -213,7 +219,11 @@ impl EvalOp for LinearI8 {
         let rows = x_ram.as_slice::<f32>()?.chunks_exact(k).zip(xq.chunks_exact_mut(kp));
         let params = row_scales.iter_mut().zip(&mut row_zeros).zip(&mut outliers);
         for ((x, q), ((s, z), o)) in rows.zip(params) {
-            let (quant, split) = quantize_row_split(x, &mut scratch, &mut q[..k]);
+            let (quant, split) = if self.split_outliers {
+                quantize_row_split(x, &mut scratch, &mut q[..k])
+            } else {
+                (quantize_row(x, &mut q[..k]), Outliers::default())
+            };
             (RowQuant { scale: *s, zero: *z }, *o) = (quant, split);
         }
 
@@ -228,6 +238,7 @@ impl EvalOp for LinearI8 {
                     scales: &row_scales,
                     zeros: &row_zeros,
                     outliers: &outliers,
+                    split: self.split_outliers,
                 };
                 linear_rows(l, &rows, y_ram.as_slice_mut()?);
             }
@@ -244,6 +255,7 @@ struct QuantizedRows<'a> {
     scales: &'a [f32],
     zeros: &'a [i32],
     outliers: &'a [Outliers],
+    split: bool,
 }
 
 /// `y = linear(xq)` for quantized rows, split by rows over tract's thread pool when the plan
@@ -260,7 +272,9 @@ fn linear_rows(l: &Int8Linear, q: &QuantizedRows, y: &mut [f32]) {
         };
         let x = &q.x[rows.start * kp..rows.end * kp];
         gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
-        gemm_i8::add_outliers(&q.outliers[rows], &l.weights, &l.channel_scales, y);
+        if q.split {
+            gemm_i8::add_outliers(&q.outliers[rows], &l.weights, &l.channel_scales, y);
+        }
     };
     match crate::platform::threads::current_pool() {
         // Whole micro-kernel tiles (4 rows) per thread; short inputs stay on one.

@@ -11,6 +11,7 @@ use tract_nnef::tract_core::ops::math::{Add, Mul};
 
 use super::pattern::{behind_reshapes, konst};
 use crate::kernels::gemm_i8;
+use crate::ops::attention::Attention;
 use crate::ops::int8::{DequantizeRows, Int8Linear, LinearI8, QuantizeRows};
 
 /// weight and puts `n` last (`mk,nk->mn`, `bsk,nk->bsn`): the shape [`LinearI8`] computes.
@@ -159,7 +160,12 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
     for (_, x, name, group) in fused {
         let tapped = patch.tap_model(model, x)?;
         let (linears, replaced): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        let outs = patch.wire_node(name, LinearI8 { linears }, &[tapped])?;
+        // The attention's context rows are weighted means of value rows, without a token's
+        // few large values: splitting them measured no gain (golden sentences 0.99906 / 0.99637
+        // without, 0.99908 / 0.99588 with) for 1/4 of the selection work.
+        let split_outliers = !model.node(x.node).op_is::<Attention>()
+            && !model.node(behind_reshapes(model, x).node).op_is::<Attention>();
+        let outs = patch.wire_node(name, LinearI8 { linears, split_outliers }, &[tapped])?;
         for (out, replaced) in outs.into_iter().zip(replaced) {
             patch.shunt_outside(model, replaced, out)?;
         }

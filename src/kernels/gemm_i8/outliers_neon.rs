@@ -47,12 +47,19 @@ pub(super) unsafe fn add_row(
             input!(1);
             input!(2);
             input!(3);
-            for (i, &acc) in acc.iter().enumerate() {
-                let at = c0 + 4 * i;
-                let ch = vmulq_f32(scale, vld1q_f32(channels.as_ptr().add(at)));
-                let yv = vld1q_f32(y.as_ptr().add(at));
-                vst1q_f32(y.as_mut_ptr().add(at), vfmaq_f32(yv, vcvtq_f32_s32(acc), ch));
-            }
+            // 16 channels' scales and outputs in one load each, one store.
+            let ch = vld1q_f32_x4(channels.as_ptr().add(c0));
+            let yv = vld1q_f32_x4(y.as_ptr().add(c0));
+            let out = |acc: int32x4_t, ch: float32x4_t, y: float32x4_t| {
+                vfmaq_f32(y, vcvtq_f32_s32(acc), vmulq_f32(scale, ch))
+            };
+            let out = float32x4x4_t(
+                out(acc[0], ch.0, yv.0),
+                out(acc[1], ch.1, yv.1),
+                out(acc[2], ch.2, yv.2),
+                out(acc[3], ch.3, yv.3),
+            );
+            vst1q_f32_x4(y.as_mut_ptr().add(c0), out);
             c0 += NB;
         }
     }
