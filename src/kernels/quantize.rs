@@ -138,8 +138,8 @@ fn quantize_row_body<T: QuantizedInt>(x: &[f32], out: &mut [T]) -> RowQuant {
 /// How many of a row's largest magnitudes [`quantize_row_split`] keeps out of the 7-bit grid.
 /// Measured on MiniLM-L6 (results/precision.md): with none, a token's one or two large values
 /// stretch its step for the other 380. Splitting the top 4 takes the golden sentences' cosine
-/// to fp32 (mean / min) from 0.99552 / 0.98112 to 0.99906 / 0.99637; the top 8 measured no
-/// better (0.99914 / 0.99593) for half as much extra work again.
+/// to fp32 (mean / min) from 0.99552 / 0.98112 to 0.99906 / 0.99637; the top 8 measured
+/// 0.99914 / 0.99593 for about half as much extra work again.
 pub const OUTLIERS: usize = 4;
 
 /// A row's largest-magnitude values, largest first, as 16-bit integers for an exact integer
