@@ -15,10 +15,9 @@
 //! ([`crate::kernels::quantize::quantize_row_split`], `gemm_i8::add_outliers`): a token's one
 //! or two large values no longer set the 7-bit step for all the others (issue #15: cosine to
 //! fp32 on the golden sentences, mean / min, 0.9955 / 0.9811 → 0.9991 / 0.9964). Not for the
-//! attention output's input (`rewrite/int8.rs` says why).
-//! The zero point costs one multiply-subtract per
-//! output, done in our dequantize step, not by tract (its zero-point compensation is what made
-//! its ONNX int8 path slower than f32). Seven bits cost little fidelity against eight-bit
+//! attention output's input (`rewrite/int8.rs` says why). The zero point costs one
+//! multiply-subtract per output, done in our dequantize step, not by tract (its zero-point
+//! compensation is what made its ONNX int8 path slower than f32). Seven bits cost little fidelity against eight-bit
 //! symmetric rows (results/performance.md). Weights are the bundle's own int8 values and per-channel
 //! scales, untouched.
 //!
@@ -226,7 +225,6 @@ impl EvalOp for LinearI8 {
             };
             (RowQuant { scale: *s, zero: *z }, *o) = (quant, split);
         }
-
         let mut outputs = TVec::new();
         for l in &self.linears {
             // SAFETY: `linear_rows` writes every element of `y` before anything reads it.
@@ -237,8 +235,7 @@ impl EvalOp for LinearI8 {
                     x: &xq,
                     scales: &row_scales,
                     zeros: &row_zeros,
-                    outliers: &outliers,
-                    split: self.split_outliers,
+                    outliers: self.split_outliers.then_some(&outliers[..]),
                 };
                 linear_rows(l, &rows, y_ram.as_slice_mut()?);
             }
@@ -254,8 +251,8 @@ struct QuantizedRows<'a> {
     x: &'a [u8],
     scales: &'a [f32],
     zeros: &'a [i32],
-    outliers: &'a [Outliers],
-    split: bool,
+    /// Where the rows' largest magnitudes were split off.
+    outliers: Option<&'a [Outliers]>,
 }
 
 /// `y = linear(xq)` for quantized rows, split by rows over tract's thread pool when the plan
@@ -272,8 +269,8 @@ fn linear_rows(l: &Int8Linear, q: &QuantizedRows, y: &mut [f32]) {
         };
         let x = &q.x[rows.start * kp..rows.end * kp];
         gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
-        if q.split {
-            gemm_i8::add_outliers(&q.outliers[rows], &l.weights, &l.channel_scales, y);
+        if let Some(outliers) = q.outliers {
+            gemm_i8::add_outliers(&outliers[rows], &l.weights, &l.channel_scales, y);
         }
     };
     match crate::platform::threads::current_pool() {

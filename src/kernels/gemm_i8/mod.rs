@@ -325,7 +325,7 @@ pub fn rescale(acc: &[i32], rescale: &Rescale, col_sums: &[i32], y: &mut [f32]) 
 
 /// `src[c0..c0 + width]` in 16 lanes, zero past `width`. The full-width copy has a fixed
 /// size, so it compiles to vector moves (a `[..width]` copy was a memcpy call per block).
-#[inline(always)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn block_lanes<T: Copy + Default>(src: &[T], c0: usize, width: usize) -> [T; NB] {
     let mut lanes = [T::default(); NB];
     if width == NB {
