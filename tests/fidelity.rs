@@ -72,6 +72,39 @@ fn fp32_matches_reference() {
 /// inside a layer for the calibration text's statistics.
 #[test]
 fn pruning_repair_stays_closer_to_the_unpruned_model() {
+    let repaired = bbc_cosine_to_unpruned("minilm-ffn50-heads25.blt");
+    let plain = bbc_cosine_to_unpruned("minilm-ffn50-heads25-norepair.blt");
+    eprintln!(
+        "pruned, mean cosine to the unpruned model on 40 BBC test articles: repaired {repaired:.4}, not {plain:.4}"
+    );
+    assert!(repaired >= plain + 0.1, "repair {repaired} vs none {plain}");
+}
+
+/// `--target-flops` (tools/src/budget.rs): the FLOPs of the uniform cut above (FFN −50%, heads
+/// −25%: 59% of the encoder) spent layer by layer on what each can spare, measured on the same
+/// 32 calibration articles, stays closer to the unpruned model on BBC test articles than the
+/// uniform cut does, at no more FLOPs. Both are repaired; the bound is relative, as above.
+/// Measured: 0.8699 against 0.8396 (scored on 32 training articles apart from the calibration;
+/// scored on the calibration articles themselves, where the refit looks better than it is, the
+/// plan measured 0.7633). The margin is a third of that gain: the bundles and articles are
+/// fixed, so what it guards against is a change in how cuts are scored or chosen.
+const BUDGET_MARGIN: f32 = 0.01;
+
+#[test]
+fn a_flops_budget_spent_by_sensitivity_beats_uniform_cuts() {
+    let flops = |name: &str| load_f32(name).metadata().encoder.flops(128);
+    let (budget, uniform) = ("minilm-budget59.blt", "minilm-ffn50-heads25.blt");
+    assert!(flops(budget) <= flops(uniform), "{} > {}", flops(budget), flops(uniform));
+    let (b, u) = (bbc_cosine_to_unpruned(budget), bbc_cosine_to_unpruned(uniform));
+    eprintln!(
+        "59% of the FLOPs, mean cosine to the unpruned model: by sensitivity {b:.4}, uniform {u:.4}"
+    );
+    assert!(b >= u + BUDGET_MARGIN, "budget {b} vs uniform {u}");
+}
+
+/// Mean cosine of `name`'s embeddings (f32 compute) to the unpruned f32 bundle's on the first
+/// 40 BBC test articles.
+fn bbc_cosine_to_unpruned(name: &str) -> f32 {
     let texts: Vec<String> = read_jsonl(&bbc_test())
         .iter()
         .take(40)
@@ -79,16 +112,8 @@ fn pruning_repair_stays_closer_to_the_unpruned_model() {
         .collect();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let full = load_f32("minilm-f32.blt").embed_batch(&texts).expect("embeds");
-    let mean_cosine = |name: &str| {
-        let got = load_f32(name).embed_batch(&texts).expect("embeds");
-        got.iter().zip(&full).map(|(a, b)| cosine(a, b)).sum::<f32>() / texts.len() as f32
-    };
-    let repaired = mean_cosine("minilm-ffn50-heads25.blt");
-    let plain = mean_cosine("minilm-ffn50-heads25-norepair.blt");
-    eprintln!(
-        "pruned, mean cosine to the unpruned model on 40 BBC test articles: repaired {repaired:.4}, not {plain:.4}"
-    );
-    assert!(repaired >= plain + 0.1, "repair {repaired} vs none {plain}");
+    let got = load_f32(name).embed_batch(&texts).expect("embeds");
+    got.iter().zip(&full).map(|(a, b)| cosine(a, b)).sum::<f32>() / texts.len() as f32
 }
 
 #[test]

@@ -33,11 +33,23 @@ const TOOL_ALLOWED: &[(&str, &[&str])] = &[
     ("bundle", &["graph", "model"]),
     ("embed", &[]),
     ("prune", &["embed", "graph", "model"]),
+    ("budget", &["embed", "graph", "model", "prune"]),
     ("onnx_check", &["bundle", "graph", "model"]),
     ("eval", &["bundle", "data", "embed", "graph", "model", "source"]),
     (
         "compile",
-        &["bundle", "data", "embed", "graph", "model", "onnx_check", "prune", "source", "train"],
+        &[
+            "budget",
+            "bundle",
+            "data",
+            "embed",
+            "graph",
+            "model",
+            "onnx_check",
+            "prune",
+            "source",
+            "train",
+        ],
     ),
 ];
 

@@ -4,6 +4,8 @@
 # each with a head retrained on its own embeddings of that split's training articles, evaluated
 # against fp32 on that split's test articles. Writes results/compression.{md,json,svg}.
 #   tools/sweep.sh [SEED...]      (default seeds: 1 2 3)
+# POINTS="int8 flops50" runs only those points and REPORT=results/NAME writes NAME.{md,json,svg}
+# instead of results/compression.*
 source "$(dirname "$0")/env.sh"
 cargo build --release -p bertlite-tool
 tool="$CARGO_TARGET_DIR/release/bertlite-tool"
@@ -17,7 +19,17 @@ points=(
   "ffn50-heads50-norepair:--prune-ffn 0.5 --prune-heads 0.5 --no-repair"
   "ffn50-layers2:--prune-ffn 0.5 --drop-layers 2"
   "ffn75-heads50:--prune-ffn 0.75 --prune-heads 0.5"
+  "flops50:--target-flops 0.5"
+  "flops35:--target-flops 0.35"
 )
+if [ -n "${POINTS:-}" ]; then
+  chosen=()
+  for p in "${points[@]}"; do
+    case " $POINTS " in *" ${p%%:*} "*) chosen+=("$p") ;; esac
+  done
+  points=("${chosen[@]}")
+fi
+report=${REPORT:-results/compression}
 mkdir -p "$out" results
 jsons=()
 for seed in "${seeds[@]}"; do
@@ -36,9 +48,12 @@ for seed in "${seeds[@]}"; do
   done
   # Latency at 1 thread, batch 1, on the first 40 test articles; accuracy on all of them.
   "$tool" eval --data "$split/test.jsonl" --model-dir models/all-MiniLM-L6-v2 --threads 1 \
-    --latency-texts 40 --json "$split/eval.json" "${bundles[@]}"
-  jsons+=("$split/eval.json")
+    --latency-texts 40 --json "$split/$(basename "$report").json" "${bundles[@]}"
+  jsons+=("$split/$(basename "$report").json")
 done
-python3 tools/reference/compression_report.py "${seeds[*]}" "${jsons[@]}" > results/compression.md
-cp "${jsons[0]}" results/compression.json
-"$tool" plot results/compression.json -o results/compression.svg
+cmd="tools/sweep.sh ${seeds[*]}"
+[ -n "${POINTS:-}" ] && cmd="POINTS=\"$POINTS\" REPORT=$report $cmd"
+REGENERATE="$cmd" REPORT_NAME=$(basename "$report") python3 tools/reference/compression_report.py "${seeds[*]}" "${jsons[@]}" > "$report.md.tmp"
+mv "$report.md.tmp" "$report.md"
+cp "${jsons[0]}" "$report.json"
+"$tool" plot "$report.json" -o "$report.svg"

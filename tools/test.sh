@@ -40,6 +40,9 @@ compile minilm-ffn50-heads25.blt --model-dir $model --prune-ffn 0.5 --prune-head
   --calibration data/bbc/train.jsonl --calibration-texts 32
 compile minilm-ffn50-heads25-norepair.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 \
   --calibration data/bbc/train.jsonl --calibration-texts 32 --no-repair
+# The same FLOPs budget (59%) spent per layer by measured sensitivity (--target-flops).
+compile minilm-budget59.blt --model-dir $model --target-flops 0.59 \
+  --calibration data/bbc/train.jsonl --calibration-texts 32
 # ONNX Runtime's graphs of bench.py: hand-built fp32, and quantize_dynamic (MatMulInteger) of it.
 onnx="$BERTLITE_CACHE/onnx"
 [ -f "$onnx/minilm-int8.onnx" ] || python3 tools/reference/make_onnx.py $model "$onnx"

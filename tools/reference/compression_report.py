@@ -5,6 +5,7 @@ spread over the splits), FLOPs, latency and speed-up, cosine to fp32, and the pe
     python3 compression_report.py "SEED..." EVAL.json...
 """
 import json
+import os
 import statistics
 import sys
 
@@ -32,7 +33,8 @@ def main():
           "split; ± is the standard deviation over the splits. Latency: batch 1, 1 thread, the first "
           f"40 test articles (mean {statistics.mean(r['mean_tokens'] for r in runs):.0f} tokens per article), "
           "`--precision auto`.\n")
-    print("Regenerate: `tools/sweep.sh 1 2 3` (after `tools/setup.sh`).\n")
+    command = os.environ.get("REGENERATE", "tools/sweep.sh 1 2 3")
+    print(f"Regenerate: `{command}` (after `tools/setup.sh`).\n")
     print("| bundle | pruning | FLOPs vs full | accuracy | Δ vs int8 (pt) | worst split Δ | cosine to fp32 (mean) | p50 ms | speed-up vs int8 | MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for p in ["fp32"] + points:
@@ -55,7 +57,14 @@ def main():
     for p in ["fp32"] + points:
         cells = [f"{b[p]['accuracy']:.4f} ({100 * (b[p]['accuracy'] - b['int8']['accuracy']):+.2f})" for b in by]
         print(f"| {p} | " + " | ".join(cells) + " |")
-    print("\n![accuracy vs latency, first split](compression.svg)\n")
+    budgets = [(p, by[0][p]["pruning"]) for p in points if "budget:" in (by[0][p].get("pruning") or "")]
+    if budgets:
+        print("\nWhat `--target-flops` chose per layer (first split; each split calibrates its own):\n")
+        for p, desc in budgets:
+            per_layer = next((x.strip() for x in desc.split(";") if x.strip().startswith("per layer")), "")
+            print(f"- {p}: {per_layer.removeprefix('per layer: ')}")
+    svg = os.environ.get("REPORT_NAME", "compression") + ".svg"
+    print(f"\n![accuracy vs latency, first split]({svg})\n")
     print("Cosine is of the pooled embedding to the fp32 model's: pruned encoders are other models, "
           "so it measures how far pruning moved the representation (what the repair pulls back), not "
           "an error.")

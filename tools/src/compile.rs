@@ -13,7 +13,7 @@ use crate::data::{Example, label_targets, read_examples};
 use crate::embed::embed_all;
 use crate::graph::Precision;
 use crate::model::Checkpoint;
-use crate::prune::{PruneOptions, measure, prune};
+use crate::prune::{PruneOptions, apply, encode_calibration, measure, prune};
 use crate::source::Source;
 use crate::train::{TrainOptions, choose_l2, train};
 
@@ -75,8 +75,45 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             .take(opts.calibration_texts)
             .map(|e| e.text.as_str())
             .collect();
-        let importance = measure(&ckpt.bert, &ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
-        pruning = Some(prune(&mut ckpt.bert, &importance, &opts.prune)?);
+        let calibration = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
+        let importance = measure(&ckpt.bert, &calibration)?;
+        pruning = Some(match opts.prune.target_flops {
+            Some(target) => {
+                // The cuts are scored on texts the repair was not fitted to (in-sample, a
+                // refit on few texts looks better than it is); the calibration texts only
+                // when the file has no others.
+                let used = texts.len() * step;
+                let rest: Vec<&str> = examples
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % step != 0 || *i >= used)
+                    .map(|(_, e)| e.text.as_str())
+                    .collect();
+                let every = (rest.len() / crate::budget::SENSITIVITY_TEXTS).max(1);
+                let held_out: Vec<&str> = rest
+                    .into_iter()
+                    .step_by(every)
+                    .take(crate::budget::SENSITIVITY_TEXTS)
+                    .collect();
+                let scoring = match held_out.is_empty() {
+                    true => None,
+                    false => {
+                        Some(encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &held_out, 128)?)
+                    }
+                };
+                let (plan, description) = crate::budget::plan(
+                    &ckpt.bert,
+                    &importance,
+                    scoring.as_deref().unwrap_or(&calibration),
+                    scoring.is_some(),
+                    target,
+                    opts.prune.repair,
+                )?;
+                apply(&mut ckpt.bert, &importance, &plan, opts.prune.repair)?;
+                description
+            }
+            None => prune(&mut ckpt.bert, &importance, &opts.prune)?,
+        });
     }
     let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
     let mut bundle = build_bundle_with(&ckpt, precision, opts.encoder_outputs)?;

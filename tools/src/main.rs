@@ -16,6 +16,7 @@ mod bundle;
 mod embed;
 mod graph;
 // the commands' work.
+mod budget;
 mod compile;
 mod eval;
 mod onnx_check;
@@ -136,6 +137,11 @@ enum Command {
         /// Remove this many whole layers (the ones that change their input least).
         #[arg(long, default_value_t = 0)]
         drop_layers: usize,
+        /// Prune to this fraction of the encoder's FLOPs (e.g. 0.5), each layer cut by what it
+        /// can spare (measured on the calibration texts), instead of --prune-ffn/--prune-heads/
+        /// --drop-layers.
+        #[arg(long, conflicts_with_all = ["prune_ffn", "prune_heads", "drop_layers"])]
+        target_flops: Option<f32>,
         /// Texts to measure pruning importance on (JSONL/CSV; default: the --train file).
         #[arg(long)]
         calibration: Option<PathBuf>,
@@ -212,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             prune_ffn,
             prune_heads,
             drop_layers,
+            target_flops,
             calibration,
             calibration_texts,
             no_repair,
@@ -234,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     heads: prune_heads,
                     drop_layers,
                     repair: !no_repair,
+                    target_flops,
                 },
                 calibration,
                 calibration_texts,

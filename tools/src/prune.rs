@@ -37,18 +37,48 @@ pub struct PruneOptions {
     pub drop_layers: usize,
     /// Refit the pruned projections by least squares (see the module doc).
     pub repair: bool,
+    /// Instead of the fractions above: this fraction of the encoder's FLOPs, split over the
+    /// layers by measured sensitivity (`budget.rs`).
+    pub target_flops: Option<f32>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { ffn: 0.0, heads: 0.0, drop_layers: 0, repair: true }
+        PruneOptions { ffn: 0.0, heads: 0.0, drop_layers: 0, repair: true, target_flops: None }
     }
 }
 
 impl PruneOptions {
     pub fn is_active(&self) -> bool {
-        self.ffn > 0.0 || self.heads > 0.0 || self.drop_layers > 0
+        self.ffn > 0.0 || self.heads > 0.0 || self.drop_layers > 0 || self.target_flops.is_some()
     }
+}
+
+/// What one layer loses: fractions of its FFN neurons and of its heads, or all of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerCut {
+    pub ffn: f32,
+    pub heads: f32,
+    pub drop: bool,
+}
+
+impl LayerCut {
+    pub const NONE: LayerCut = LayerCut { ffn: 0.0, heads: 0.0, drop: false };
+}
+
+/// Calibration texts as token ids, truncated to `max_len` (at most the tokenizer's own).
+pub fn encode_calibration(
+    tok: &TokenizerConfig,
+    vocab: &str,
+    texts: &[&str],
+    max_len: usize,
+) -> Result<Vec<Encoding>> {
+    ensure!(!texts.is_empty(), "pruning needs calibration texts");
+    let tokenizer = Tokenizer::new(
+        TokenizerConfig { max_len: max_len.min(tok.max_len), ..tok.clone() },
+        vocab,
+    )?;
+    Ok(texts.iter().map(|t| tokenizer.encode(t)).collect())
 }
 
 /// Importance scores measured on calibration text.
@@ -112,20 +142,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Runs the fp32 model with taps on `texts` (truncated to `max_len` tokens) and scores every
-/// prunable structure.
-pub fn measure(
-    bert: &Bert,
-    tok: &TokenizerConfig,
-    vocab: &str,
-    texts: &[&str],
-    max_len: usize,
-) -> Result<Importance> {
-    ensure!(!texts.is_empty(), "pruning needs calibration texts");
-    let tokenizer = Tokenizer::new(
-        TokenizerConfig { max_len: max_len.min(tok.max_len), ..tok.clone() },
-        vocab,
-    )?;
+/// Runs the fp32 model with taps on the calibration texts and scores every prunable structure.
+pub fn measure(bert: &Bert, calibration: &[Encoding]) -> Result<Importance> {
+    ensure!(!calibration.is_empty(), "pruning needs calibration texts");
     let plan = graph::build_with_outputs(bert, Precision::F32, graph::Outputs::Taps)?
         .into_optimized()?
         .into_runnable()?;
@@ -139,9 +158,8 @@ pub fn measure(
         bert.layers.iter().map(|l| Gram::new(l.ffn_in.weight.rows + 1)).collect();
     let mut ctx_gram: Vec<Gram> = bert.layers.iter().map(|l| Gram::new(l.heads * dh + 1)).collect();
     let mut tokens = 0usize;
-    let pb = crate::embed::progress(texts.len(), "calibrating");
-    for text in texts {
-        let e: Encoding = tokenizer.encode(text);
+    let pb = crate::embed::progress(calibration.len(), "calibrating");
+    for e in calibration {
         let s = e.len();
         let input = |v: &[u32]| -> Result<TValue> {
             Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
@@ -209,7 +227,7 @@ pub fn measure(
         })
         .collect();
     let layers = change.iter().map(|c| (c / n) as f32).collect();
-    Ok(Importance { ffn, heads, layers, texts: texts.len(), ffn_gram, ctx_gram })
+    Ok(Importance { ffn, heads, layers, texts: calibration.len(), ffn_gram, ctx_gram })
 }
 
 fn column_norms(m: &Matrix) -> Vec<f32> {
@@ -253,14 +271,15 @@ fn select_in(l: &Linear, cols: &[usize]) -> Linear {
 
 /// How many of `n` to keep when removing `fraction`; FFN widths stay multiples of 8 (the
 /// matmul kernels' tile) and at least one of anything is kept.
-fn kept(n: usize, fraction: f32, multiple: usize) -> usize {
+pub fn kept(n: usize, fraction: f32, multiple: usize) -> usize {
     let keep = ((n as f32) * (1.0 - fraction.clamp(0.0, 1.0))).round() as usize;
     let keep = keep.div_ceil(multiple) * multiple;
     keep.clamp(1, n)
 }
 
-/// Applies the pruning; returns a description for the bundle metadata.
-pub fn prune(bert: &mut Bert, imp: &Importance, opts: &PruneOptions) -> Result<String> {
+/// The uniform cut of `opts`: the same fractions in every layer, and the `drop_layers` layers
+/// that change their input least removed.
+pub fn uniform_plan(bert: &Bert, imp: &Importance, opts: &PruneOptions) -> Result<Vec<LayerCut>> {
     ensure!((0.0..1.0).contains(&opts.ffn), "--prune-ffn must be in [0, 1)");
     ensure!((0.0..1.0).contains(&opts.heads), "--prune-heads must be in [0, 1)");
     ensure!(
@@ -268,42 +287,66 @@ pub fn prune(bert: &mut Bert, imp: &Importance, opts: &PruneOptions) -> Result<S
         "--drop-layers must leave at least one of {} layers",
         bert.layers.len()
     );
+    let keep_layers = top(&imp.layers, bert.layers.len() - opts.drop_layers);
+    Ok((0..bert.layers.len())
+        .map(|l| LayerCut { ffn: opts.ffn, heads: opts.heads, drop: !keep_layers.contains(&l) })
+        .collect())
+}
+
+/// Applies `plan` (one cut per layer), each layer's structures chosen by importance and, with
+/// `repair`, its pruned projections refitted.
+pub fn apply(bert: &mut Bert, imp: &Importance, plan: &[LayerCut], repair: bool) -> Result<()> {
+    ensure!(plan.len() == bert.layers.len(), "a pruning plan must cut every layer");
+    ensure!(plan.iter().any(|c| !c.drop), "pruning must leave at least one layer");
     let dh = bert.head_dim;
-    for (l, layer) in bert.layers.iter_mut().enumerate() {
+    for (l, (layer, cut)) in bert.layers.iter_mut().zip(plan).enumerate() {
+        if cut.drop {
+            continue;
+        }
         let width = layer.ffn_in.weight.rows;
-        let keep = top(&imp.ffn[l], kept(width, opts.ffn, 8));
+        let keep = top(&imp.ffn[l], kept(width, cut.ffn, 8));
         layer.ffn_in = select_out(&layer.ffn_in, &keep);
-        layer.ffn_out = match opts.repair && keep.len() < width {
+        layer.ffn_out = match repair && keep.len() < width {
             true => refit(&layer.ffn_out, &keep, &imp.ffn_gram[l])?,
             false => select_in(&layer.ffn_out, &keep),
         };
-        let keep_heads = top(&imp.heads[l], kept(layer.heads, opts.heads, 1));
+        let keep_heads = top(&imp.heads[l], kept(layer.heads, cut.heads, 1));
         let dims: Vec<usize> = keep_heads.iter().flat_map(|&h| h * dh..(h + 1) * dh).collect();
         layer.query = select_out(&layer.query, &dims);
         layer.key = select_out(&layer.key, &dims);
         layer.value = select_out(&layer.value, &dims);
-        layer.attn_out = match opts.repair && keep_heads.len() < layer.heads {
+        layer.attn_out = match repair && keep_heads.len() < layer.heads {
             true => refit(&layer.attn_out, &dims, &imp.ctx_gram[l])?,
             false => select_in(&layer.attn_out, &dims),
         };
         layer.heads = keep_heads.len();
     }
-    let keep_layers = top(&imp.layers, bert.layers.len() - opts.drop_layers);
-    let dropped: Vec<usize> = (0..bert.layers.len()).filter(|l| !keep_layers.contains(l)).collect();
-    let mut i = 0;
-    bert.layers.retain(|_| {
-        i += 1;
-        keep_layers.contains(&(i - 1))
-    });
-    bert.check().context("pruned model is inconsistent")?;
+    let mut cuts = plan.iter();
+    bert.layers.retain(|_| cuts.next().is_some_and(|c| !c.drop));
+    bert.check().context("pruned model is inconsistent")
+}
+
+/// Applies the uniform pruning of `opts`; returns a description for the bundle metadata.
+pub fn prune(bert: &mut Bert, imp: &Importance, opts: &PruneOptions) -> Result<String> {
+    let plan = uniform_plan(bert, imp, opts)?;
+    apply(bert, imp, &plan, opts.repair)?;
+    let dropped: Vec<usize> = (0..plan.len()).filter(|&l| plan[l].drop).collect();
     Ok(format!(
-        "structured: ffn -{:.0}%, heads -{:.0}%, layers dropped {:?}; importance = activation x weight norm on {} calibration texts{}",
+        "structured: ffn -{:.0}%, heads -{:.0}%, layers dropped {:?}; {}",
         opts.ffn * 100.0,
         opts.heads * 100.0,
         dropped,
-        imp.texts,
-        if opts.repair { "; projections refitted by least squares" } else { "" }
+        how(imp, opts.repair)
     ))
+}
+
+/// How the structures were chosen and repaired, for the metadata.
+pub fn how(imp: &Importance, repair: bool) -> String {
+    format!(
+        "importance = activation x weight norm on {} calibration texts{}",
+        imp.texts,
+        if repair { "; projections refitted by least squares" } else { "" }
+    )
 }
 
 /// The projection `l` (`[out][in]`, bias) restricted to the inputs `keep`, refitted: weights

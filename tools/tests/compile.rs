@@ -228,6 +228,54 @@ fn pruning_shrinks_the_graph_and_still_runs() {
     expect_error(compile(&dir, &temp("never2.blt"), &["--prune-ffn", "0.5"]), "--calibration");
 }
 
+/// `--target-flops`: the plan stays within the budget and the bundle says how it was chosen;
+/// a budget no pruning can reach, or one mixed with fractions, is a clear error.
+#[test]
+fn pruning_to_a_flops_budget() {
+    let cal = temp("calibration-budget.jsonl");
+    let lines: String =
+        ["the market rose", "terrible film", "good music award", "shares fell at the bank"]
+            .iter()
+            .map(|t| format!("{{\"text\": \"{t}\", \"label\": \"x\"}}\n"))
+            .collect();
+    std::fs::write(&cal, lines).unwrap();
+    let dir = repo().join("models/tiny-bert-cls");
+    let full = Model::load({
+        let p = temp("tiny-full-budget.blt");
+        assert!(compile(&dir, &p, &[]).status.success());
+        p
+    })
+    .unwrap();
+    let out_path = temp("tiny-budget.blt");
+    let out = compile(
+        &dir,
+        &out_path,
+        &["--calibration", cal.to_str().unwrap(), "--target-flops", "0.5"],
+    );
+    assert_ok(&out);
+    let model = Model::load(&out_path).unwrap();
+    // The budget counts at 128 tokens, as `compile` reports.
+    let (pruned, unpruned) =
+        (model.metadata().encoder.flops(128), full.metadata().encoder.flops(128));
+    assert!(pruned * 2 <= unpruned, "{pruned} FLOPs against {unpruned}: over the budget");
+    assert!(pruned * 4 > unpruned, "{pruned} FLOPs against {unpruned}: far under the budget");
+    assert!(model.metadata().pruning.as_deref().unwrap_or("").contains("budget: 50%"));
+    assert_eq!(model.classify("the market rose").unwrap().scores.len(), 3);
+    let cal = cal.to_str().unwrap();
+    expect_error(
+        compile(&dir, &temp("never3.blt"), &["--calibration", cal, "--target-flops", "1.5"]),
+        "--target-flops",
+    );
+    expect_error(
+        compile(
+            &dir,
+            &temp("never4.blt"),
+            &["--calibration", cal, "--target-flops", "0.5", "--prune-ffn", "0.5"],
+        ),
+        "--target-flops",
+    );
+}
+
 #[test]
 fn trains_a_multi_label_sigmoid_head() {
     let data = temp("multi.jsonl");

@@ -1,0 +1,227 @@
+//! `--target-flops`: prune to a share of the encoder's FLOPs, cutting each layer by what it
+//! can spare instead of the same fractions everywhere.
+//!
+//! Layers are not equally sensitive: on all-MiniLM-L6-v2, removing the same 24 FFN neurons
+//! costs the first layer ten times what it costs the third. So every candidate cut of every
+//! layer (FFN neurons, heads, the whole layer) is tried alone, repaired as the final pruning
+//! will be, and its loss measured as 1 − cosine of the mean-pooled last hidden state to the
+//! unpruned model's, on calibration texts. A dynamic program then picks one cut per layer
+//! minimizing the summed losses within the FLOPs budget. Summing assumes the layers' losses
+//! add up, which they only roughly do; the choice is judged by the pruned model's measured
+//! accuracy (results/compression.md), not by the sum.
+
+use anyhow::{Result, ensure};
+use bertlite::Encoding;
+use tract_core::internal::*;
+
+use crate::graph::{self, Precision};
+use crate::model::Bert;
+use crate::prune::{Importance, LayerCut, apply, how, kept};
+
+/// The fractions tried: of each layer's FFN neurons and of its heads.
+const FFN_CUTS: [f32; 6] = [0.0, 0.25, 0.5, 0.625, 0.75, 0.875];
+const HEAD_CUTS: [f32; 4] = [0.0, 0.25, 0.5, 0.75];
+/// Texts the candidates are scored on (each candidate runs the whole model on all of them).
+pub const SENSITIVITY_TEXTS: usize = 32;
+/// FLOPs are counted at this length, as `compile` reports them.
+const TOKENS: u64 = 128;
+/// The budget's resolution: a layer's FLOPs in units of 1/STEPS of the whole encoder's.
+const STEPS: f64 = 2048.0;
+
+/// Chooses one cut per layer for `target` (0..1) of the encoder FLOPs, scoring the candidates on
+/// `scoring` (`held_out`: texts apart from those the importance and repair were measured on);
+/// returns it and a description for the bundle metadata.
+pub fn plan(
+    bert: &Bert,
+    imp: &Importance,
+    scoring: &[Encoding],
+    held_out: bool,
+    target: f32,
+    repair: bool,
+) -> Result<(Vec<LayerCut>, String)> {
+    ensure!(target > 0.0 && target < 1.0, "--target-flops must be in (0, 1), got {target}");
+    ensure!(!scoring.is_empty(), "--target-flops needs texts to score the cuts on");
+    let texts = &scoring[..scoring.len().min(SENSITIVITY_TEXTS)];
+    let reference = pooled(bert, texts)?;
+    let n = bert.layers.len();
+    let loss_of = |l: usize, cut: LayerCut| -> Result<f64> {
+        let mut plan = vec![LayerCut::NONE; n];
+        plan[l] = cut;
+        let mut pruned = bert.clone();
+        apply(&mut pruned, imp, &plan, repair)?;
+        let got = pooled(&pruned, texts)?;
+        Ok(reference
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| 1.0 - f64::from(bertlite::cosine(a, b)))
+            .sum::<f64>()
+            / texts.len() as f64)
+    };
+    let pb = crate::embed::progress(n * (FFN_CUTS.len() + HEAD_CUTS.len() - 1), "sensitivity");
+    // Per layer: the loss of each FFN cut, each head cut, and of dropping it.
+    let mut ffn_loss = vec![vec![0f64; FFN_CUTS.len()]; n];
+    let mut head_loss = vec![vec![0f64; HEAD_CUTS.len()]; n];
+    let mut drop_loss = vec![0f64; n];
+    for l in 0..n {
+        for (i, &f) in FFN_CUTS.iter().enumerate().skip(1) {
+            ffn_loss[l][i] = loss_of(l, LayerCut { ffn: f, ..LayerCut::NONE })?;
+            pb.inc(1);
+        }
+        for (i, &h) in HEAD_CUTS.iter().enumerate().skip(1) {
+            head_loss[l][i] = loss_of(l, LayerCut { heads: h, ..LayerCut::NONE })?;
+            pb.inc(1);
+        }
+        drop_loss[l] = match n > 1 {
+            true => loss_of(l, LayerCut { drop: true, ..LayerCut::NONE })?,
+            false => f64::INFINITY,
+        };
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+
+    // Candidates per layer: (cut, loss, FLOPs).
+    let candidates: Vec<Vec<(LayerCut, f64, u64)>> = (0..n)
+        .map(|l| {
+            let mut c = vec![(LayerCut { drop: true, ..LayerCut::NONE }, drop_loss[l], 0)];
+            for (i, &f) in FFN_CUTS.iter().enumerate() {
+                for (j, &h) in HEAD_CUTS.iter().enumerate() {
+                    let cut = LayerCut { ffn: f, heads: h, drop: false };
+                    c.push((cut, ffn_loss[l][i] + head_loss[l][j], layer_flops(bert, l, cut)));
+                }
+            }
+            c
+        })
+        .collect();
+    let full: u64 = (0..n).map(|l| layer_flops(bert, l, LayerCut::NONE)).sum();
+    let units = |f: u64| (f as f64 / full as f64 * STEPS).ceil() as usize;
+    let budget = (f64::from(target) * STEPS).floor() as usize;
+    let chosen = cheapest(&candidates, units, budget).ok_or_else(|| {
+        anyhow::anyhow!("--target-flops {target} is below what pruning can reach here")
+    })?;
+    let plan: Vec<LayerCut> = chosen.iter().map(|&(cut, _, _)| cut).collect();
+    let flops: u64 = chosen.iter().map(|&(_, _, f)| f).sum();
+    let per_layer: Vec<String> = plan
+        .iter()
+        .map(|c| match c.drop {
+            true => "dropped".to_string(),
+            false => format!("ffn -{:.1}% heads -{:.0}%", c.ffn * 100.0, c.heads * 100.0),
+        })
+        .collect();
+    let description = format!(
+        "budget: {:.0}% of the encoder FLOPs asked, {:.1}% reached; per layer: {}; cuts chosen by \
+         measured loss (1 - pooled cosine to the unpruned model) on {} texts {}; {}",
+        target * 100.0,
+        flops as f64 / full as f64 * 100.0,
+        per_layer.join(", "),
+        texts.len(),
+        if held_out { "apart from the calibration" } else { "of the calibration" },
+        how(imp, repair)
+    );
+    Ok((plan, description))
+}
+
+/// One candidate per layer, minimizing the summed loss with the summed units ≤ `budget`
+/// (a knapsack over layers; `None` if even the cheapest choices exceed it). Keeps at least
+/// one layer.
+fn cheapest(
+    candidates: &[Vec<(LayerCut, f64, u64)>],
+    units: impl Fn(u64) -> usize,
+    budget: usize,
+) -> Option<Vec<(LayerCut, f64, u64)>> {
+    // best[u] = (loss, choices, any layer kept) with exactly u units used.
+    let mut best: Vec<Option<(f64, Vec<usize>, bool)>> = vec![None; budget + 1];
+    best[0] = Some((0.0, Vec::new(), false));
+    for layer in candidates {
+        let mut next: Vec<Option<(f64, Vec<usize>, bool)>> = vec![None; budget + 1];
+        for (used, state) in best.iter().enumerate() {
+            let Some((loss, picks, kept)) = state else { continue };
+            for (i, &(cut, l, f)) in layer.iter().enumerate() {
+                let u = used + units(f);
+                let total = loss + l;
+                if u > budget || !total.is_finite() {
+                    continue;
+                }
+                let better = next[u].as_ref().is_none_or(|(b, _, _)| total < *b);
+                if better {
+                    let mut p = picks.clone();
+                    p.push(i);
+                    next[u] = Some((total, p, *kept || !cut.drop));
+                }
+            }
+        }
+        best = next;
+    }
+    let (_, picks, _) = best
+        .into_iter()
+        .flatten()
+        .filter(|(_, _, kept)| *kept)
+        .min_by(|a, b| a.0.total_cmp(&b.0))?;
+    Some(picks.iter().zip(candidates).map(|(&i, layer)| layer[i]).collect())
+}
+
+/// Multiply-adds of layer `l` after `cut`, for one `TOKENS`-token text.
+fn layer_flops(bert: &Bert, l: usize, cut: LayerCut) -> u64 {
+    if cut.drop {
+        return 0;
+    }
+    let layer = &bert.layers[l];
+    let h = bert.hidden as u64;
+    let inner = (kept(layer.heads, cut.heads, 1) * bert.head_dim) as u64;
+    let ffn = kept(layer.ffn_in.weight.rows, cut.ffn, 8) as u64;
+    (4 * h * inner + 2 * h * ffn) * TOKENS + 2 * inner * TOKENS * TOKENS
+}
+
+/// The mean-pooled, L2-normalized last hidden state of `bert` (f32) on each text.
+fn pooled(bert: &Bert, texts: &[Encoding]) -> Result<Vec<Vec<f32>>> {
+    let plan = graph::build_with_outputs(bert, Precision::F32, graph::Outputs::Hidden)?
+        .into_optimized()?
+        .into_runnable()?;
+    let hidden = bert.hidden;
+    texts
+        .iter()
+        .map(|e| {
+            let s = e.len();
+            let input = |v: &[u32]| -> Result<TValue> {
+                let v: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
+                Ok(Tensor::from_shape(&[1, s], &v)?.into())
+            };
+            let out = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
+            let view = out[0].to_plain_array_view::<f32>()?;
+            let mut mean = vec![0f32; hidden];
+            for row in view.iter().copied().collect::<Vec<f32>>().chunks_exact(hidden) {
+                for (m, x) in mean.iter_mut().zip(row) {
+                    *m += x;
+                }
+            }
+            let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+            Ok(mean.into_iter().map(|x| x / norm).collect())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two layers, budget for one full layer's worth: the knapsack must put the cut where it
+    /// is cheap (layer 1), and keep at least one layer even when dropping both is cheapest.
+    #[test]
+    fn the_budget_goes_where_cuts_cost_least() {
+        let cut = |ffn: f32| LayerCut { ffn, ..LayerCut::NONE };
+        let drop = LayerCut { drop: true, ..LayerCut::NONE };
+        let layer =
+            |cheap: f64| vec![(drop, 20.0 * cheap, 0), (cut(0.0), 0.0, 100), (cut(0.5), cheap, 50)];
+        let candidates = vec![layer(1.0), layer(0.1)];
+        let picks = cheapest(&candidates, |f| f as usize, 150).expect("feasible");
+        assert_eq!(picks[0].0, cut(0.0));
+        assert_eq!(picks[1].0, cut(0.5));
+        let picks = cheapest(&candidates, |f| f as usize, 100).expect("feasible");
+        assert_eq!((picks[0].0, picks[1].0), (cut(0.5), cut(0.5)));
+        // Dropping both costs nothing but leaves no layer; one kept at half width is the answer.
+        let free_drops = vec![vec![(drop, 0.0, 0), (cut(0.5), 5.0, 50)]; 2];
+        let picks = cheapest(&free_drops, |f| f as usize, 50).expect("feasible");
+        assert_eq!(picks.iter().filter(|p| !p.0.drop).count(), 1);
+        // Only drops fit in 10 units, and they would leave no layer.
+        assert!(cheapest(&candidates, |f| f as usize, 10).is_none());
+    }
+}
