@@ -279,7 +279,7 @@ pub fn kept(n: usize, fraction: f32, multiple: usize) -> usize {
 
 /// The uniform cut of `opts`: the same fractions in every layer, and the `drop_layers` layers
 /// that change their input least removed.
-pub fn uniform_plan(bert: &Bert, imp: &Importance, opts: &PruneOptions) -> Result<Vec<LayerCut>> {
+fn uniform_plan(bert: &Bert, imp: &Importance, opts: &PruneOptions) -> Result<Vec<LayerCut>> {
     ensure!((0.0..1.0).contains(&opts.ffn), "--prune-ffn must be in [0, 1)");
     ensure!((0.0..1.0).contains(&opts.heads), "--prune-heads must be in [0, 1)");
     ensure!(
