@@ -10,7 +10,7 @@
 //! add up, which they only roughly do; the choice is judged by the pruned model's measured
 //! accuracy (results/compression.md), not by the sum.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use bertlite::Encoding;
 use tract_core::internal::*;
 
@@ -187,8 +187,9 @@ fn pooled(bert: &Bert, texts: &[Encoding]) -> Result<Vec<Vec<f32>>> {
             };
             let out = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
             let view = out[0].to_plain_array_view::<f32>()?;
+            let values = view.as_slice().context("the last hidden state is not contiguous")?;
             let mut mean = vec![0f32; hidden];
-            for row in view.iter().copied().collect::<Vec<f32>>().chunks_exact(hidden) {
+            for row in values.chunks_exact(hidden) {
                 for (m, x) in mean.iter_mut().zip(row) {
                     *m += x;
                 }

@@ -187,15 +187,21 @@ fn bad_checkpoints_are_clear_errors() {
     assert!(!out_path.exists(), "nothing written on failure");
 }
 
-#[test]
-fn pruning_shrinks_the_graph_and_still_runs() {
-    let cal = temp("calibration.jsonl");
+/// Four short texts as a JSONL calibration file for the pruning tests.
+fn calibration_file(name: &str) -> PathBuf {
+    let cal = temp(name);
     let lines: String =
         ["the market rose", "terrible film", "good music award", "shares fell at the bank"]
             .iter()
             .map(|t| format!("{{\"text\": \"{t}\", \"label\": \"x\"}}\n"))
             .collect();
     std::fs::write(&cal, lines).unwrap();
+    cal
+}
+
+#[test]
+fn pruning_shrinks_the_graph_and_still_runs() {
+    let cal = calibration_file("calibration.jsonl");
     let out_path = temp("tiny-pruned.blt");
     let dir = repo().join("models/tiny-bert-cls");
     let args = [
@@ -232,13 +238,7 @@ fn pruning_shrinks_the_graph_and_still_runs() {
 /// a budget no pruning can reach, or one mixed with fractions, is a clear error.
 #[test]
 fn pruning_to_a_flops_budget() {
-    let cal = temp("calibration-budget.jsonl");
-    let lines: String =
-        ["the market rose", "terrible film", "good music award", "shares fell at the bank"]
-            .iter()
-            .map(|t| format!("{{\"text\": \"{t}\", \"label\": \"x\"}}\n"))
-            .collect();
-    std::fs::write(&cal, lines).unwrap();
+    let cal = calibration_file("calibration-budget.jsonl");
     let dir = repo().join("models/tiny-bert-cls");
     let full = Model::load({
         let p = temp("tiny-full-budget.blt");
