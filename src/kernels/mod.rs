@@ -6,6 +6,7 @@
 mod simd;
 
 pub mod attention;
+pub mod gelu;
 pub mod gemm_i8;
 pub mod layer_norm;
 pub mod quantize;

@@ -27,6 +27,7 @@
 
 use tract_nnef::internal::*;
 
+use crate::kernels::gelu::gelu_in_place;
 use crate::kernels::gemm_i8;
 use crate::kernels::quantize::{Outliers, RowQuant, quantize_row, quantize_row_split};
 
@@ -148,6 +149,9 @@ pub struct Int8Linear {
     pub weights: Arc<gemm_i8::PackedWeights>,
     pub channel_scales: Arc<Vec<f32>>,
     pub bias: Option<Arc<Vec<f32>>>,
+    /// Whether BERT's exact GELU follows (FFN in): applied to the output rows while they are
+    /// in cache ([`crate::kernels::gelu`]), in place of tract's pass over them.
+    pub gelu: bool,
 }
 
 /// Whole int8 linears in one op, on our own kernels ([`crate::kernels::gemm_i8`]: AVX2 on
@@ -179,7 +183,10 @@ impl Op for LinearI8 {
                 let fixes = l.weights.corrections();
                 let kernel = l.weights.kernel.name();
                 let split = if self.split_outliers { ", outliers split off" } else { "" };
-                format!("Mult: k:{k} n:{n}, {fixes} weights corrected{split}, with [{kernel}]")
+                let gelu = if l.gelu { ", GELU" } else { "" };
+                format!(
+                    "Mult: k:{k} n:{n}, {fixes} weights corrected{split}{gelu}, with [{kernel}]"
+                )
             })
             .collect())
     }
@@ -271,6 +278,9 @@ fn linear_rows(l: &Int8Linear, q: &QuantizedRows, y: &mut [f32]) {
         gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
         if let Some(outliers) = q.outliers {
             gemm_i8::add_outliers(&outliers[rows], &l.weights, &l.channel_scales, y);
+        }
+        if l.gelu {
+            gelu_in_place(y);
         }
     };
     match crate::platform::threads::current_pool() {

@@ -2,14 +2,15 @@
 //! them) and swaps in the int8 ops of [`crate::ops::int8`].
 
 use std::collections::HashMap;
+use std::f32::consts::FRAC_1_SQRT_2;
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::binary::TypedBinOp;
 use tract_nnef::tract_core::ops::cast::Cast;
 use tract_nnef::tract_core::ops::einsum::EinSum;
-use tract_nnef::tract_core::ops::math::{Add, Mul};
+use tract_nnef::tract_core::ops::math::{Add, Erf, Mul};
 
-use super::pattern::{behind_reshapes, konst};
+use super::pattern::{behind_reshapes, bin_inputs, element_wise_input, konst, single, with_const};
 use crate::kernels::gemm_i8;
 use crate::ops::attention::Attention;
 use crate::ops::int8::{DequantizeRows, Int8Linear, LinearI8, QuantizeRows};
@@ -57,6 +58,54 @@ fn following_bias(model: &TypedModel, node: &TypedNode, n: usize) -> Option<(usi
     }
 }
 
+/// The outlets reading `o`, through no-op casts (the NNEF loader adds them).
+fn readers(model: &TypedModel, o: OutletId) -> Vec<OutletId> {
+    let mut found = Vec::new();
+    for s in model.outlet_successors(o) {
+        let node = model.node(s.node);
+        let out = OutletId::new(node.id, 0);
+        if node.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type()) {
+            found.extend(readers(model, out));
+        } else {
+            found.push(out);
+        }
+    }
+    found
+}
+
+/// If BERT's exact GELU, `((1 + erf(x · 1/√2)) · x) · ½` (how `bertlite-tool` writes it),
+/// follows `linear` (after reshapes), and nothing else reads it: the GELU's output, and the
+/// reshapes to apply to the linear's output in its place.
+fn gelu_after(model: &TypedModel, linear: OutletId) -> Option<(OutletId, Vec<AxisOp>)> {
+    let mut x = linear;
+    let mut reshapes = Vec::new();
+    while let [next] = model.outlet_successors(x) {
+        match model.node(next.node).op_as::<AxisOp>() {
+            Some(op @ AxisOp::Reshape(..)) => reshapes.push(op.clone()),
+            _ => break,
+        }
+        x = OutletId::new(next.node, 0);
+    }
+    let is = |v: &[f32], want: f32| single(v).is_some_and(|v| (v - want).abs() <= 1e-6 * want);
+    let [a, b] = readers(model, x)[..] else { return None };
+    // One reader scales by 1/√2 on the way to erf; the other multiplies by (1 + erf).
+    let scales = |o| with_const::<Mul>(model, o).is_some_and(|(_, c)| is(&c, FRAC_1_SQRT_2));
+    let (scale, times_x) = if scales(a) { (a, b) } else { (b, a) };
+    let (scaled, c) = with_const::<Mul>(model, scale)?;
+    (scaled == x && is(&c, FRAC_1_SQRT_2)).then_some(())?;
+    let [erf] = readers(model, scale)[..] else { return None };
+    (element_wise_input::<Erf>(model, erf)? == scale).then_some(())?;
+    let [plus] = readers(model, erf)[..] else { return None };
+    let (erf_in, one) = with_const::<Add>(model, plus)?;
+    (erf_in == erf && is(&one, 1.0)).then_some(())?;
+    let inputs = bin_inputs::<Mul>(model, times_x)?;
+    (inputs.contains(&plus) && inputs.contains(&x)).then_some(())?;
+    (readers(model, plus)[..] == [times_x]).then_some(())?;
+    let [end] = readers(model, times_x)[..] else { return None };
+    let (halved, c) = with_const::<Mul>(model, end)?;
+    (halved == times_x && is(&c, 0.5)).then_some((end, reshapes))
+}
+
 /// `(int8 weights [n, k], per-channel scales [n])` if `outlet` is `cast(i8 const) · scale`.
 fn int8_weight(model: &TypedModel, outlet: OutletId) -> Option<(Arc<Tensor>, Vec<f32>)> {
     let mul = model.node(outlet.node);
@@ -85,9 +134,16 @@ pub fn has_int8_linears(model: &TypedModel) -> bool {
         .any(|n| int8_weight(model, n.inputs[1]).is_some())
 }
 
+/// What one linear's output replaces: an outlet of the graph, reached from the linear's output
+/// through `reshapes` (a fused GELU's end lies behind the reshape that follows the linear).
+struct Replaced {
+    outlet: OutletId,
+    reshapes: Vec<AxisOp>,
+}
+
 /// Linears reading one input: (the tensor behind its reshapes and its shape, the input, op
-/// name, [(linear, the outlet it replaces)]).
-type SharedInput = ((OutletId, ShapeFact), OutletId, String, Vec<(Int8Linear, OutletId)>);
+/// name, [(linear, what it replaces)]).
+type SharedInput = ((OutletId, ShapeFact), OutletId, String, Vec<(Int8Linear, Replaced)>);
 
 /// Rewrites every int8-weight matmul `x · cast(Wq)·s` into the int8 form above; returns how many.
 /// Matmuls sharing an input (query, key, value) share one quantization of it.
@@ -110,12 +166,18 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
             let (n, k) = (q.shape()[0], q.shape()[1]);
             let w = q.try_as_plain_ram()?.as_slice::<i8>()?.to_vec();
             let bias = following_bias(model, node, n);
+            let linear_out = OutletId::new(bias.as_ref().map_or(node.id, |(add, _)| *add), 0);
+            let gelu = gelu_after(model, linear_out);
             let linear = Int8Linear {
                 weights: Arc::new(gemm_i8::PackedWeights::pack(&w, n, k, kernel)),
                 channel_scales: Arc::new(channel_scales),
                 bias: bias.as_ref().map(|(_, b)| Arc::new(b.clone())),
+                gelu: gelu.is_some(),
             };
-            let replaced = OutletId::new(bias.map_or(node.id, |(add, _)| add), 0);
+            let replaced = match gelu {
+                Some((end, reshapes)) => Replaced { outlet: end, reshapes },
+                None => Replaced { outlet: linear_out, reshapes: Vec::new() },
+            };
             // Query, key and value each reshape the same tensor on their own: group them by
             // the tensor behind the reshapes (their inputs are then equal, element for element).
             let key = (behind_reshapes(model, x), model.outlet_fact(x)?.shape.clone());
@@ -165,9 +227,12 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
         // without, 0.99908 / 0.99588 with) for 1/4 of the selection work.
         let split_outliers = !model.node(x.node).op_is::<Attention>()
             && !model.node(behind_reshapes(model, x).node).op_is::<Attention>();
-        let outs = patch.wire_node(name, LinearI8 { linears, split_outliers }, &[tapped])?;
-        for (out, replaced) in outs.into_iter().zip(replaced) {
-            patch.shunt_outside(model, replaced, out)?;
+        let outs = patch.wire_node(&name, LinearI8 { linears, split_outliers }, &[tapped])?;
+        for (j, (mut out, replaced)) in outs.into_iter().zip(replaced).enumerate() {
+            for (i, reshape) in replaced.reshapes.into_iter().enumerate() {
+                out = patch.wire_node(format!("{name}.{j}.reshape{i}"), reshape, &[out])?[0];
+            }
+            patch.shunt_outside(model, replaced.outlet, out)?;
         }
     }
     patch.apply(model)?;
@@ -230,6 +295,73 @@ mod tests {
                 let bound = k as f32 * (range / 127.0) * 127.0 * ws[n - 1] + 1e-5;
                 assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
             }
+        }
+        Ok(())
+    }
+
+    /// A linear followed by a reshape and BERT's exact GELU (as `bertlite-tool` writes the
+    /// FFN): the GELU runs inside the int8 op, none of its five ops remain, and the result is
+    /// the f32 graph's within the int8 bound above (GELU's slope is at most 1.13).
+    #[test]
+    fn gelu_after_a_linear_is_fused_into_it() -> TractResult<()> {
+        let (n, k, t) = (6usize, 16usize, 3usize);
+        let wq: Vec<i8> = (0..n * k).map(|i| ((i * 53 % 255) as i32 - 127) as i8).collect();
+        let ws: Vec<f32> = (0..n).map(|i| 0.004 * (i + 1) as f32).collect();
+        let xs: Vec<f32> = (0..t * k).map(|i| ((i * 11 % 19) as f32 - 9.0) / 4.0).collect();
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([t, k]))?;
+        let q = model.add_const("w.q", Tensor::from_shape(&[n, k], &wq)?)?;
+        let s = model.add_const("w.scale", Tensor::from_shape(&[n, 1], &ws)?)?;
+        let qf = model.wire_node("w.cast", Cast { to: f32::datum_type() }, &[q])?[0];
+        let w = model.wire_node("w", TypedBinOp(Box::new(Mul), None), &[qf, s])?[0];
+        let mm = EinSum::new("mk,nk->mn".parse()?, f32::datum_type());
+        let y = model.wire_node("mm", mm, &[x, w])?[0];
+        let bias: Vec<f32> = (0..n).map(|i| 0.3 * i as f32 - 0.8).collect();
+        let b = model.add_const("b", Tensor::from_shape(&[1, n], &bias)?)?;
+        let y = model.wire_node("add_bias", TypedBinOp(Box::new(Add), None), &[y, b])?[0];
+        let reshape = AxisOp::Reshape(0, tvec![t.to_dim()], tvec![1.to_dim(), t.to_dim()]);
+        let y = model.wire_node("unmerge", reshape, &[y])?[0];
+        let scalar = |model: &mut TypedModel, name: &str, v: f32| {
+            model.add_const(name, Tensor::from_shape(&[1, 1, 1], &[v])?)
+        };
+        use tract_nnef::tract_core::ops::binary::BinMiniOp;
+        let bin = |model: &mut TypedModel, name: &str, op: Box<dyn BinMiniOp>, a, b| {
+            Ok::<_, TractError>(model.wire_node(name, TypedBinOp(op, None), &[a, b])?[0])
+        };
+        let c = scalar(&mut model, "inv_sqrt2", FRAC_1_SQRT_2)?;
+        let scaled = bin(&mut model, "gelu.div", Box::new(Mul), y, c)?;
+        let erf =
+            model.wire_node("gelu.erf", tract_nnef::tract_core::ops::math::erf(), &[scaled])?[0];
+        let one = scalar(&mut model, "one", 1.0)?;
+        let plus = bin(&mut model, "gelu.plus1", Box::new(Add), erf, one)?;
+        let times_x = bin(&mut model, "gelu.times_x", Box::new(Mul), plus, y)?;
+        let half = scalar(&mut model, "half", 0.5)?;
+        let out = bin(&mut model, "gelu", Box::new(Mul), times_x, half)?;
+        model.select_output_outlets(&[out])?;
+        let input = Tensor::from_shape(&[t, k], &xs)?;
+        let expected = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+        assert_eq!(rewrite_linears(&mut model)?, 1);
+        let model = model.into_optimized()?;
+        if gemm_i8::available() {
+            let ops: Vec<&LinearI8> = model.nodes().iter().filter_map(|n| n.op_as()).collect();
+            assert!(ops.len() == 1 && ops[0].linears[0].gelu, "the GELU runs in the int8 op");
+            let erfs = model
+                .nodes()
+                .iter()
+                .filter(|n| ["Erf", "Gelu"].iter().any(|op| format!("{:?}", n.op).contains(op)))
+                .count();
+            assert_eq!(gelus, 0, "no erf or GELU left to tract: {model}");
+        }
+        let got = model.into_runnable()?.run(tvec![input.into_tvalue()])?;
+        let (e, g) =
+            (expected[0].to_plain_array_view::<f32>()?, got[0].to_plain_array_view::<f32>()?);
+        assert_eq!(e.shape(), g.shape());
+        for ((&e, &g), row) in e.iter().zip(g.iter()).zip((0..t * n).map(|i| i / n)) {
+            let x = &xs[row * k..][..k];
+            let range =
+                x.iter().fold(0f32, |m, &v| m.max(v)) - x.iter().fold(0f32, |m, &v| m.min(v));
+            let bound = 1.13 * k as f32 * (range / 127.0) * 127.0 * ws[n - 1] + 1e-5;
+            assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! The aarch64 dot-product micro-kernel of [`super::linear`] (Cortex-A76/A78: Pi 5, Jetson
 //! Orin): 4 rows × 16 channels, `sdot` by element, the rescale in registers.
 //!
-//! Per group of four quads (16 k): one 16-byte load per row (its four quads, one per lane),
-//! then per quad one four-register load of the block's weights (16 channels × 4 bytes) and
+//! Per group of four quads (16 k): one 64-byte load of the tile's four rows (each row's four
+//! quads in one register, one per lane; the rows are interleaved so once per call), then per
+//! quad one four-register load of the block's weights (16 channels × 4 bytes) and
 //! 16 `sdot`s (4 rows × 4 registers of 4 channels). Four products per i32 lane, so nothing
 //! can overflow and no corrections are needed. Against tract's `arm64simd_mmm_i32_8x8_dot`
 //! (the path before this kernel) it also drops the separate quantize, packing and dequantize
@@ -29,31 +30,40 @@ pub(super) unsafe fn linear(
 ) {
     let kq = w.quads();
     let kp = kq * 4;
+    let groups = kq / 4;
+    // The rows tile by tile and group by group, `[tile][group][row][16 bytes]` (rows past `m`
+    // repeat the last): each group's four rows are one 64-byte load instead of four. Written
+    // once here, read once per block of channels.
+    let tiles = m.div_ceil(MR);
+    let mut xt = vec![0u8; tiles * groups * MR * 16];
+    for (t, tile) in xt.chunks_exact_mut(groups * MR * 16).enumerate() {
+        for (g, group) in tile.chunks_exact_mut(MR * 16).enumerate() {
+            for (r, dst) in group.chunks_exact_mut(16).enumerate() {
+                let row = (t * MR + r).min(m - 1);
+                dst.copy_from_slice(&x[row * kp + 16 * g..][..16]);
+            }
+        }
+    }
     for block in 0..w.n.div_ceil(NB) {
         // SAFETY (all raw reads below): block `block` holds kq quads × NB channels × 4 bytes,
-        // rows hold kp bytes, kp is a multiple of 16.
+        // a tile of `xt` holds `groups` × 64 bytes.
         let wp = unsafe { w.data.as_ptr().add(block * kq * NB * 4) };
         let consts = BlockConstants::new(w, rescale, block);
-        for m0 in (0..m).step_by(MR) {
+        for (t, m0) in (0..m).step_by(MR).enumerate() {
             let rows: [usize; MR] = std::array::from_fn(|r| (m0 + r).min(m - 1));
-            let xr: [*const u8; MR] =
-                std::array::from_fn(|r| unsafe { x.as_ptr().add(rows[r] * kp) });
-            let [mut x0, mut x1, mut x2, mut x3] = xr;
+            let mut xg = unsafe { xt.as_ptr().add(t * groups * MR * 16) };
             let mut wg = wp;
             // acc[4r + j] = channels 4j..4j+4 of row r.
             let mut acc = [vdupq_n_s32(0); 16];
-            for _ in 0..kq / 4 {
+            for _ in 0..groups {
                 // One group (four quads): each row's four quads into v0-v3 (one per lane),
                 // then per quad the block's 16 channels into v4-v7 and 16 `sdot`s by element.
                 // One `asm!` with pinned registers (accumulators v16-v31): from per-instruction
                 // `asm!` LLVM shuffled the accumulators with ~10 `mov`s per group.
-                // SAFETY: reads 16 bytes of each row and 256 of the block, all in bounds.
+                // SAFETY: reads 64 bytes of the tile and 256 of the block, all in bounds.
                 unsafe {
                     asm!(
-                    "ldr q0, [{x0}], #16",
-                    "ldr q1, [{x1}], #16",
-                    "ldr q2, [{x2}], #16",
-                    "ldr q3, [{x3}], #16",
+                    "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{x}], #64",
                     "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64",
                     "sdot v16.4s, v4.16b, v0.4b[0]",
                     "sdot v17.4s, v5.16b, v0.4b[0]",
@@ -122,10 +132,7 @@ pub(super) unsafe fn linear(
                     "sdot v29.4s, v5.16b, v3.4b[3]",
                     "sdot v30.4s, v6.16b, v3.4b[3]",
                     "sdot v31.4s, v7.16b, v3.4b[3]",
-                    x0 = inout(reg) x0,
-                    x1 = inout(reg) x1,
-                    x2 = inout(reg) x2,
-                    x3 = inout(reg) x3,
+                    x = inout(reg) xg,
                     w = inout(reg) wg,
                     inout("v16") acc[0],
                     inout("v17") acc[1],

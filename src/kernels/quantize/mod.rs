@@ -4,6 +4,9 @@
 
 use super::gemm_i8::ACTIVATION_MAX;
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 /// An integer type quantized values are stored as: i8 for tract's matmul, u8 for
 /// [`super::gemm_i8`]'s.
 pub trait QuantizedInt: Copy {
@@ -214,6 +217,24 @@ fn lanes_above(c: &[f32], t: u32) -> u32 {
             half(c.as_ptr()) | (half(c.as_ptr().add(8)) << 8)
         };
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is the aarch64 baseline; `c` holds 16 floats. Each lane's compare mask
+        // keeps its own bit (1 << lane); the four registers' bits are disjoint, so adding
+        // them and then across lanes is an OR.
+        unsafe {
+            let (abs, t) = (vdupq_n_u32(0x7fff_ffff), vdupq_n_u32(t));
+            let bits: [u32; 4] = [1, 2, 4, 8];
+            let lane_bits = vld1q_u32(bits.as_ptr());
+            let mask = |i: usize| {
+                let v = vandq_u32(vreinterpretq_u32_f32(vld1q_f32(c.as_ptr().add(4 * i))), abs);
+                vandq_u32(vcgtq_u32(v, t), vshlq_u32(lane_bits, vdupq_n_s32(4 * i as i32)))
+            };
+            vaddvq_u32(vaddq_u32(vaddq_u32(mask(0), mask(1)), vaddq_u32(mask(2), mask(3))))
+        }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
     c.iter().enumerate().fold(0, |m, (j, &v)| m | (u32::from(magnitude_bits(v) > t) << j))
 }
 
@@ -241,33 +262,52 @@ const MAX_CHUNKS: usize = 256;
 
 #[inline(always)]
 fn largest_magnitudes_body(x: &[f32]) -> Largest {
+    let chunks = x.len() / 16;
+    if chunks > MAX_CHUNKS {
+        return largest_given_peaks(x, None);
+    }
+    let mut peaks = [0u32; MAX_CHUNKS];
+    for (p, c) in peaks.iter_mut().zip(x.chunks_exact(16)) {
+        *p = chunk_peak(c);
+    }
+    largest_given_peaks(x, Some(&peaks[..chunks]))
+}
+
+/// [`largest_magnitudes`] given each chunk of 16's peak ([`chunk_peak`]), or none (read as it
+/// goes, without the bound).
+#[inline(always)]
+fn largest_given_peaks(x: &[f32], peaks: Option<&[u32]>) -> Largest {
+    // The [`OUTLIERS`] largest peaks are that many values at least as large as the smallest
+    // of them, so that peak bounds the row's [`OUTLIERS`]-th largest magnitude from below:
+    // only chunks above it are read lane by lane.
+    let mut bound = 0u32;
+    if let Some(peaks) = peaks {
+        let mut top = [0u64; OUTLIERS];
+        for &p in peaks {
+            if p > bound {
+                insert(&mut top, u64::from(p) << 32);
+                bound = (top[OUTLIERS - 1] >> 32) as u32;
+            }
+        }
+    }
+    largest_above(x, peaks, bound)
+}
+
+/// [`largest_magnitudes`] given the chunks' peaks (or none) and a `bound` no larger than the
+/// row's [`OUTLIERS`]-th largest magnitude bits (0 if unknown): only values at or above it
+/// are looked at.
+#[inline(always)]
+fn largest_above(x: &[f32], peaks: Option<&[u32]>, bound: u32) -> Largest {
     // Sorted, largest first: magnitude bits above, `!index` below (the lower index wins a
     // tie), 0 for an empty slot.
     let mut keys = [0u64; OUTLIERS];
     let key = |i: usize, v: f32| (u64::from(magnitude_bits(v)) << 32) | u64::from(!(i as u32));
-    // One vector pass: each chunk of 16's peak. The [`OUTLIERS`] largest peaks are that many
-    // values at least as large as the smallest of them, so that peak bounds the row's
-    // [`OUTLIERS`]-th largest magnitude from below: only chunks above it are read lane by lane.
-    let chunks = x.len() / 16;
-    let mut peaks = [0u32; MAX_CHUNKS];
-    let mut start = 0u32;
-    if chunks <= MAX_CHUNKS {
-        let mut top = [0u64; OUTLIERS];
-        let mut bound = 0u32;
-        for (p, c) in peaks.iter_mut().zip(x.chunks_exact(16)) {
-            *p = chunk_peak(c);
-            if *p > bound {
-                insert(&mut top, u64::from(*p) << 32);
-                bound = (top[OUTLIERS - 1] >> 32) as u32;
-            }
-        }
-        start = bound.saturating_sub(1);
-    }
+    let start = bound.saturating_sub(1);
     // Only values above `threshold` can enter: it starts just below the bound, then follows
     // the smallest kept value (values come in index order, so one equal to it loses the tie).
     let mut threshold = start;
     for (i, c) in x.chunks_exact(16).enumerate() {
-        let peak = if chunks <= MAX_CHUNKS { peaks[i] } else { chunk_peak(c) };
+        let peak = peaks.map_or_else(|| chunk_peak(c), |p| p[i]);
         if peak <= threshold {
             continue;
         }
@@ -279,7 +319,7 @@ fn largest_magnitudes_body(x: &[f32]) -> Largest {
         }
         threshold = start.max((keys[OUTLIERS - 1] >> 32) as u32);
     }
-    let base = chunks * 16;
+    let base = x.len() / 16 * 16;
     for (j, &v) in x[base..].iter().enumerate() {
         if magnitude_bits(v) > threshold {
             insert(&mut keys, key(base + j, v));
@@ -318,10 +358,20 @@ fn to_i16(largest: &Largest) -> Outliers {
 /// [`Outliers`] for the kernel to multiply apart: the quantized row holds the zero point at
 /// their positions (so the 7-bit product leaves them out exactly) and its step follows the rest
 /// of the row. `scratch` is `x.len()` long.
-pub fn quantize_row_split<T: QuantizedInt>(
+pub fn quantize_row_split(x: &[f32], scratch: &mut [f32], out: &mut [u8]) -> (RowQuant, Outliers) {
+    #[cfg(target_arch = "aarch64")]
+    if let Some((quant, largest)) = neon::quantize_row_split(x, out) {
+        return (quant, to_i16(&largest));
+    }
+    quantize_row_split_portable(x, scratch, out)
+}
+
+/// [`quantize_row_split`] from its definition: the reference the NEON form is held to, and
+/// what runs for the rows it does not take.
+fn quantize_row_split_portable(
     x: &[f32],
     scratch: &mut [f32],
-    out: &mut [T],
+    out: &mut [u8],
 ) -> (RowQuant, Outliers) {
     let largest = largest_magnitudes(x);
     scratch.copy_from_slice(x);
@@ -396,6 +446,47 @@ mod tests {
             assert!((v - back).abs() <= rq.scale / 2.0 + 1e-6, "{i}: {v} vs {back}");
         }
         assert!(rq.scale < 0.15 / 127.0 * 1.01, "step from the small values: {}", rq.scale);
+    }
+
+    /// What runs (NEON on aarch64) against [`quantize_row_split_portable`], bit for bit: rows
+    /// of 16 to 4096 (the NEON form's whole chunks) and the lengths it leaves to the portable
+    /// form, with ties, zeros, negative-only and positive-only rows, a constant row and
+    /// non-finite values.
+    #[test]
+    fn split_rows_match_the_portable_form() {
+        for len in [16, 32, 48, 384, 1536, 4096, 4112, 17, 100] {
+            for seed in 0..8u32 {
+                let mut x: Vec<f32> = (0..len as u32)
+                    .map(|i| {
+                        let h = i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503);
+                        match h % 11 {
+                            0 => 0.0,
+                            1 => -((h % 13) as f32),
+                            2 => ((h >> 8) % 97) as f32 * 0.37,
+                            _ => ((h >> 4) % 1000) as f32 * 0.001 - 0.45,
+                        }
+                    })
+                    .collect();
+                match seed {
+                    4 => x.iter_mut().for_each(|v| *v = v.abs() + 0.5),
+                    5 => x.iter_mut().for_each(|v| *v = -v.abs() - 0.5),
+                    6 => x.fill(0.25),
+                    7 => x[len / 2] = if len % 2 == 0 { f32::INFINITY } else { f32::NAN },
+                    _ => {}
+                }
+                let (mut q, mut want_q) = (vec![9u8; len], vec![9u8; len]);
+                let mut scratch = vec![0f32; len];
+                let got = quantize_row_split(&x, &mut scratch, &mut q);
+                let want = quantize_row_split_portable(&x, &mut scratch, &mut want_q);
+                let ctx = format!("len {len} seed {seed}");
+                assert_eq!(got.0.scale.to_bits(), want.0.scale.to_bits(), "{ctx}");
+                assert_eq!(got.0.zero, want.0.zero, "{ctx}");
+                assert_eq!(q, want_q, "{ctx}");
+                assert_eq!(got.1.index, want.1.index, "{ctx}");
+                assert_eq!((got.1.q, got.1.len), (want.1.q, want.1.len), "{ctx}");
+                assert_eq!(got.1.scale.to_bits(), want.1.scale.to_bits(), "{ctx}");
+            }
+        }
     }
 
     #[test]

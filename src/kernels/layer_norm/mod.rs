@@ -2,6 +2,9 @@
 
 use super::sum_of;
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 simd_dispatch!(pub(crate) layer_norm_rows(
     a: &[f32],
     b: Option<&[f32]>,
@@ -13,6 +16,11 @@ simd_dispatch!(pub(crate) layer_norm_rows(
     let h = gamma.len();
     for (row, y) in y.chunks_exact_mut(h).enumerate() {
         let a = &a[row * h..][..h];
+        #[cfg(target_arch = "aarch64")]
+        if h.is_multiple_of(8) {
+            neon::row(a, b.map(|b| &b[row * h..][..h]), gamma, beta, eps, y);
+            continue;
+        }
         // The residual sum is written to `y` first and normalized in place.
         match b {
             Some(b) => {

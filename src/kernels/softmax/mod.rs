@@ -1,10 +1,15 @@
 //! Softmax rows with the attention mask added, in one pass while the row sits in L1.
 
+#[cfg(not(target_arch = "aarch64"))]
 use super::sum_of;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 /// e^x for x ≤ 0 to ~2 ulp (Cephes' expf polynomial), in a form that vectorizes: range
 /// reduction by n = round(x·log₂e), a degree-5 polynomial, 2ⁿ built in the exponent bits.
 /// Inputs below −87 give e^−87 ≈ 1.6e-38 instead of a denormal: nothing in a softmax sum.
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     // Adding 1.5·2²³ rounds to an integer and leaves it in the low mantissa bits, so n needs no
@@ -32,15 +37,22 @@ fn exp_nonpositive(x: f32) -> f32 {
 #[cfg_attr(target_arch = "aarch64", inline(never))]
 #[cfg_attr(not(target_arch = "aarch64"), inline(always))]
 pub(crate) fn masked_exp_row(s: &[f32], m: &[f32], p: &mut [f32]) -> f32 {
-    p.iter_mut().zip(s).zip(m).for_each(|((p, s), m)| *p = s + m);
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = p.chunks_exact(8);
-    for c in &mut chunks {
-        lanes.iter_mut().zip(c).for_each(|(l, &v)| *l = if v > *l { v } else { *l });
+    #[cfg(target_arch = "aarch64")]
+    {
+        neon::masked_exp_row(s, m, p)
     }
-    let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    p.iter_mut().for_each(|p| *p = exp_nonpositive(*p - max));
-    sum_of(p, |v| v)
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        p.iter_mut().zip(s).zip(m).for_each(|((p, s), m)| *p = s + m);
+        let mut lanes = [f32::NEG_INFINITY; 8];
+        let mut chunks = p.chunks_exact(8);
+        for c in &mut chunks {
+            lanes.iter_mut().zip(c).for_each(|(l, &v)| *l = if v > *l { v } else { *l });
+        }
+        let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        p.iter_mut().for_each(|p| *p = exp_nonpositive(*p - max));
+        sum_of(p, |v| v)
+    }
 }
 
 /// `p = softmax(s + m)` for one row.
