@@ -345,7 +345,7 @@ mod tests {
         if gemm_i8::available() {
             let ops: Vec<&LinearI8> = model.nodes().iter().filter_map(|n| n.op_as()).collect();
             assert!(ops.len() == 1 && ops[0].linears[0].gelu, "the GELU runs in the int8 op");
-            let erfs = model
+            let gelus = model
                 .nodes()
                 .iter()
                 .filter(|n| ["Erf", "Gelu"].iter().any(|op| format!("{:?}", n.op).contains(op)))
