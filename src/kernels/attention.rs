@@ -21,7 +21,7 @@ use super::softmax::masked_exp_row;
 /// Query rows per scores tile, key columns per tile.
 const QR: usize = 4;
 const KC: usize = 16;
-const _: () = assert!(QR == 4 && KC.is_multiple_of(4), "scores_tile's NEON form");
+const _: () = assert!(QR == 4 && KC == 16, "scores_tile's NEON form");
 
 #[derive(Clone, Copy)]
 pub(crate) struct Dims {
@@ -71,21 +71,33 @@ simd_dispatch!(pub(crate) attention_head(
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
     let Scratch { kt, v: vh, q: qt, scores, probs } = scratch;
     // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
-    for j in 0..t {
+    #[cfg(target_arch = "aarch64")]
+    let done = neon::gather_keys(k, (w, off, dh), t, kt);
+    #[cfg(not(target_arch = "aarch64"))]
+    let done = 0;
+    for j in done..t {
         let (tile, c) = (j / KC, j % KC);
         for (d, &x) in k[j * w + off..][..dh].iter().enumerate() {
             kt[(tile * dh + d) * KC + c] = x;
         }
+    }
+    for j in 0..t {
         vh[j * dh..][..dh].copy_from_slice(&v[j * w + off..][..dh]);
     }
     let mut sums = [0f32; QR];
     for i0 in (0..t).step_by(QR) {
         let rows = QR.min(t - i0);
         // The query rows transposed, `[dh][QR]`, zero past the last row.
-        qt.fill(0.0);
-        for r in 0..rows {
-            for (d, &x) in q[(i0 + r) * w + off..][..dh].iter().enumerate() {
-                qt[d * QR + r] = x;
+        #[cfg(target_arch = "aarch64")]
+        let done = rows == QR && neon::gather_queries(&q[i0 * w..], (w, off, dh), qt);
+        #[cfg(not(target_arch = "aarch64"))]
+        let done = false;
+        if !done {
+            qt.fill(0.0);
+            for r in 0..rows {
+                for (d, &x) in q[(i0 + r) * w + off..][..dh].iter().enumerate() {
+                    qt[d * QR + r] = x;
+                }
             }
         }
         for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
@@ -145,16 +157,28 @@ fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
         // SAFETY: NEON is the aarch64 baseline; chunks hold KC = 16 and QR = 4 values.
         unsafe {
             let mut acc = [[vdupq_n_f32(0.0); KC / 4]; QR];
-            for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
-                let q = vld1q_f32(qv.as_ptr());
-                let k: [float32x4_t; KC / 4] =
-                    std::array::from_fn(|j| vld1q_f32(kv.as_ptr().add(4 * j)));
+            let step = |acc: &mut [[float32x4_t; KC / 4]; QR], k: float32x4x4_t, q| {
+                let k = [k.0, k.1, k.2, k.3];
                 for j in 0..KC / 4 {
                     acc[0][j] = vfmaq_laneq_f32::<0>(acc[0][j], k[j], q);
                     acc[1][j] = vfmaq_laneq_f32::<1>(acc[1][j], k[j], q);
                     acc[2][j] = vfmaq_laneq_f32::<2>(acc[2][j], k[j], q);
                     acc[3][j] = vfmaq_laneq_f32::<3>(acc[3][j], k[j], q);
                 }
+            };
+            // Four d per step: the four query registers and each d's 16 keys are one
+            // four-register load each (`ld1`), 5 loads per 64 `fmla`s instead of 12.
+            let (mut kd, mut qd) = (keys.chunks_exact(4 * KC), qt.chunks_exact(4 * QR));
+            for (kv, qv) in (&mut kd).zip(&mut qd) {
+                let q = vld1q_f32_x4(qv.as_ptr());
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), q.0);
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(KC)), q.1);
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(2 * KC)), q.2);
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(3 * KC)), q.3);
+            }
+            let rest = kd.remainder().chunks_exact(KC).zip(qd.remainder().chunks_exact(QR));
+            for (kv, qv) in rest {
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), vld1q_f32(qv.as_ptr()));
             }
             let mut out = [[0f32; KC]; QR];
             for (o, a) in out.iter_mut().zip(&acc) {
@@ -216,7 +240,8 @@ fn context_pair_neon<const DH: usize>(
 ) -> usize {
     use std::arch::aarch64::*;
     let keys = p0.len().min(p1.len()).min(v.len() / DH) / 4 * 4;
-    // SAFETY: NEON is the aarch64 baseline; DH is a multiple of 4 (32 or 64), each group
+    const { assert!(DH.is_multiple_of(16)) };
+    // SAFETY: NEON is the aarch64 baseline; DH is a multiple of 16 (32 or 64), each group
     // reads 4 probabilities per row and 4 value rows of DH, all below `keys`.
     unsafe {
         let mut acc0: [float32x4_t; 16] = [vdupq_n_f32(0.0); 16];
@@ -225,13 +250,17 @@ fn context_pair_neon<const DH: usize>(
         for g in (0..keys).step_by(4) {
             let q0 = vld1q_f32(p0.as_ptr().add(g));
             let q1 = vld1q_f32(p1.as_ptr().add(g));
+            // A value row in four-register loads (`ld1`): DH / 16 loads per key, not DH / 8.
             macro_rules! key {
                 ($i:literal) => {{
                     let row = v.as_ptr().add((g + $i) * DH);
-                    for l in 0..lanes {
-                        let x = vld1q_f32(row.add(4 * l));
-                        acc0[l] = vfmaq_laneq_f32::<$i>(acc0[l], x, q0);
-                        acc1[l] = vfmaq_laneq_f32::<$i>(acc1[l], x, q1);
+                    for l4 in 0..lanes / 4 {
+                        let x = vld1q_f32_x4(row.add(16 * l4));
+                        for (l, x) in [x.0, x.1, x.2, x.3].into_iter().enumerate() {
+                            let l = 4 * l4 + l;
+                            acc0[l] = vfmaq_laneq_f32::<$i>(acc0[l], x, q0);
+                            acc1[l] = vfmaq_laneq_f32::<$i>(acc1[l], x, q1);
+                        }
                     }
                 }};
             }
@@ -246,6 +275,85 @@ fn context_pair_neon<const DH: usize>(
         }
     }
     keys
+}
+
+/// The gathers of [`attention_head`] on NEON: 4 × 4 blocks transposed in registers (`trn1`,
+/// `trn2`) instead of one scalar move per value.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{KC, QR};
+
+    /// Rows `r[i]` → columns: lane i of `out[d]` is `r[i][d]`.
+    #[inline(always)]
+    fn transpose4(r: [float32x4_t; 4]) -> [float32x4_t; 4] {
+        // SAFETY: NEON is the aarch64 baseline; register-only operations.
+        unsafe {
+            let (t0, t1) = (vtrn1q_f32(r[0], r[1]), vtrn2q_f32(r[0], r[1]));
+            let (t2, t3) = (vtrn1q_f32(r[2], r[3]), vtrn2q_f32(r[2], r[3]));
+            let f64s = |a: float32x4_t| vreinterpretq_f64_f32(a);
+            let lo = |a, b| vreinterpretq_f32_f64(vtrn1q_f64(f64s(a), f64s(b)));
+            let hi = |a, b| vreinterpretq_f32_f64(vtrn2q_f64(f64s(a), f64s(b)));
+            [lo(t0, t2), lo(t1, t3), hi(t0, t2), hi(t1, t3)]
+        }
+    }
+
+    /// The keys of whole groups of four (of `t`) into `kt` `[t16 / KC][dh][KC]`, key j's
+    /// values at `k[j · w + off..][..dh]`; returns how many keys it did (none unless dh is a
+    /// multiple of 4).
+    pub(super) fn gather_keys(
+        k: &[f32],
+        (w, off, dh): (usize, usize, usize),
+        t: usize,
+        kt: &mut [f32],
+    ) -> usize {
+        let keys = t / 4 * 4;
+        if !dh.is_multiple_of(4) || keys == 0 {
+            return 0;
+        }
+        // ok: the op sizes k to t rows of w ≥ off + dh, and kt to the tiles of t (scratch).
+        assert!(k.len() >= (keys - 1) * w + off + dh && kt.len() >= keys.div_ceil(KC) * dh * KC);
+        for j0 in (0..keys).step_by(4) {
+            let (tile, c) = (j0 / KC, j0 % KC);
+            for d0 in (0..dh).step_by(4) {
+                // SAFETY: NEON is the aarch64 baseline; the reads are in the rows asserted
+                // above, the writes at (tile · dh + d) · KC + c..+4 with c + 4 ≤ KC.
+                unsafe {
+                    let rows =
+                        std::array::from_fn(|i| vld1q_f32(k.as_ptr().add((j0 + i) * w + off + d0)));
+                    for (dd, col) in transpose4(rows).into_iter().enumerate() {
+                        vst1q_f32(kt.as_mut_ptr().add((tile * dh + d0 + dd) * KC + c), col);
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// Four query rows (row r at `q[r · w + off..][..dh]`) into `qt` `[dh][QR]`; false (and
+    /// nothing written) unless dh is a multiple of 4.
+    pub(super) fn gather_queries(
+        q: &[f32],
+        (w, off, dh): (usize, usize, usize),
+        qt: &mut [f32],
+    ) -> bool {
+        if !dh.is_multiple_of(4) {
+            return false;
+        }
+        // ok: the op passes four whole rows and a QR · dh scratch.
+        assert!(q.len() >= 3 * w + off + dh && qt.len() >= QR * dh);
+        for d0 in (0..dh).step_by(4) {
+            // SAFETY: NEON is the aarch64 baseline; reads in the rows asserted above, the
+            // write is qt[d0 · QR..][..16], d0 + 4 ≤ dh.
+            unsafe {
+                let rows = std::array::from_fn(|r| vld1q_f32(q.as_ptr().add(r * w + off + d0)));
+                let [c0, c1, c2, c3] = transpose4(rows);
+                vst1q_f32_x4(qt.as_mut_ptr().add(d0 * QR), float32x4x4_t(c0, c1, c2, c3));
+            }
+        }
+        true
+    }
 }
 
 /// Whether this CPU runs the fused attention (and the rewrite swaps it in): x86_64 with AVX2 + FMA,
