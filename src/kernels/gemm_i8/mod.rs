@@ -170,6 +170,12 @@ impl PackedWeights {
         padded_k(self.k) / 4
     }
 
+    /// Whether block `block` has weights left out of the kernel lanes.
+    #[cfg(target_arch = "aarch64")]
+    fn has_corrections(&self, block: usize) -> bool {
+        self.block_fixes[block] < self.block_fixes[block + 1]
+    }
+
     /// Packs `w` (`[n, k]`, row-major) for `kernel`.
     pub fn pack(w: &[i8], n: usize, k: usize, kernel: Kernel) -> PackedWeights {
         let kq = padded_k(k) / 4;

@@ -53,8 +53,14 @@ pub(super) unsafe fn linear(
             let rows: [usize; MR] = std::array::from_fn(|r| (m0 + r).min(m - 1));
             let mut xg = unsafe { xt.as_ptr().add(t * groups * MR * 16) };
             let mut wg = wp;
+            // A whole tile (four rows, 16 channels, no corrections: nearly all of them) starts
+            // from −zero · col_sum, so its epilogue only scales; the others start from 0.
+            let whole = m0 + MR <= m && consts.width == NB && !w.has_corrections(block);
             // acc[4r + j] = channels 4j..4j+4 of row r.
             let mut acc = [vdupq_n_s32(0); 16];
+            if whole {
+                acc = consts.zero_point_start(&rescale.zeros[m0..m0 + MR]);
+            }
             for _ in 0..groups {
                 // One group (four quads): each row's four quads into v0-v3 (one per lane),
                 // then per quad the block's 16 channels into v4-v7 and 16 `sdot`s by element.
@@ -155,6 +161,11 @@ pub(super) unsafe fn linear(
                     options(nostack, preserves_flags, readonly)
                         );
                 }
+            }
+            if whole {
+                let y = &mut y[m0 * w.n + consts.c0..][..(MR - 1) * w.n + NB];
+                consts.finish_whole_tile(&acc, &rescale.rows[m0..m0 + MR], w.n, y);
+                continue;
             }
             let acc: [[int32x4_t; 4]; MR] =
                 std::array::from_fn(|r| std::array::from_fn(|j| acc[4 * r + j]));

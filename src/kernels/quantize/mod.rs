@@ -238,6 +238,20 @@ fn lanes_above(c: &[f32], t: u32) -> u32 {
     c.iter().enumerate().fold(0, |m, (j, &v)| m | (u32::from(magnitude_bits(v) > t) << j))
 }
 
+/// Whether all four of `p` are at most `t`.
+#[inline(always)]
+fn none_above(p: &[u32], t: u32) -> bool {
+    debug_assert_eq!(p.len(), 4);
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: NEON is the aarch64 baseline; `p` holds four values.
+    unsafe {
+        use std::arch::aarch64::*;
+        vmaxvq_u32(vld1q_u32(p.as_ptr())) <= t
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    p.iter().all(|&v| v <= t)
+}
+
 /// Inserts `key` into `keys` (sorted, largest first), dropping the smallest; a key not larger
 /// than the last changes nothing. Branch-free: slot i becomes max(old i, min(old i−1, key)),
 /// so an unpredictable position costs no mispredicted branches.
@@ -306,7 +320,18 @@ fn largest_above(x: &[f32], peaks: Option<&[u32]>, bound: u32) -> Largest {
     // Only values above `threshold` can enter: it starts just below the bound, then follows
     // the smallest kept value (values come in index order, so one equal to it loses the tie).
     let mut threshold = start;
+    // Four chunks' peaks at a time while none is above the threshold (NEON: one compare).
+    let mut skip_to = 0;
     for (i, c) in x.chunks_exact(16).enumerate() {
+        if i < skip_to {
+            continue;
+        }
+        if let Some(p) = peaks.and_then(|p| p.get(i..i + 4))
+            && none_above(p, threshold)
+        {
+            skip_to = i + 4;
+            continue;
+        }
         let peak = peaks.map_or_else(|| chunk_peak(c), |p| p[i]);
         if peak <= threshold {
             continue;
