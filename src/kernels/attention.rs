@@ -16,7 +16,10 @@
 //! `bshd,bthd->bhst` and `bhst,bthd->bshd`); anything else stays with tract. x86_64 with
 //! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops.
 
+#[cfg(not(target_arch = "aarch64"))]
 use super::softmax::masked_exp_row;
+#[cfg(target_arch = "aarch64")]
+use super::softmax::shifted_exp_row;
 
 /// Query rows per scores tile, key columns per tile.
 const QR: usize = 4;
@@ -42,6 +45,8 @@ pub(crate) struct Scratch {
     q: Vec<f32>,
     scores: Vec<f32>,
     probs: Vec<f32>,
+    /// The mask over `t16` keys, −∞ past the last (aarch64: added in the score tiles).
+    mask: Vec<f32>,
 }
 
 impl Scratch {
@@ -53,6 +58,7 @@ impl Scratch {
             q: vec![0.0; QR * dh],
             scores: vec![0.0; QR * t16],
             probs: vec![0.0; QR * seq],
+            mask: vec![f32::NEG_INFINITY; t16],
         }
     }
 }
@@ -69,7 +75,8 @@ simd_dispatch!(pub(crate) attention_head(
 ) -> () {
     let Dims { seq: t, heads, dh, head, out_stride } = dims;
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
-    let Scratch { kt, v: vh, q: qt, scores, probs } = scratch;
+    let Scratch { kt, v: vh, q: qt, scores, probs, mask: mask16 } = scratch;
+    mask16[..t].copy_from_slice(&mask[..t]);
     // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
     #[cfg(target_arch = "aarch64")]
     let done = neon::gather_keys(k, (w, off, dh), t, kt);
@@ -100,16 +107,32 @@ simd_dispatch!(pub(crate) attention_head(
                 }
             }
         }
-        for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
-            let acc = scores_tile(keys, qt);
-            for (r, acc) in acc.iter().enumerate() {
-                scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
-            }
-        }
         // Unnormalized probabilities; the context is divided by their sum instead (dh
         // divisions per row rather than t multiplications).
-        for (r, sum) in sums.iter_mut().enumerate().take(rows) {
-            *sum = masked_exp_row(&scores[r * t16..][..t], mask, &mut probs[r * t..][..t]);
+        #[cfg(target_arch = "aarch64")]
+        {
+            // The mask added and each row's maximum taken while the tile is in registers:
+            // the exp pass is then all that is left of the softmax.
+            let mut maxes = [f32::NEG_INFINITY; QR];
+            for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
+                let at = tile * KC;
+                neon::masked_scores_tile(keys, qt, &mask16[at..at + KC], &mut scores[at..], t16, &mut maxes);
+            }
+            for (r, sum) in sums.iter_mut().enumerate().take(rows) {
+                *sum = shifted_exp_row(&scores[r * t16..][..t], maxes[r], &mut probs[r * t..][..t]);
+            }
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
+                let acc = scores_tile(keys, qt);
+                for (r, acc) in acc.iter().enumerate() {
+                    scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
+                }
+            }
+            for (r, sum) in sums.iter_mut().enumerate().take(rows) {
+                *sum = masked_exp_row(&scores[r * t16..][..t], mask, &mut probs[r * t..][..t]);
+            }
         }
         let mut r = 0;
         while r < rows {
@@ -145,61 +168,18 @@ simd_dispatch!(pub(crate) attention_head(
 });
 
 /// One 4 × 16 tile of scores: `acc[r][c] = Σ_d qt[d][r] · keys[d][c]` (`keys` `[dh][KC]`,
-/// `qt` `[dh][QR]`), fused multiply-adds in d order.
+/// `qt` `[dh][QR]`), fused multiply-adds in d order (aarch64: [`neon::masked_scores_tile`]).
+#[cfg(not(target_arch = "aarch64"))]
 #[inline(always)]
 fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
-    #[cfg(target_arch = "aarch64")]
-    {
-        // The four query values of one d are one register; `fmla` by element multiplies it
-        // into the keys (LLVM loaded them one by one, which took more instructions per d). The
-        // same fused operations in the same order as the portable loop.
-        use std::arch::aarch64::*;
-        // SAFETY: NEON is the aarch64 baseline; chunks hold KC = 16 and QR = 4 values.
-        unsafe {
-            let mut acc = [[vdupq_n_f32(0.0); KC / 4]; QR];
-            let step = |acc: &mut [[float32x4_t; KC / 4]; QR], k: float32x4x4_t, q| {
-                let k = [k.0, k.1, k.2, k.3];
-                for j in 0..KC / 4 {
-                    acc[0][j] = vfmaq_laneq_f32::<0>(acc[0][j], k[j], q);
-                    acc[1][j] = vfmaq_laneq_f32::<1>(acc[1][j], k[j], q);
-                    acc[2][j] = vfmaq_laneq_f32::<2>(acc[2][j], k[j], q);
-                    acc[3][j] = vfmaq_laneq_f32::<3>(acc[3][j], k[j], q);
-                }
-            };
-            // Four d per step: the four query registers and each d's 16 keys are one
-            // four-register load each (`ld1`), 5 loads per 64 `fmla`s instead of 12.
-            let (mut kd, mut qd) = (keys.chunks_exact(4 * KC), qt.chunks_exact(4 * QR));
-            for (kv, qv) in (&mut kd).zip(&mut qd) {
-                let q = vld1q_f32_x4(qv.as_ptr());
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), q.0);
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(KC)), q.1);
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(2 * KC)), q.2);
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(3 * KC)), q.3);
-            }
-            let rest = kd.remainder().chunks_exact(KC).zip(qd.remainder().chunks_exact(QR));
-            for (kv, qv) in rest {
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), vld1q_f32(qv.as_ptr()));
-            }
-            let mut out = [[0f32; KC]; QR];
-            for (o, a) in out.iter_mut().zip(&acc) {
-                for (j, a) in a.iter().enumerate() {
-                    vst1q_f32(o.as_mut_ptr().add(4 * j), *a);
-                }
-            }
-            out
+    // Exact-size chunks: no bounds checks, the 4 × 16 accumulators stay in registers.
+    let mut acc = [[0f32; KC]; QR];
+    for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
+        for (acc, &qv) in acc.iter_mut().zip(qv) {
+            acc.iter_mut().zip(kv).for_each(|(a, &k)| *a = qv.mul_add(k, *a));
         }
     }
-    #[cfg(not(target_arch = "aarch64"))]
-    {
-        // Exact-size chunks: no bounds checks, the 4 × 16 accumulators stay in registers.
-        let mut acc = [[0f32; KC]; QR];
-        for (kv, qv) in keys.chunks_exact(KC).zip(qt.chunks_exact(QR)) {
-            for (acc, &qv) in acc.iter_mut().zip(qv) {
-                acc.iter_mut().zip(kv).for_each(|(a, &k)| *a = qv.mul_add(k, *a));
-            }
-        }
-        acc
-    }
+    acc
 }
 
 /// `p0 · V` and `p1 · V` for a head width known at compile time, so both accumulator rows
@@ -296,6 +276,62 @@ mod neon {
             let lo = |a, b| vreinterpretq_f32_f64(vtrn1q_f64(f64s(a), f64s(b)));
             let hi = |a, b| vreinterpretq_f32_f64(vtrn2q_f64(f64s(a), f64s(b)));
             [lo(t0, t2), lo(t1, t3), hi(t0, t2), hi(t1, t3)]
+        }
+    }
+
+    /// One 4 × 16 tile of scores (`keys` `[dh][KC]`, `qt` `[dh][QR]`, fused multiply-adds in
+    /// d order) plus the tile's 16 mask values, row r stored at `scores[r · stride..][..16]`;
+    /// `maxes[r]` takes the row's largest.
+    #[inline(always)]
+    pub(super) fn masked_scores_tile(
+        keys: &[f32],
+        qt: &[f32],
+        mask: &[f32],
+        scores: &mut [f32],
+        stride: usize,
+        maxes: &mut [f32; QR],
+    ) {
+        // ok: the caller passes one tile of keys and queries, 16 mask values, 4 score rows.
+        assert!(mask.len() == KC && scores.len() >= (QR - 1) * stride + KC);
+        // SAFETY: NEON is the aarch64 baseline; chunks hold KC = 16 and QR = 4 values, the
+        // stores are in the rows asserted above.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); KC / 4]; QR];
+            // The four query values of one d are one register, multiplied by element into the
+            // keys; four d per step: the four query registers and each d's 16 keys are one
+            // four-register load each (`ld1`), 5 loads per 64 `fmla`s.
+            let step = |acc: &mut [[float32x4_t; KC / 4]; QR], k: float32x4x4_t, q| {
+                let k = [k.0, k.1, k.2, k.3];
+                for j in 0..KC / 4 {
+                    acc[0][j] = vfmaq_laneq_f32::<0>(acc[0][j], k[j], q);
+                    acc[1][j] = vfmaq_laneq_f32::<1>(acc[1][j], k[j], q);
+                    acc[2][j] = vfmaq_laneq_f32::<2>(acc[2][j], k[j], q);
+                    acc[3][j] = vfmaq_laneq_f32::<3>(acc[3][j], k[j], q);
+                }
+            };
+            let (mut kd, mut qd) = (keys.chunks_exact(4 * KC), qt.chunks_exact(4 * QR));
+            for (kv, qv) in (&mut kd).zip(&mut qd) {
+                let q = vld1q_f32_x4(qv.as_ptr());
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), q.0);
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(KC)), q.1);
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(2 * KC)), q.2);
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(3 * KC)), q.3);
+            }
+            let rest = kd.remainder().chunks_exact(KC).zip(qd.remainder().chunks_exact(QR));
+            for (kv, qv) in rest {
+                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), vld1q_f32(qv.as_ptr()));
+            }
+            let m = vld1q_f32_x4(mask.as_ptr());
+            let m = [m.0, m.1, m.2, m.3];
+            for (r, (acc, max)) in acc.iter().zip(maxes.iter_mut()).enumerate() {
+                let v: [float32x4_t; 4] = std::array::from_fn(|j| vaddq_f32(acc[j], m[j]));
+                vst1q_f32_x4(
+                    scores.as_mut_ptr().add(r * stride),
+                    float32x4x4_t(v[0], v[1], v[2], v[3]),
+                );
+                let top = vmaxq_f32(vmaxq_f32(v[0], v[1]), vmaxq_f32(v[2], v[3]));
+                *max = max.max(vmaxvq_f32(top));
+            }
         }
     }
 

@@ -320,26 +320,28 @@ fn largest_above(x: &[f32], peaks: Option<&[u32]>, bound: u32) -> Largest {
     // Only values above `threshold` can enter: it starts just below the bound, then follows
     // the smallest kept value (values come in index order, so one equal to it loses the tie).
     let mut threshold = start;
-    // Four chunks' peaks at a time while none is above the threshold (NEON: one compare).
-    let mut skip_to = 0;
-    for (i, c) in x.chunks_exact(16).enumerate() {
-        if i < skip_to {
-            continue;
-        }
-        if let Some(p) = peaks.and_then(|p| p.get(i..i + 4))
-            && none_above(p, threshold)
-        {
-            skip_to = i + 4;
-            continue;
-        }
-        let peak = peaks.map_or_else(|| chunk_peak(c), |p| p[i]);
+    // With the peaks known, four chunks at a time while none is above the threshold (NEON:
+    // one compare).
+    let chunks = x.len() / 16;
+    let mut i = 0;
+    while i < chunks {
+        let peak = match peaks {
+            Some(p) if i + 4 <= p.len() && none_above(&p[i..i + 4], threshold) => {
+                i += 4;
+                continue;
+            }
+            Some(p) => p[i],
+            None => chunk_peak(&x[16 * i..][..16]),
+        };
+        let (at, c) = (16 * i, &x[16 * i..][..16]);
+        i += 1;
         if peak <= threshold {
             continue;
         }
         let mut mask = lanes_above(c, threshold);
         while mask != 0 {
             let j = mask.trailing_zeros() as usize;
-            insert(&mut keys, key(16 * i + j, c[j]));
+            insert(&mut keys, key(at + j, c[j]));
             mask &= mask - 1;
         }
         threshold = start.max((keys[OUTLIERS - 1] >> 32) as u32);

@@ -55,6 +55,15 @@ pub(crate) fn masked_exp_row(s: &[f32], m: &[f32], p: &mut [f32]) -> f32 {
     }
 }
 
+/// `p = exp(s − max)` for one row whose mask is already in `s` and whose maximum is `max`;
+/// returns `Σ p`. The second half of [`masked_exp_row`], for callers that added the mask and
+/// took the maximum while the scores were in registers (the aarch64 attention).
+#[cfg(target_arch = "aarch64")]
+#[inline(never)]
+pub(crate) fn shifted_exp_row(s: &[f32], max: f32, p: &mut [f32]) -> f32 {
+    neon::shifted_exp_row(s, max, p)
+}
+
 /// `p = softmax(s + m)` for one row.
 #[inline(always)]
 fn masked_softmax_row(s: &[f32], m: &[f32], p: &mut [f32]) {

@@ -54,29 +54,52 @@ pub(super) fn masked_exp_row(s: &[f32], m: &[f32], p: &mut [f32]) -> f32 {
     let (s, m, p) = (&s[..t], &m[..t], &mut p[..t]);
     let body = t / 4 * 4;
     // SAFETY: NEON is the aarch64 baseline; every access below is at an index < body ≤ t.
-    unsafe {
+    let mut max = unsafe {
         let mut hi = vdupq_n_f32(f32::NEG_INFINITY);
         for i in (0..body).step_by(4) {
             let v = vaddq_f32(vld1q_f32(s.as_ptr().add(i)), vld1q_f32(m.as_ptr().add(i)));
             vst1q_f32(p.as_mut_ptr().add(i), v);
             hi = vmaxq_f32(hi, v);
         }
-        let mut max = vmaxvq_f32(hi);
-        for i in body..t {
-            p[i] = s[i] + m[i];
-            max = max.max(p[i]);
-        }
+        vmaxvq_f32(hi)
+    };
+    for i in body..t {
+        p[i] = s[i] + m[i];
+        max = max.max(p[i]);
+    }
+    // SAFETY: p holds t values, read and written in place.
+    unsafe { exp_shifted(p.as_ptr(), p.as_mut_ptr(), t, max) }
+}
+
+/// `p = exp(s − max)` over the first `p.len()` values; returns `Σ p`.
+#[inline(always)]
+pub(super) fn shifted_exp_row(s: &[f32], max: f32, p: &mut [f32]) -> f32 {
+    let t = p.len().min(s.len());
+    // SAFETY: both hold at least t values.
+    unsafe { exp_shifted(s.as_ptr(), p.as_mut_ptr(), t, max) }
+}
+
+/// `dst[i] = exp(src[i] − max)` for i < t (`src` may be `dst`); returns the sum.
+///
+/// # Safety
+/// `src` and `dst` are valid for `t` values.
+#[inline(always)]
+unsafe fn exp_shifted(src: *const f32, dst: *mut f32, t: usize, max: f32) -> f32 {
+    let body = t / 4 * 4;
+    // SAFETY: NEON is the aarch64 baseline; accesses at i < t, the caller's bounds.
+    unsafe {
         let shift = vdupq_n_f32(max);
         let mut sum = vdupq_n_f32(0.0);
         for i in (0..body).step_by(4) {
-            let e = exp4(vsubq_f32(vld1q_f32(p.as_ptr().add(i)), shift));
-            vst1q_f32(p.as_mut_ptr().add(i), e);
+            let e = exp4(vsubq_f32(vld1q_f32(src.add(i)), shift));
+            vst1q_f32(dst.add(i), e);
             sum = vaddq_f32(sum, e);
         }
         let mut total = vaddvq_f32(sum);
-        for v in &mut p[body..] {
-            *v = exp_fused(*v - max);
-            total += *v;
+        for i in body..t {
+            let e = exp_fused(*src.add(i) - max);
+            *dst.add(i) = e;
+            total += e;
         }
         total
     }
