@@ -13,6 +13,15 @@ pub(super) struct BlockConstants {
     scales: [float32x4_t; 4],
     bias: [float32x4_t; 4],
     sums: [int32x4_t; 4],
+    /// The same values in memory, for the whole-tile `asm!` of `neon_dot`.
+    pub lanes: BlockLanes,
+}
+
+/// A block's channel scales, bias and weight sums, 16 lanes each.
+pub(super) struct BlockLanes {
+    pub scales: [f32; NB],
+    pub bias: [f32; NB],
+    pub sums: [i32; NB],
 }
 
 impl BlockConstants {
@@ -31,46 +40,7 @@ impl BlockConstants {
                 scales: std::array::from_fn(|j| vld1q_f32(cs.as_ptr().add(4 * j))),
                 bias: std::array::from_fn(|j| vld1q_f32(bias.as_ptr().add(4 * j))),
                 sums: std::array::from_fn(|j| vld1q_s32(sums.as_ptr().add(4 * j))),
-            }
-        }
-    }
-}
-
-impl BlockConstants {
-    /// The accumulators of a whole 4-row tile before its products: `−zero[r] · col_sum[c]`
-    /// (`acc[4r + j]` holds channels 4j..4j+4 of row r), so that the sum after them is the
-    /// zero-point-corrected one [`finish_tile`] computes.
-    #[inline(always)]
-    pub fn zero_point_start(&self, zeros: &[i32]) -> [int32x4_t; 16] {
-        // SAFETY: NEON is the aarch64 baseline; register-only operations.
-        std::array::from_fn(|i| unsafe { vmulq_s32(self.sums[i % 4], vdupq_n_s32(-zeros[i / 4])) })
-    }
-
-    /// [`finish_tile`] for a whole tile started from [`Self::zero_point_start`]: four rows of
-    /// 16 channels, no corrections, row r written at `y[r · n..][..16]`. The same operations on
-    /// the same values, so the same results.
-    #[inline(always)]
-    pub fn finish_whole_tile(
-        &self,
-        acc: &[int32x4_t; 16],
-        row_scales: &[f32],
-        n: usize,
-        y: &mut [f32],
-    ) {
-        // ok: the caller slices four rows' scales and y to (3 · n + 16).
-        assert!(row_scales.len() == 4 && y.len() == 3 * n + NB);
-        for (r, &rs) in row_scales.iter().enumerate() {
-            // SAFETY: NEON is the aarch64 baseline; writes y[r · n..][..16], in bounds (above).
-            unsafe {
-                let rs = vdupq_n_f32(rs);
-                let out = |j: usize| {
-                    let scale = vmulq_f32(rs, self.scales[j]);
-                    vfmaq_f32(self.bias[j], vcvtq_f32_s32(acc[4 * r + j]), scale)
-                };
-                vst1q_f32_x4(
-                    y.as_mut_ptr().add(r * n),
-                    float32x4x4_t(out(0), out(1), out(2), out(3)),
-                );
+                lanes: BlockLanes { scales: cs, bias, sums },
             }
         }
     }
