@@ -194,10 +194,18 @@ unsafe fn whole_tile(
             "mul v29.4s, v5.4s, v3.4s",
             "mul v30.4s, v6.4s, v3.4s",
             "mul v31.4s, v7.4s, v3.4s",
+            // Groups two per loop step (one loop branch per 128 `sdot`s), an odd one first.
+            "tbz {g}, #0, 3f",
+            sdot_group!(),
+            "3:",
+            "lsr {g}, {g}, #1",
+            "cbz {g}, 4f",
             "2:",
+            sdot_group!(),
             sdot_group!(),
             "subs {g}, {g}, #1",
             "b.ne 2b",
+            "4:",
             // The epilogue: channel scales v4-v7, bias v8-v11; per row, scale = rs · cs
             // (v0-v3), out = bias + f32(acc) · scale (v12-v15), one 64-byte store.
             "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{scales}]",

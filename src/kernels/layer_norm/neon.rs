@@ -48,9 +48,11 @@ pub(super) fn row(
         }
         let var = vaddvq_f32(vaddq_f32(q0, q1)) / h as f32;
         let rstd = vdupq_n_f32(1.0 / (var + eps).sqrt());
-        for i in (0..h).step_by(4) {
-            let t = vmulq_f32(vsubq_f32(vld1q_f32(yp.add(i)), m), rstd);
-            vst1q_f32(yp.add(i), vfmaq_f32(vld1q_f32(bp.add(i)), t, vld1q_f32(gp.add(i))));
+        for i in (0..h).step_by(8) {
+            for i in [i, i + 4] {
+                let t = vmulq_f32(vsubq_f32(vld1q_f32(yp.add(i)), m), rstd);
+                vst1q_f32(yp.add(i), vfmaq_f32(vld1q_f32(bp.add(i)), t, vld1q_f32(gp.add(i))));
+            }
         }
     }
 }

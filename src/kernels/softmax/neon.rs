@@ -13,20 +13,27 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 const POLY: [f32; 6] =
     [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
-/// Below this, e^x is nothing in a softmax sum; clamping keeps 2ⁿ a normal float.
-const FLOOR: f32 = -87.0;
+/// Below this, e^x is nothing in a softmax sum; clamping keeps n ≥ −124, so adding n to the
+/// exponent bits of e^r (≥ 2^−0.5) leaves a normal float.
+const FLOOR: f32 = -86.0;
 
 /// e^x for x ≤ 0, the scalar twin of [`exp4`]: the same operations in the same order, so both
-/// round alike (the tail of a row, and the reference the tests hold [`exp4`] to).
+/// round alike (the tail of a row, and the reference the tests hold [`exp4`] to). The
+/// polynomial in Estrin's form, which shares r² with the last step; 2ⁿ applied by adding n to
+/// the exponent bits.
 #[inline(always)]
 pub(super) fn exp_fused(x: f32) -> f32 {
     let x = x.max(FLOOR);
     let n = (x * std::f32::consts::LOG2_E).round_ties_even();
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r);
-    let p = POLY[1..].iter().fold(POLY[0], |p, &c| p.mul_add(r, c));
-    let e = p.mul_add(r * r, r) + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let r2 = r * r;
+    let a = POLY[4].mul_add(r, POLY[5]);
+    let b = POLY[2].mul_add(r, POLY[3]);
+    let c = POLY[0].mul_add(r, POLY[1]);
+    let p = c.mul_add(r2 * r2, b.mul_add(r2, a));
+    let e = p.mul_add(r2, r) + 1.0;
+    f32::from_bits(e.to_bits().wrapping_add(((n as i32) << 23) as u32))
 }
 
 /// [`exp_fused`] on four lanes.
@@ -34,16 +41,18 @@ pub(super) fn exp_fused(x: f32) -> f32 {
 unsafe fn exp4(x: float32x4_t) -> float32x4_t {
     unsafe {
         let x = vmaxnmq_f32(x, vdupq_n_f32(FLOOR));
-        let n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(std::f32::consts::LOG2_E)));
-        let r = vfmaq_f32(x, n, vdupq_n_f32(-LN2_HI));
-        let r = vfmaq_f32(r, n, vdupq_n_f32(-LN2_LO));
-        let mut p = vdupq_n_f32(POLY[0]);
-        for &c in &POLY[1..] {
-            p = vfmaq_f32(vdupq_n_f32(c), p, r);
-        }
-        let e = vaddq_f32(vfmaq_f32(r, p, vmulq_f32(r, r)), vdupq_n_f32(1.0));
-        let two_n = vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)));
-        vmulq_f32(e, vreinterpretq_f32_s32(two_n))
+        let n = vcvtnq_s32_f32(vmulq_f32(x, vdupq_n_f32(std::f32::consts::LOG2_E)));
+        let nf = vcvtq_f32_s32(n);
+        let r = vfmaq_f32(x, nf, vdupq_n_f32(-LN2_HI));
+        let r = vfmaq_f32(r, nf, vdupq_n_f32(-LN2_LO));
+        let r2 = vmulq_f32(r, r);
+        let c = |k: usize| vdupq_n_f32(POLY[k]);
+        let a = vfmaq_f32(c(5), c(4), r);
+        let b = vfmaq_f32(c(3), c(2), r);
+        let cc = vfmaq_f32(c(1), c(0), r);
+        let p = vfmaq_f32(vfmaq_f32(a, b, r2), cc, vmulq_f32(r2, r2));
+        let e = vaddq_f32(vfmaq_f32(r, p, r2), vdupq_n_f32(1.0));
+        vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(e), vshlq_n_s32::<23>(n)))
     }
 }
 
