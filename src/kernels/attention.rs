@@ -139,6 +139,21 @@ simd_dispatch!(pub(crate) attention_head(
             let pair = (rows - r).min(2);
             let p0 = &probs[r * t..][..t];
             let p1 = &probs[(r + pair - 1) * t..][..t];
+            let inv = [1.0 / sums[r], 1.0 / sums[r + pair - 1]];
+            #[cfg(target_arch = "aarch64")]
+            {
+                // Accumulated, normalized and stored from registers.
+                let out = &mut out[(i0 + r) * out_stride..];
+                let done = match dh {
+                    32 => context_pair_into::<32>((p0, p1), vh, inv, (out, out_stride, pair)),
+                    64 => context_pair_into::<64>((p0, p1), vh, inv, (out, out_stride, pair)),
+                    _ => false,
+                };
+                if done {
+                    r += pair;
+                    continue;
+                }
+            }
             let (o0, o1) = match dh {
                 32 => context_pair::<32>(p0, p1, vh),
                 64 => context_pair::<64>(p0, p1, vh),
@@ -158,9 +173,8 @@ simd_dispatch!(pub(crate) attention_head(
                 }
             };
             for (rr, o) in [o0, o1].iter().enumerate().take(pair) {
-                let inv = 1.0 / sums[r + rr];
                 let dst = &mut out[(i0 + r + rr) * out_stride..][..dh];
-                dst.iter_mut().zip(o).for_each(|(d, &o)| *d = o * inv);
+                dst.iter_mut().zip(o).for_each(|(d, &o)| *d = o * inv[rr]);
             }
             r += pair;
         }
@@ -183,17 +197,12 @@ fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
 }
 
 /// `p0 · V` and `p1 · V` for a head width known at compile time, so both accumulator rows
-/// stay in registers (2 × DH/8 ymm) across all keys.
+/// stay in registers (2 × DH/8 ymm) across all keys (aarch64: [`context_pair_into`]).
 #[inline(always)]
 fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64], [f32; 64]) {
     let mut a0 = [0f32; DH];
     let mut a1 = [0f32; DH];
-    #[cfg(target_arch = "aarch64")]
-    let done = context_pair_neon::<DH>(p0, p1, v, &mut a0, &mut a1);
-    #[cfg(not(target_arch = "aarch64"))]
-    let done = 0;
-    for ((&x0, &x1), vr) in p0[done..].iter().zip(&p1[done..]).zip(v[done * DH..].chunks_exact(DH))
-    {
+    for ((&x0, &x1), vr) in p0.iter().zip(p1).zip(v.chunks_exact(DH)) {
         for d in 0..DH {
             a0[d] = x0.mul_add(vr[d], a0[d]);
             a1[d] = x1.mul_add(vr[d], a1[d]);
@@ -205,42 +214,43 @@ fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64
     (o0, o1)
 }
 
-/// The first keys of [`context_pair`] in whole groups of four, on NEON: the two rows' four
-/// probabilities are one register each, multiplied by element into each value row (LLVM
-/// broadcast every probability on its own, which took more instructions per key). The same
-/// fused operations in the same key order; returns how many keys it did.
+/// [`context_pair`] on NEON, normalized by `inv` and written straight from registers: row 0 at
+/// `out[..DH]`, row 1 (if `rows` is 2) at `out[stride..][..DH]`. Keys in groups of four: the
+/// two rows' four probabilities are one register each, multiplied by element into each value
+/// row; then the last keys one by one. The same fused operations in the same key order, and
+/// the same multiply by 1/Σ, as the portable loops. Returns false (nothing written) for a
+/// width it does not take.
 #[cfg(target_arch = "aarch64")]
 #[inline(always)]
-fn context_pair_neon<const DH: usize>(
-    p0: &[f32],
-    p1: &[f32],
+fn context_pair_into<const DH: usize>(
+    (p0, p1): (&[f32], &[f32]),
     v: &[f32],
-    a0: &mut [f32; DH],
-    a1: &mut [f32; DH],
-) -> usize {
+    inv: [f32; 2],
+    (out, stride, rows): (&mut [f32], usize, usize),
+) -> bool {
     use std::arch::aarch64::*;
-    let keys = p0.len().min(p1.len()).min(v.len() / DH) / 4 * 4;
-    const { assert!(DH.is_multiple_of(16)) };
-    // SAFETY: NEON is the aarch64 baseline; DH is a multiple of 16 (32 or 64), each group
-    // reads 4 probabilities per row and 4 value rows of DH, all below `keys`.
+    const { assert!(DH.is_multiple_of(4) && DH <= 64) };
+    let t = p0.len();
+    // ok: the caller passes two probability rows of t, t value rows, and the output rows.
+    assert!(p1.len() == t && v.len() >= t * DH && (1..=2).contains(&rows));
+    assert!(out.len() >= (rows - 1) * stride + DH);
+    let keys = t / 4 * 4;
+    let lanes = DH / 4;
+    // SAFETY: NEON is the aarch64 baseline; reads below `t` probabilities and `t` value rows
+    // of DH, writes in the rows asserted above.
     unsafe {
         let mut acc0: [float32x4_t; 16] = [vdupq_n_f32(0.0); 16];
         let mut acc1: [float32x4_t; 16] = [vdupq_n_f32(0.0); 16];
-        let lanes = DH / 4;
         for g in (0..keys).step_by(4) {
             let q0 = vld1q_f32(p0.as_ptr().add(g));
             let q1 = vld1q_f32(p1.as_ptr().add(g));
-            // A value row in four-register loads (`ld1`): DH / 16 loads per key, not DH / 8.
             macro_rules! key {
                 ($i:literal) => {{
                     let row = v.as_ptr().add((g + $i) * DH);
-                    for l4 in 0..lanes / 4 {
-                        let x = vld1q_f32_x4(row.add(16 * l4));
-                        for (l, x) in [x.0, x.1, x.2, x.3].into_iter().enumerate() {
-                            let l = 4 * l4 + l;
-                            acc0[l] = vfmaq_laneq_f32::<$i>(acc0[l], x, q0);
-                            acc1[l] = vfmaq_laneq_f32::<$i>(acc1[l], x, q1);
-                        }
+                    for l in 0..lanes {
+                        let x = vld1q_f32(row.add(4 * l));
+                        acc0[l] = vfmaq_laneq_f32::<$i>(acc0[l], x, q0);
+                        acc1[l] = vfmaq_laneq_f32::<$i>(acc1[l], x, q1);
                     }
                 }};
             }
@@ -249,12 +259,22 @@ fn context_pair_neon<const DH: usize>(
             key!(2);
             key!(3);
         }
+        for j in keys..t {
+            let row = v.as_ptr().add(j * DH);
+            for l in 0..lanes {
+                let x = vld1q_f32(row.add(4 * l));
+                acc0[l] = vfmaq_n_f32(acc0[l], x, p0[j]);
+                acc1[l] = vfmaq_n_f32(acc1[l], x, p1[j]);
+            }
+        }
         for l in 0..lanes {
-            vst1q_f32(a0.as_mut_ptr().add(4 * l), acc0[l]);
-            vst1q_f32(a1.as_mut_ptr().add(4 * l), acc1[l]);
+            vst1q_f32(out.as_mut_ptr().add(4 * l), vmulq_n_f32(acc0[l], inv[0]));
+            if rows == 2 {
+                vst1q_f32(out.as_mut_ptr().add(stride + 4 * l), vmulq_n_f32(acc1[l], inv[1]));
+            }
         }
     }
-    keys
+    true
 }
 
 /// The gathers of [`attention_head`] on NEON: 4 × 4 blocks transposed in registers (`trn1`,
@@ -262,8 +282,88 @@ fn context_pair_neon<const DH: usize>(
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use std::arch::aarch64::*;
+    use std::arch::asm;
 
     use super::{KC, QR};
+
+    /// Four d of a score tile: the four d's query registers (`[dh][QR]`, four d = 16 floats)
+    /// into v4-v7, then per d its 16 keys into v0-v3 and 16 `fmla`s by element into v16-v31
+    /// (`acc[4r + j]` = keys 4j..4j+4 of query row r). `{q}` and `{k}` advance.
+    macro_rules! fmla_four_d {
+        () => {
+            concat!(
+                "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{q}], #64\n",
+                "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{k}], #64\n",
+                "fmla v16.4s, v0.4s, v4.s[0]\n",
+                "fmla v17.4s, v1.4s, v4.s[0]\n",
+                "fmla v18.4s, v2.4s, v4.s[0]\n",
+                "fmla v19.4s, v3.4s, v4.s[0]\n",
+                "fmla v20.4s, v0.4s, v4.s[1]\n",
+                "fmla v21.4s, v1.4s, v4.s[1]\n",
+                "fmla v22.4s, v2.4s, v4.s[1]\n",
+                "fmla v23.4s, v3.4s, v4.s[1]\n",
+                "fmla v24.4s, v0.4s, v4.s[2]\n",
+                "fmla v25.4s, v1.4s, v4.s[2]\n",
+                "fmla v26.4s, v2.4s, v4.s[2]\n",
+                "fmla v27.4s, v3.4s, v4.s[2]\n",
+                "fmla v28.4s, v0.4s, v4.s[3]\n",
+                "fmla v29.4s, v1.4s, v4.s[3]\n",
+                "fmla v30.4s, v2.4s, v4.s[3]\n",
+                "fmla v31.4s, v3.4s, v4.s[3]\n",
+                "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{k}], #64\n",
+                "fmla v16.4s, v0.4s, v5.s[0]\n",
+                "fmla v17.4s, v1.4s, v5.s[0]\n",
+                "fmla v18.4s, v2.4s, v5.s[0]\n",
+                "fmla v19.4s, v3.4s, v5.s[0]\n",
+                "fmla v20.4s, v0.4s, v5.s[1]\n",
+                "fmla v21.4s, v1.4s, v5.s[1]\n",
+                "fmla v22.4s, v2.4s, v5.s[1]\n",
+                "fmla v23.4s, v3.4s, v5.s[1]\n",
+                "fmla v24.4s, v0.4s, v5.s[2]\n",
+                "fmla v25.4s, v1.4s, v5.s[2]\n",
+                "fmla v26.4s, v2.4s, v5.s[2]\n",
+                "fmla v27.4s, v3.4s, v5.s[2]\n",
+                "fmla v28.4s, v0.4s, v5.s[3]\n",
+                "fmla v29.4s, v1.4s, v5.s[3]\n",
+                "fmla v30.4s, v2.4s, v5.s[3]\n",
+                "fmla v31.4s, v3.4s, v5.s[3]\n",
+                "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{k}], #64\n",
+                "fmla v16.4s, v0.4s, v6.s[0]\n",
+                "fmla v17.4s, v1.4s, v6.s[0]\n",
+                "fmla v18.4s, v2.4s, v6.s[0]\n",
+                "fmla v19.4s, v3.4s, v6.s[0]\n",
+                "fmla v20.4s, v0.4s, v6.s[1]\n",
+                "fmla v21.4s, v1.4s, v6.s[1]\n",
+                "fmla v22.4s, v2.4s, v6.s[1]\n",
+                "fmla v23.4s, v3.4s, v6.s[1]\n",
+                "fmla v24.4s, v0.4s, v6.s[2]\n",
+                "fmla v25.4s, v1.4s, v6.s[2]\n",
+                "fmla v26.4s, v2.4s, v6.s[2]\n",
+                "fmla v27.4s, v3.4s, v6.s[2]\n",
+                "fmla v28.4s, v0.4s, v6.s[3]\n",
+                "fmla v29.4s, v1.4s, v6.s[3]\n",
+                "fmla v30.4s, v2.4s, v6.s[3]\n",
+                "fmla v31.4s, v3.4s, v6.s[3]\n",
+                "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{k}], #64\n",
+                "fmla v16.4s, v0.4s, v7.s[0]\n",
+                "fmla v17.4s, v1.4s, v7.s[0]\n",
+                "fmla v18.4s, v2.4s, v7.s[0]\n",
+                "fmla v19.4s, v3.4s, v7.s[0]\n",
+                "fmla v20.4s, v0.4s, v7.s[1]\n",
+                "fmla v21.4s, v1.4s, v7.s[1]\n",
+                "fmla v22.4s, v2.4s, v7.s[1]\n",
+                "fmla v23.4s, v3.4s, v7.s[1]\n",
+                "fmla v24.4s, v0.4s, v7.s[2]\n",
+                "fmla v25.4s, v1.4s, v7.s[2]\n",
+                "fmla v26.4s, v2.4s, v7.s[2]\n",
+                "fmla v27.4s, v3.4s, v7.s[2]\n",
+                "fmla v28.4s, v0.4s, v7.s[3]\n",
+                "fmla v29.4s, v1.4s, v7.s[3]\n",
+                "fmla v30.4s, v2.4s, v7.s[3]\n",
+                "fmla v31.4s, v3.4s, v7.s[3]\n",
+            )
+        };
+    }
 
     /// Rows `r[i]` → columns: lane i of `out[d]` is `r[i][d]`.
     #[inline(always)]
@@ -296,31 +396,48 @@ mod neon {
         // SAFETY: NEON is the aarch64 baseline; chunks hold KC = 16 and QR = 4 values, the
         // stores are in the rows asserted above.
         unsafe {
-            let mut acc = [[vdupq_n_f32(0.0); KC / 4]; QR];
-            // The four query values of one d are one register, multiplied by element into the
-            // keys; four d per step: the four query registers and each d's 16 keys are one
-            // four-register load each (`ld1`), 5 loads per 64 `fmla`s.
-            let step = |acc: &mut [[float32x4_t; KC / 4]; QR], k: float32x4x4_t, q| {
-                let k = [k.0, k.1, k.2, k.3];
-                for j in 0..KC / 4 {
-                    acc[0][j] = vfmaq_laneq_f32::<0>(acc[0][j], k[j], q);
-                    acc[1][j] = vfmaq_laneq_f32::<1>(acc[1][j], k[j], q);
-                    acc[2][j] = vfmaq_laneq_f32::<2>(acc[2][j], k[j], q);
-                    acc[3][j] = vfmaq_laneq_f32::<3>(acc[3][j], k[j], q);
+            // acc[4r + j]: keys 4j..4j+4 of query row r, in v16-v31 through the `asm!`.
+            let mut acc = [vdupq_n_f32(0.0); 16];
+            // Four d per loop step in one `asm!` (LLVM split the four-register loads of the
+            // intrinsics into pairs): 5 loads per 64 `fmla`s.
+            let steps = keys.len() / (4 * KC);
+            if steps > 0 {
+                let (mut k, mut q, mut n) = (keys.as_ptr(), qt.as_ptr(), steps);
+                asm!(
+                    "2:",
+                    fmla_four_d!(),
+                    "subs {n}, {n}, #1",
+                    "b.ne 2b",
+                    k = inout(reg) k,
+                    q = inout(reg) q,
+                    n = inout(reg) n,
+                    inout("v16") acc[0], inout("v17") acc[1], inout("v18") acc[2],
+                    inout("v19") acc[3], inout("v20") acc[4], inout("v21") acc[5],
+                    inout("v22") acc[6], inout("v23") acc[7], inout("v24") acc[8],
+                    inout("v25") acc[9], inout("v26") acc[10], inout("v27") acc[11],
+                    inout("v28") acc[12], inout("v29") acc[13], inout("v30") acc[14],
+                    inout("v31") acc[15],
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _,
+                    out("v5") _, out("v6") _, out("v7") _,
+                    options(nostack, readonly)
+                );
+                let _ = (k, q, n);
+            }
+            // The last d (dh not a multiple of 4) one by one, in the same order.
+            let (kd, qd) = (&keys[steps * 4 * KC..], &qt[steps * 4 * QR..]);
+            for (kv, qv) in kd.chunks_exact(KC).zip(qd.chunks_exact(QR)) {
+                let q = vld1q_f32(qv.as_ptr());
+                let k: [float32x4_t; 4] =
+                    std::array::from_fn(|j| vld1q_f32(kv.as_ptr().add(4 * j)));
+                for j in 0..4 {
+                    acc[j] = vfmaq_laneq_f32::<0>(acc[j], k[j], q);
+                    acc[4 + j] = vfmaq_laneq_f32::<1>(acc[4 + j], k[j], q);
+                    acc[8 + j] = vfmaq_laneq_f32::<2>(acc[8 + j], k[j], q);
+                    acc[12 + j] = vfmaq_laneq_f32::<3>(acc[12 + j], k[j], q);
                 }
-            };
-            let (mut kd, mut qd) = (keys.chunks_exact(4 * KC), qt.chunks_exact(4 * QR));
-            for (kv, qv) in (&mut kd).zip(&mut qd) {
-                let q = vld1q_f32_x4(qv.as_ptr());
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), q.0);
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(KC)), q.1);
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(2 * KC)), q.2);
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr().add(3 * KC)), q.3);
             }
-            let rest = kd.remainder().chunks_exact(KC).zip(qd.remainder().chunks_exact(QR));
-            for (kv, qv) in rest {
-                step(&mut acc, vld1q_f32_x4(kv.as_ptr()), vld1q_f32(qv.as_ptr()));
-            }
+            let acc: [[float32x4_t; KC / 4]; QR] =
+                std::array::from_fn(|r| std::array::from_fn(|j| acc[4 * r + j]));
             let m = vld1q_f32_x4(mask.as_ptr());
             let m = [m.0, m.1, m.2, m.3];
             for (r, (acc, max)) in acc.iter().zip(maxes.iter_mut()).enumerate() {
