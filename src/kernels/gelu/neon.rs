@@ -18,11 +18,13 @@ pub(super) fn gelu_in_place(x: &mut [f32]) -> usize {
             let v = vld1q_f32(p);
             let c = vmulq_n_f32(v, std::f32::consts::FRAC_1_SQRT_2);
             let a = vabsq_f32(c);
-            let mut poly = vdupq_n_f32(ERF[0]);
-            for &k in &ERF[1..] {
-                poly = vfmaq_f32(vdupq_n_f32(k), poly, a);
-            }
-            let q = vfmaq_f32(one, poly, a);
+            let a2 = vmulq_f32(a, a);
+            let k = |i: usize| vdupq_n_f32(ERF[i]);
+            let lo = vfmaq_f32(one, k(5), a);
+            let mid = vfmaq_f32(k(4), k(3), a);
+            let hi = vfmaq_f32(k(2), k(1), a);
+            let hi = vfmaq_f32(hi, k(0), a2);
+            let q = vfmaq_f32(vfmaq_f32(lo, mid, a2), hi, vmulq_f32(a2, a2));
             let q2 = vmulq_f32(q, q);
             let q4 = vmulq_f32(q2, q2);
             let q8 = vmulq_f32(q4, q4);
