@@ -124,12 +124,12 @@ python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.
 QEMU_CPU=cortex-a76 cargo test --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib gemm_i8
 # Board cost guard (issue #14): instructions per 16-token inference on the Pi 5's CPU against
 # ONNX Runtime int8 on the same token ids, both counted here (cross/ort-baseline.sh; the full
-# table is results/boards.md). Fails above 0.83 of ONNX Runtime (the issue's goal is 0.75),
-# so a regression in a kernel or a rewrite fails a commit. (0.80 until session 12: int8's
-# outlier split, issue #15's fidelity, costs ~10% here: 18.9 → 20.7–20.9 M, 0.81–0.82.)
+# table is results/boards.md). Fails above 0.74 of ONNX Runtime (the issue's goal is 0.75;
+# session 14 measured 17.8 M = 0.70), so a regression in a kernel or a rewrite fails a commit.
+# (0.83 in sessions 12-13, when the outlier split had put this cell at 0.81.)
 cross/ort-baseline.sh -c cortex-a76 -n 16 "$bundle" "$a64" | tee "$out/ort-baseline.txt"
 ratio=$(awk '$1 == "cortex-a76" && $2 == 16 { print $7 }' "$out/ort-baseline.txt")
-awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r <= 0.83) }' || { echo "FAIL: cortex-a76 16-token cost is $ratio of ONNX Runtime int8's (budget 0.83)" >&2; exit 1; }
+awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r <= 0.74) }' || { echo "FAIL: cortex-a76 16-token cost is $ratio of ONNX Runtime int8's (budget 0.74)" >&2; exit 1; }
 # Pi 4 with --precision int8: bertlite's SMULL kernel, the same integer sums as x86's int8.
 QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision int8 > "$out/a72.int8.info"
 grep -q '^matmul.*bertlite_neon_smull_2x16' "$out/a72.int8.info" || { echo "FAIL: no SMULL kernel with --precision int8 on cortex-a72" >&2; exit 1; }

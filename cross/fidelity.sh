@@ -12,23 +12,27 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
 bin=${1:?usage: cross/fidelity.sh BINARY [BUNDLE]}
 bundle=${2:-$BERTLITE_CACHE/bundles/minilm-int8.blt}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-python3 -c 'import json, sys
-for l in open(sys.argv[1]): print(json.loads(l)["text"])' "$root/tests/golden/embeddings.jsonl" > "$work/texts.txt"
 for run in "cortex-a72 auto" "cortex-a72 int8" "cortex-a76 auto"; do
+  # shellcheck disable=SC2086
   set -- $run
-  QEMU_CPU=$1 "$root/cross/run-aarch64.sh" "$bin" embed -m "$bundle" --json --threads 1 \
-    --precision "$2" < "$work/texts.txt" > "$work/out.jsonl"
-  picked=$(QEMU_CPU=$1 "$root/cross/run-aarch64.sh" "$bin" info -m "$bundle" --precision "$2" | awk '$1 == "precision" { print $2 }')
-  python3 - "$root/tests/golden/embeddings.jsonl" "$work/out.jsonl" "$1" "$2" "$picked" <<'PY'
-import json, math, sys
-gold = [json.loads(l)["embedding"] for l in open(sys.argv[1])]
-got = [json.loads(l)["embedding"] for l in open(sys.argv[2]) if l.strip()]
-assert len(got) == len(gold), f"{len(got)} embeddings for {len(gold)} sentences"
+  # The texts as arguments: some golden sentences hold line breaks.
+  python3 - "$root" "$bin" "$bundle" "$1" "$2" <<'PY'
+import json, math, os, subprocess, sys
+root, binary, bundle, cpu, precision = sys.argv[1:]
+rows = [json.loads(l) for l in open(f"{root}/tests/golden/embeddings.jsonl")]
+run = [f"{root}/cross/run-aarch64.sh", binary]
+env = dict(os.environ, QEMU_CPU=cpu)
+common = ["-m", bundle, "--precision", precision]
+out = subprocess.run(run + ["embed", "--json", "--threads", "1", *common, *[r["text"] for r in rows]],
+                     env=env, check=True, capture_output=True, text=True).stdout
+got = [json.loads(l)["embedding"] for l in out.splitlines() if l.strip()]
+assert len(got) == len(rows), f"{len(got)} embeddings for {len(rows)} sentences"
+info = subprocess.run(run + ["info", *common], env=env, check=True, capture_output=True, text=True).stdout
+picked = next((l.split()[1] for l in info.splitlines() if l.startswith("precision")), "?")
 def cos(a, b):
     return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-c = [cos(a, b) for a, b in zip(got, gold)]
-print(f"{sys.argv[3]:<11} --precision {sys.argv[4]:<5} ({sys.argv[5]}): mean {sum(c) / len(c):.5f}, min {min(c):.5f} over {len(c)} sentences")
+c = [cos(g, r["embedding"]) for g, r in zip(got, rows)]
+print(f"{cpu:<11} --precision {precision:<5} (runs {picked}): mean {sum(c) / len(c):.5f}, "
+      f"min {min(c):.5f} over {len(c)} sentences")
 PY
 done
