@@ -182,7 +182,7 @@ simd_dispatch!(pub(crate) attention_head(
 });
 
 /// One 4 × 16 tile of scores: `acc[r][c] = Σ_d qt[d][r] · keys[d][c]` (`keys` `[dh][KC]`,
-/// `qt` `[dh][QR]`), fused multiply-adds in d order (aarch64: [`neon::masked_scores_tile`]).
+/// `qt` `[dh][QR]`), fused multiply-adds in d order (aarch64: `neon::masked_scores_tile`).
 #[cfg(not(target_arch = "aarch64"))]
 #[inline(always)]
 fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
@@ -197,7 +197,7 @@ fn scores_tile(keys: &[f32], qt: &[f32]) -> [[f32; KC]; QR] {
 }
 
 /// `p0 · V` and `p1 · V` for a head width known at compile time, so both accumulator rows
-/// stay in registers (2 × DH/8 ymm) across all keys (aarch64: [`context_pair_into`]).
+/// stay in registers (2 × DH/8 ymm) across all keys (aarch64: `context_pair_into`).
 #[inline(always)]
 fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64], [f32; 64]) {
     let mut a0 = [0f32; DH];
