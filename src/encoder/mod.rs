@@ -367,8 +367,8 @@ impl Encoder {
                 [batch.batch, batch.seq, self.hidden]
             )));
         }
-        // One copy when the output is contiguous (it is): iterating the view costs ~25
-        // instructions per value on aarch64 (results/boards.md).
+        // One copy when the output is contiguous (it is): iterating the view goes value by
+        // value through ndarray's strided iterator (its cost: results/boards.md).
         Ok(hidden.as_slice().map_or_else(|| hidden.iter().copied().collect(), <[f32]>::to_vec))
     }
 }

@@ -3,8 +3,7 @@
 //! vector lanes and the affine step fused.
 //!
 //! Why by hand: LLVM kept the portable row's sums in eight scalar registers and did not fuse
-//! the affine step: ~7.6 instructions per value under qemu's cortex-a76, where this takes ~4.5
-//! (results/boards.md).
+//! the affine step (counts before and after: results/boards.md).
 
 use std::arch::aarch64::*;
 

@@ -9,8 +9,8 @@
 //! them to it); rows it does not take (non-finite, constant, longer than the peaks' buffer)
 //! go to the portable form.
 //!
-//! Why by hand: LLVM vectorized each portable pass, but the four passes and the copy cost
-//! ~9 instructions per value under qemu's cortex-a76 (results/boards.md).
+//! Why by hand: LLVM vectorized each portable pass, but four passes and a copy read the row
+//! five times (counts before and after: results/boards.md).
 
 use std::arch::aarch64::*;
 

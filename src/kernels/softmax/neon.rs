@@ -2,8 +2,8 @@
 //! exp with fused multiply-adds and `frintn`.
 //!
 //! Why by hand: LLVM vectorized the portable row, but without fusing (Rust does not contract
-//! `a * b + c`), with the final sum in scalar registers: ~12 instructions per value under
-//! qemu's cortex-a76, where this takes ~6 (results/boards.md).
+//! `a * b + c`), with the final sum in scalar registers; the counts before and after are in
+//! results/boards.md.
 
 use std::arch::aarch64::*;
 
