@@ -144,18 +144,16 @@ simd_dispatch!(pub(crate) attention_head(
             let p1 = &probs[(r + pair - 1) * t..][..t];
             let inv = [1.0 / sums[r], 1.0 / sums[r + pair - 1]];
             #[cfg(target_arch = "aarch64")]
-            {
+            if let 32 | 64 = dh {
                 // Accumulated, normalized and stored from registers.
-                let out = &mut out[(i0 + r) * out_stride..];
-                let done = match dh {
-                    32 => neon::context_pair_into::<32>((p0, p1), vh, inv, (out, out_stride, pair)),
-                    64 => neon::context_pair_into::<64>((p0, p1), vh, inv, (out, out_stride, pair)),
-                    _ => false,
-                };
-                if done {
-                    r += pair;
-                    continue;
+                let out = (&mut out[(i0 + r) * out_stride..], out_stride, pair);
+                if dh == 32 {
+                    neon::context_pair_into::<32>((p0, p1), vh, inv, out);
+                } else {
+                    neon::context_pair_into::<64>((p0, p1), vh, inv, out);
                 }
+                r += pair;
+                continue;
             }
             let (o0, o1) = match dh {
                 32 => context_pair::<32>(p0, p1, vh),

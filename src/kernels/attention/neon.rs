@@ -317,15 +317,14 @@ macro_rules! context_four_keys {
 /// `out[..DH]`, row 1 (if `rows` is 2) at `out[stride..][..DH]`. Keys in groups of four: the
 /// two rows' four probabilities are one register each, multiplied by element into each value
 /// row; then the last keys one by one. The same fused operations in the same key order, and
-/// the same multiply by 1/Σ, as the portable loops. Returns false (nothing written) for a
-/// width it does not take.
+/// the same multiply by 1/Σ, as the portable loops.
 #[inline(always)]
 pub(super) fn context_pair_into<const DH: usize>(
     (p0, p1): (&[f32], &[f32]),
     v: &[f32],
     inv: [f32; 2],
     (out, stride, rows): (&mut [f32], usize, usize),
-) -> bool {
+) {
     const { assert!(DH.is_multiple_of(4) && DH <= 64) };
     let t = p0.len();
     // ok: the caller passes two probability rows of t, t value rows, and the output rows.
@@ -398,5 +397,4 @@ pub(super) fn context_pair_into<const DH: usize>(
             }
         }
     }
-    true
 }

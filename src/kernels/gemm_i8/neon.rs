@@ -5,15 +5,12 @@ use std::arch::aarch64::*;
 
 use super::{NB, PackedWeights, Rescale, add_corrections, block_lanes};
 
-/// One 16-channel block's channel scales, bias and weight sums, four lanes per register
-/// (zero past the last channel).
+/// One 16-channel block's channel scales, bias and weight sums (zero past the last channel).
 pub(super) struct BlockConstants {
     pub c0: usize,
     pub width: usize,
-    scales: [float32x4_t; 4],
-    bias: [float32x4_t; 4],
-    sums: [int32x4_t; 4],
-    /// The same values in memory, for the whole-tile `asm!` of `neon_dot`.
+    /// In memory: the whole-tile `asm!` of `neon_dot` loads them itself, [`finish_tile`] four
+    /// lanes at a time.
     pub lanes: BlockLanes,
 }
 
@@ -32,17 +29,7 @@ impl BlockConstants {
         let cs = block_lanes(rescale.channels, c0, width);
         let bias = rescale.bias.map_or([0.0; NB], |b| block_lanes(b, c0, width));
         let sums = block_lanes(&w.col_sums, c0, width);
-        // SAFETY: each array holds NB = 16 values, read four at a time.
-        unsafe {
-            BlockConstants {
-                c0,
-                width,
-                scales: std::array::from_fn(|j| vld1q_f32(cs.as_ptr().add(4 * j))),
-                bias: std::array::from_fn(|j| vld1q_f32(bias.as_ptr().add(4 * j))),
-                sums: std::array::from_fn(|j| vld1q_s32(sums.as_ptr().add(4 * j))),
-                lanes: BlockLanes { scales: cs, bias, sums },
-            }
-        }
+        BlockConstants { c0, width, lanes: BlockLanes { scales: cs, bias, sums } }
     }
 }
 
@@ -88,9 +75,18 @@ pub(super) unsafe fn finish_tile<const R: usize>(
         let rs = vdupq_n_f32(rescale.rows[row]);
         let zero = vdupq_n_s32(rescale.zeros[row]);
         let out: [float32x4_t; 4] = std::array::from_fn(|j| {
-            let scale = vmulq_f32(rs, k.scales[j]);
-            let exact = vmlsq_s32(acc_r[j], zero, k.sums[j]);
-            vfmaq_f32(k.bias[j], vcvtq_f32_s32(exact), scale)
+            // SAFETY: each lane array holds NB = 16 values, read four at a time (j < 4).
+            let (scales, sums, bias) = unsafe {
+                let l = &k.lanes;
+                (
+                    vld1q_f32(l.scales.as_ptr().add(4 * j)),
+                    vld1q_s32(l.sums.as_ptr().add(4 * j)),
+                    vld1q_f32(l.bias.as_ptr().add(4 * j)),
+                )
+            };
+            let scale = vmulq_f32(rs, scales);
+            let exact = vmlsq_s32(acc_r[j], zero, sums);
+            vfmaq_f32(bias, vcvtq_f32_s32(exact), scale)
         });
         let dst = &mut y[row * n + k.c0..][..k.width];
         let mut lanes = [0f32; NB];
