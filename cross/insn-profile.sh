@@ -2,7 +2,7 @@
 # Instructions per batch-1 inference by function under qemu-user: where the cost of an
 # inference goes on a board's CPU (what cross/insn-count.sh totals).
 #
-#   cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] BUNDLE BINARY
+#   cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] [-j THREADS] BUNDLE BINARY
 #
 # BINARY must keep its symbols: build it with
 #   CARGO_PROFILE_BOARD_STRIP=false cargo build --profile board --target aarch64-unknown-linux-gnu -p bertlite --bin bertlite
@@ -11,15 +11,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
-cpu=cortex-a76 tokens=128 precision=""
-while getopts "c:n:p:" o; do
+cpu=cortex-a76 tokens=128 precision="" threads=1
+while getopts "c:n:p:j:" o; do
   case $o in
-    c) cpu=$OPTARG ;; n) tokens=$OPTARG ;; p) precision=$OPTARG ;;
+    c) cpu=$OPTARG ;; n) tokens=$OPTARG ;; p) precision=$OPTARG ;; j) threads=$OPTARG ;;
     *) sed -n 5p "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-bundle=${1:?usage: cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] BUNDLE BINARY}
+bundle=${1:?usage: cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] [-j THREADS] BUNDLE BINARY}
 bin=${2:?an aarch64 bertlite binary with symbols}
 plugin=$("$root/cross/insn-plugin.sh")
 text=$(python3 "$root/cross/bench_text.py" "$root/data/bbc/test.jsonl")
@@ -27,14 +27,17 @@ extra=()
 [ -n "$precision" ] && extra=(--precision "$precision")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Several guest threads run in parallel: the plugin must add atomically (slower, exact).
+plugin_arg="file=$plugin"
+[ "$threads" -gt 1 ] && plugin_arg="$plugin_arg,atomic=on"
 for iters in 1 3; do
-  QEMU_CPU=$cpu QEMU_PLUGIN="file=$plugin,profile=$work/p$iters.txt" "$root/cross/run-aarch64.sh" "$bin" \
-    bench -m "$bundle" --threads 1 --iters "$iters" --truncate "$tokens" "${extra[@]}" "$text" >/dev/null 2>&1
+  QEMU_CPU=$cpu QEMU_PLUGIN="$plugin_arg,profile=$work/p$iters.txt" "$root/cross/run-aarch64.sh" "$bin" \
+    bench -m "$bundle" --threads "$threads" --iters "$iters" --truncate "$tokens" "${extra[@]}" "$text" >/dev/null 2>&1
 done
 aarch64-linux-gnu-nm -C "$bin" > "$work/syms.txt"
 echo "qemu cpu $cpu, $tokens tokens, precision ${precision:-auto}, $(basename "$bundle")"
 python3 - "$work" <<'PY'
-import bisect, collections, sys
+import bisect, collections, os, sys
 work = sys.argv[1]
 syms = []
 for line in open(f"{work}/syms.txt"):
@@ -56,6 +59,6 @@ one, three = by_function(f"{work}/p1.txt"), by_function(f"{work}/p3.txt")
 per = {k: (three[k] - one.get(k, 0)) / 2 for k in three}
 total = sum(per.values())
 print(f"{total / 1e6:8.1f} M  total per inference")
-for name, n in sorted(per.items(), key=lambda kv: -kv[1])[:15]:
+for name, n in sorted(per.items(), key=lambda kv: -kv[1])[:int(os.environ.get("TOP", "15"))]:
     print(f"{n / 1e6:8.2f} M  {100 * n / total:5.1f}%  {name[:110]}")
 PY

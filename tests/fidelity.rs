@@ -144,7 +144,8 @@ fn int8_compute_close_to_reference() {
 }
 
 /// Rows are independent in every op, so splitting them over threads changes nothing, bit for
-/// bit; batching pads, and the padded keys are masked out (bound: `INT8_BATCH_MIN_COSINE`).
+/// bit (the 80-word text and the batch are long enough to be split, the short texts run on one
+/// thread); batching pads, and the padded keys are masked out (bound: `INT8_BATCH_MIN_COSINE`).
 #[test]
 fn int8_compute_same_on_threads_and_in_batches() {
     let with = |threads| {
@@ -152,13 +153,14 @@ fn int8_compute_same_on_threads_and_in_batches() {
             EncoderOptions { threads, precision: PrecisionChoice::Fixed(Precision::Int8) };
         Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads")
     };
-    let (one, two) = (with(1), with(2));
+    let (one, two, four) = (with(1), with(2), with(4));
     let texts =
         ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
     let batch = two.embed_batch(&texts).unwrap();
     for (t, b) in texts.iter().zip(&batch) {
         let single = one.embed(t).unwrap();
         assert_eq!(single, two.embed(t).unwrap(), "{t:?}: 1 vs 2 threads");
+        assert_eq!(single, four.embed(t).unwrap(), "{t:?}: 1 vs 4 threads");
         let c = cosine(&single, b);
         assert!(c >= INT8_BATCH_MIN_COSINE, "{t:?}: batched, cosine {c}");
     }

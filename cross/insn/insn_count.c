@@ -13,7 +13,7 @@
  *    that adds atomically (slower, exact with threads).
  *  - profile=PATH: also counts each translated block on its own and writes "vaddr insns count"
  *    lines to PATH at exit (cross/insn-profile.sh maps them to functions). Per-block counters
- *    are inline too: profile with one guest thread.
+ *    are inline too, or atomic with atomic=on (for profiles of several guest threads).
  * Prints "insns: N" to stderr at exit.
  */
 #include <stdint.h>
@@ -60,6 +60,11 @@ static void tb_exec_atomic(unsigned int vcpu_index, void *userdata) {
     __atomic_fetch_add(&insns, (uint64_t)(uintptr_t)userdata, __ATOMIC_RELAXED);
 }
 
+static void block_exec_atomic(unsigned int vcpu_index, void *userdata) {
+    (void)vcpu_index;
+    __atomic_fetch_add(&((block *)userdata)->count, 1, __ATOMIC_RELAXED);
+}
+
 static void profile_block(struct qemu_plugin_tb *tb, size_t n) {
     if (n_blocks == cap_blocks) {
         cap_blocks = cap_blocks ? cap_blocks * 2 : 65536;
@@ -72,7 +77,10 @@ static void profile_block(struct qemu_plugin_tb *tb, size_t n) {
     b->n = n;
     b->count = 0;
     blocks[n_blocks++] = b;
-    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &b->count, 1);
+    if (atomic_mode)
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, block_exec_atomic, QEMU_PLUGIN_CB_NO_REGS, b);
+    else
+        qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &b->count, 1);
 }
 
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {

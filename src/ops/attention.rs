@@ -58,7 +58,7 @@ impl EvalOp for Attention {
             let mut out_ram = out.try_as_plain_ram_mut()?;
             let out = out_ram.as_slice_mut::<f32>()?;
             let per_batch = seq * h * dh;
-            let pool = crate::platform::threads::current_pool();
+            let pool = crate::platform::threads::pool_for(batch * seq);
             let mut scratch = Scratch::new(seq, dh);
             for b in 0..batch {
                 let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];

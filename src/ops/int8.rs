@@ -263,7 +263,8 @@ struct QuantizedRows<'a> {
 }
 
 /// `y = linear(xq)` for quantized rows, split by rows over tract's thread pool when the plan
-/// runs with several threads (`--threads`), else on the calling thread.
+/// runs with several threads (`--threads`) and the input is long enough to be worth it
+/// ([`crate::platform::threads::pool_for`]), else on the calling thread.
 fn linear_rows(l: &Int8Linear, q: &QuantizedRows, y: &mut [f32]) {
     use rayon::prelude::*;
     let (n, kp, m) = (l.weights.n, gemm_i8::padded_k(l.weights.k), q.scales.len());
@@ -283,9 +284,9 @@ fn linear_rows(l: &Int8Linear, q: &QuantizedRows, y: &mut [f32]) {
             gelu_in_place(y);
         }
     };
-    match crate::platform::threads::current_pool() {
-        // Whole micro-kernel tiles (4 rows) per thread; short inputs stay on one.
-        Some(pool) if m >= 8 => {
+    match crate::platform::threads::pool_for(m) {
+        // Whole micro-kernel tiles (4 rows) per thread.
+        Some(pool) => {
             let chunk = m.div_ceil(pool.current_num_threads()).next_multiple_of(4);
             pool.install(|| {
                 y.par_chunks_mut(chunk * n).enumerate().for_each(|(i, y)| {

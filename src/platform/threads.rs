@@ -45,3 +45,22 @@ pub(crate) fn current_pool() -> Option<Arc<rayon::ThreadPool>> {
         _ => None,
     }
 }
+
+/// The pool an op on `rows` token rows (all texts of the batch) splits its work over:
+/// [`current_pool`], or `None` (the calling thread) for a short input.
+///
+/// Handing work to rayon's workers costs each of them a wake-up and, after its share, a spell
+/// of spinning for more. For a short text that overhead is a large share of every op, and
+/// splitting only the larger ops does not help either: the workers fall asleep between them
+/// and each split pays a wake-up. So an input below [`MIN_SPLIT_ROWS`] runs every op on one
+/// thread, and a longer one splits every op, which keeps the workers warm between them
+/// (measured in results/boards.md, "Threads").
+pub(crate) fn pool_for(rows: usize) -> Option<Arc<rayon::ThreadPool>> {
+    if rows < MIN_SPLIT_ROWS {
+        return None;
+    }
+    current_pool()
+}
+
+/// Token rows below which an inference runs on one thread ([`pool_for`]).
+const MIN_SPLIT_ROWS: usize = 32;

@@ -114,13 +114,16 @@ class Sim:
         w = self.q[name]
         if variant == "ceiling" or stats is not None:
             y = xs @ w.T
-        elif variant in ("top4", "top8", "static4"):
+        elif variant.startswith("top") or variant == "static4":
             if variant == "static4":
                 keep = np.zeros(xs.shape, dtype=bool)
                 keep[:, np.argsort(-self.static[(i, slot)])[:4]] = True
             else:
-                keep = top_magnitudes(xs, int(variant[3:]))
-            y = fake_quant(np.where(keep, 0, xs)) @ w.T + np.where(keep, xs, 0) @ w.T
+                keep = top_magnitudes(xs, int(variant[3:].split("b")[0]))
+            # "top4b8": the rest on 8-bit rows (what SDOT could multiply exactly; AVX2's
+            # vpmaddubsw and the SMULL kernel's i16 lanes need 7 bits).
+            bits = 8 if variant.endswith("b8") else 7
+            y = fake_quant(np.where(keep, 0, xs), bits) @ w.T + np.where(keep, xs, 0) @ w.T
         else:
             bits, clip = {"row7": (7, 1.0), "bits8": (8, 1.0), "clip90": (7, 0.9)}[variant]
             y = fake_quant(xs, bits, clip) @ w.T
@@ -158,7 +161,9 @@ class Sim:
 
 
 def main():
-    variants = sys.argv[1:] or ["ceiling", "row7", "bits8", "clip90", "static4", "top4", "top8"]
+    variants = sys.argv[1:] or [
+        "ceiling", "row7", "bits8", "clip90", "static4", "top4", "top8", "top4b8", "top8b8"
+    ]
     sim = Sim()
     if "static4" in variants:
         sim.calibrate()
