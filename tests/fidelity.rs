@@ -157,6 +157,9 @@ fn int8_compute_same_on_threads_and_in_batches() {
     let texts =
         ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
     let batch = two.embed_batch(&texts).unwrap();
+    // A batch is split by texts (4 ≥ threads) or by heads and rows: the same values as on one.
+    assert_eq!(batch, one.embed_batch(&texts).unwrap(), "batch: 1 vs 2 threads");
+    assert_eq!(batch, four.embed_batch(&texts).unwrap(), "batch: 2 vs 4 threads");
     for (t, b) in texts.iter().zip(&batch) {
         let single = one.embed(t).unwrap();
         assert_eq!(single, two.embed(t).unwrap(), "{t:?}: 1 vs 2 threads");

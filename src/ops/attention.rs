@@ -59,18 +59,37 @@ impl EvalOp for Attention {
             let out = out_ram.as_slice_mut::<f32>()?;
             let per_batch = seq * h * dh;
             let pool = crate::platform::threads::pool_for(batch * seq);
-            let mut scratch = Scratch::new(seq, dh);
-            for b in 0..batch {
+            let dims = |head, out_stride| Dims { seq, heads: h, dh, head, out_stride };
+            // One text of the batch: its heads in turn, straight into its output rows.
+            let text = |b: usize, out: &mut [f32], scratch: &mut Scratch| {
                 let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];
                 let range = b * per_batch..(b + 1) * per_batch;
-                let (q, k, v) = (&q[range.clone()], &k[range.clone()], &v[range.clone()]);
-                let out = &mut out[range];
-                let dims = |head, out_stride| Dims { seq, heads: h, dh, head, out_stride };
-                match &pool {
-                    // With --threads > 1, heads run on tract's pool, each into its own
-                    // `[seq, dh]` block, scattered into the interleaved output after.
-                    Some(pool) if h > 1 => {
-                        use rayon::prelude::*;
+                let (q, k, v) = (&q[range.clone()], &k[range.clone()], &v[range]);
+                for head in 0..h {
+                    let o = &mut out[head * dh..];
+                    attention_head(q, k, v, mask, dims(head, h * dh), scratch, o);
+                }
+            };
+            match &pool {
+                // With --threads > 1 and a batch of at least one text per thread, the texts
+                // are split over tract's pool (one dispatch for the op).
+                Some(pool) if batch >= pool.current_num_threads() => {
+                    use rayon::prelude::*;
+                    pool.install(|| {
+                        out.par_chunks_mut(per_batch).enumerate().for_each_init(
+                            || Scratch::new(seq, dh),
+                            |scratch, (b, out)| text(b, out, scratch),
+                        )
+                    });
+                }
+                // Fewer texts: each text's heads are split, each into its own `[seq, dh]`
+                // block, scattered into the interleaved output after.
+                Some(pool) if h > 1 => {
+                    use rayon::prelude::*;
+                    for (b, out) in out.chunks_exact_mut(per_batch).enumerate() {
+                        let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];
+                        let range = b * per_batch..(b + 1) * per_batch;
+                        let (q, k, v) = (&q[range.clone()], &k[range.clone()], &v[range]);
                         let blocks: Vec<Vec<f32>> = pool.install(|| {
                             (0..h)
                                 .into_par_iter()
@@ -92,11 +111,11 @@ impl EvalOp for Attention {
                             }
                         }
                     }
-                    _ => {
-                        for head in 0..h {
-                            let o = &mut out[head * dh..];
-                            attention_head(q, k, v, mask, dims(head, h * dh), &mut scratch, o);
-                        }
+                }
+                _ => {
+                    let mut scratch = Scratch::new(seq, dh);
+                    for (b, out) in out.chunks_exact_mut(per_batch).enumerate() {
+                        text(b, out, &mut scratch);
                     }
                 }
             }

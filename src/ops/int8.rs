@@ -216,15 +216,62 @@ impl EvalOp for LinearI8 {
                 .collect();
         }
         let x_ram = x.try_as_plain_ram()?;
+        let x = x_ram.as_slice::<f32>()?;
+        let mut ys = TVec::new();
+        for l in &self.linears {
+            // SAFETY: `rows` writes every element of every output before anything reads it.
+            ys.push(unsafe { Tensor::uninitialized::<f32>(&shape(l.weights.n))? });
+        }
+        {
+            let mut rams =
+                ys.iter_mut().map(|y| y.try_as_plain_ram_mut()).collect::<Result<Vec<_>, _>>()?;
+            let outs =
+                rams.iter_mut().map(|r| r.as_slice_mut::<f32>()).collect::<Result<Vec<_>, _>>()?;
+            match crate::platform::threads::pool_for(m) {
+                // Whole micro-kernel tiles (4 rows) per thread, each quantizing its own rows
+                // and running every linear on them: one dispatch per op, nothing serial.
+                Some(pool) => {
+                    use rayon::prelude::*;
+                    let chunk = m.div_ceil(pool.current_num_threads()).next_multiple_of(4);
+                    let mut chunks: Vec<_> = outs
+                        .into_iter()
+                        .zip(&self.linears)
+                        .map(|(y, l)| y.chunks_mut(chunk * l.weights.n))
+                        .collect();
+                    let parts: Vec<(usize, Vec<&mut [f32]>)> = (0..m.div_ceil(chunk))
+                        .map(|i| {
+                            (i * chunk, chunks.iter_mut().filter_map(Iterator::next).collect())
+                        })
+                        .collect();
+                    pool.install(|| {
+                        parts.into_par_iter().for_each(|(start, ys)| {
+                            self.rows(x, start..(start + chunk).min(m), ys);
+                        })
+                    });
+                }
+                None => self.rows(x, 0..m, outs),
+            }
+        }
+        Ok(ys.into_iter().map(|y| y.into_tvalue()).collect())
+    }
+}
+
+impl LinearI8 {
+    /// Rows `rows` of `x` (rows of k): quantized once, then every linear on them, into `ys`
+    /// (one per linear, its output's rows `rows`).
+    fn rows(&self, x: &[f32], rows: std::ops::Range<usize>, ys: Vec<&mut [f32]>) {
+        let k = self.linears.first().map_or(0, |l| l.weights.k);
+        let m = rows.len();
+        let x = &x[rows.start * k..rows.end * k];
         // Quantized straight into the kernel's row layout (k padded to whole quads, pad = 0).
         let kp = gemm_i8::padded_k(k);
         let mut xq = vec![0u8; m * kp];
-        let (mut row_scales, mut row_zeros) = (vec![0f32; m], vec![0i32; m]);
+        let (mut scales, mut zeros) = (vec![0f32; m], vec![0i32; m]);
         let mut outliers = vec![Outliers::default(); m];
         let mut scratch = vec![0f32; k];
-        let rows = x_ram.as_slice::<f32>()?.chunks_exact(k).zip(xq.chunks_exact_mut(kp));
-        let params = row_scales.iter_mut().zip(&mut row_zeros).zip(&mut outliers);
-        for ((x, q), ((s, z), o)) in rows.zip(params) {
+        let quantized = x.chunks_exact(k).zip(xq.chunks_exact_mut(kp));
+        let params = scales.iter_mut().zip(&mut zeros).zip(&mut outliers);
+        for ((x, q), ((s, z), o)) in quantized.zip(params) {
             let (quant, split) = if self.split_outliers {
                 quantize_row_split(x, &mut scratch, &mut q[..k])
             } else {
@@ -232,70 +279,21 @@ impl EvalOp for LinearI8 {
             };
             (RowQuant { scale: *s, zero: *z }, *o) = (quant, split);
         }
-        let mut outputs = TVec::new();
-        for l in &self.linears {
-            // SAFETY: `linear_rows` writes every element of `y` before anything reads it.
-            let mut y = unsafe { Tensor::uninitialized::<f32>(&shape(l.weights.n))? };
-            {
-                let mut y_ram = y.try_as_plain_ram_mut()?;
-                let rows = QuantizedRows {
-                    x: &xq,
-                    scales: &row_scales,
-                    zeros: &row_zeros,
-                    outliers: self.split_outliers.then_some(&outliers[..]),
-                };
-                linear_rows(l, &rows, y_ram.as_slice_mut()?);
+        for (l, y) in self.linears.iter().zip(ys) {
+            let rescale = gemm_i8::Rescale {
+                rows: &scales,
+                zeros: &zeros,
+                channels: &l.channel_scales,
+                bias: l.bias.as_deref().map(|b| b.as_slice()),
+            };
+            gemm_i8::linear(&xq, m, &l.weights, &rescale, y);
+            if self.split_outliers {
+                gemm_i8::add_outliers(&outliers, &l.weights, &l.channel_scales, y);
             }
-            outputs.push(y.into_tvalue());
+            if l.gelu {
+                gelu_in_place(y);
+            }
         }
-        Ok(outputs)
-    }
-}
-
-/// An input quantized once for every linear reading it: rows of [`gemm_i8::padded_k`] u8,
-/// each row's scale, zero point and the values split off it.
-struct QuantizedRows<'a> {
-    x: &'a [u8],
-    scales: &'a [f32],
-    zeros: &'a [i32],
-    /// Where the rows' largest magnitudes were split off.
-    outliers: Option<&'a [Outliers]>,
-}
-
-/// `y = linear(xq)` for quantized rows, split by rows over tract's thread pool when the plan
-/// runs with several threads (`--threads`) and the input is long enough to be worth it
-/// ([`crate::platform::threads::pool_for`]), else on the calling thread.
-fn linear_rows(l: &Int8Linear, q: &QuantizedRows, y: &mut [f32]) {
-    use rayon::prelude::*;
-    let (n, kp, m) = (l.weights.n, gemm_i8::padded_k(l.weights.k), q.scales.len());
-    let run = |rows: std::ops::Range<usize>, y: &mut [f32]| {
-        let rescale = gemm_i8::Rescale {
-            rows: &q.scales[rows.clone()],
-            zeros: &q.zeros[rows.clone()],
-            channels: &l.channel_scales,
-            bias: l.bias.as_deref().map(|b| b.as_slice()),
-        };
-        let x = &q.x[rows.start * kp..rows.end * kp];
-        gemm_i8::linear(x, rows.len(), &l.weights, &rescale, y);
-        if let Some(outliers) = q.outliers {
-            gemm_i8::add_outliers(&outliers[rows], &l.weights, &l.channel_scales, y);
-        }
-        if l.gelu {
-            gelu_in_place(y);
-        }
-    };
-    match crate::platform::threads::pool_for(m) {
-        // Whole micro-kernel tiles (4 rows) per thread.
-        Some(pool) => {
-            let chunk = m.div_ceil(pool.current_num_threads()).next_multiple_of(4);
-            pool.install(|| {
-                y.par_chunks_mut(chunk * n).enumerate().for_each(|(i, y)| {
-                    let start = i * chunk;
-                    run(start..start + y.len() / n, y)
-                })
-            });
-        }
-        _ => run(0..m, y),
     }
 }
 
