@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 pub struct Features {
     /// x86_64 AVX2 and FMA (the u8 × s8 int8 kernel, the fused attention and LayerNorm).
     pub avx2_fma: bool,
+    /// x86_64 AVX-512 F, BW and VNNI (`vpdpbusd`: the int8 kernel where the CPU has it).
+    pub avx512_vnni: bool,
     /// aarch64 dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Jetson Orin).
     pub dotprod: bool,
     /// aarch64 (NEON is part of the base architecture there).
@@ -26,6 +28,9 @@ fn detect() -> Features {
         Features {
             avx2_fma: std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma"),
+            avx512_vnni: std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni"),
             ..Features::default()
         }
     }

@@ -1,5 +1,5 @@
 //! Our own int8 matrix multiply, used by the int8 ops (`ops::int8`) instead of tract's: one micro-kernel
-//! per architecture (`avx2.rs`, `neon_dot.rs`), the packing, the portable reference they are
+//! per instruction set (`avx2.rs`, `avx512.rs`, `neon_dot.rs`, `neon_mull.rs`), the packing, the portable reference they are
 //! tested against and the choice between them here.
 //!
 //! Why hand-written: tract 0.23.9's only AVX2 int8 kernel (`avx2_mmm_i32_8x8`) is much slower
@@ -13,6 +13,9 @@
 //! - x86_64 AVX2 ([`Kernel::Avx2`]): `vpmaddubsw` sums pairs of u8 × i8 products into i16
 //!   lanes; two such results (eight k) are added in i16, then widened and summed into i32 by
 //!   `vpmaddwd` against ones: three multiply instructions per 64 products.
+//! - x86_64 with AVX-512 VNNI ([`Kernel::Avx512Vnni`]): `vpdpbusd` sums four u8 × i8 products
+//!   into each i32 lane of a zmm register (16 channels): one instruction per 64 products,
+//!   nothing to widen, always exact.
 //! - aarch64 with dot-product ([`Kernel::NeonDot`]): `sdot` sums four i8 × i8 products into
 //!   each i32 lane (activations ≤ 127 are the same bytes as u8 or i8), by element: one
 //!   instruction per 16 products, nothing to widen, always exact.
@@ -27,10 +30,11 @@
 //!
 //! Layout (all kernels): weights `[n, k]` are packed once at load in blocks of 16 output
 //! channels, k in quads: for each quad, channel c's four int8 weights are bytes `4c..4c+4`
-//! (AVX2: channels 0-7 in one ymm register, 8-15 in the next; NEON: four channels per q
-//! register, which is exactly what `sdot` by element wants). A quantized activation row is u8
-//! with k padded to a multiple of 16 (whole groups of four quads), so a 32-bit broadcast (AVX2)
-//! or a lane of a q register (NEON) is a quad. The micro-kernels compute 4 rows × 16 channels.
+//! (AVX2: channels 0-7 in one ymm register, 8-15 in the next; AVX-512: all 16 in one zmm;
+//! NEON: four channels per q register, which is exactly what `sdot` by element wants). A
+//! quantized activation row is u8 with k padded to a multiple of 16 (whole groups of four
+//! quads), so a 32-bit broadcast (x86) or a lane of a q register (NEON) is a quad. The
+//! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows, SMULL: 2).
 
 mod outliers;
 #[cfg(target_arch = "x86_64")]
@@ -42,6 +46,8 @@ pub use outliers::add_outliers;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "aarch64")]
@@ -62,6 +68,8 @@ pub const ACTIVATION_MAX: u8 = 127;
 pub enum Kernel {
     /// x86_64 AVX2 + FMA: u8 × s8 `vpmaddubsw`, four products per i16 lane.
     Avx2,
+    /// x86_64 AVX-512 VNNI: u8 × s8 `vpdpbusd`, four products per i32 lane, no i16 stage.
+    Avx512Vnni,
     /// aarch64 with dot-product (Cortex-A76/A78): `sdot` by element.
     NeonDot,
     /// aarch64 without dot-product (Cortex-A72/A57: Pi 4, Jetson Nano): `smull`/`smlal`,
@@ -75,7 +83,9 @@ impl Kernel {
     /// The fastest kernel this CPU runs.
     pub fn native() -> Kernel {
         let cpu = crate::platform::cpu::features();
-        if cfg!(target_arch = "x86_64") && cpu.avx2_fma {
+        if cfg!(target_arch = "x86_64") && cpu.avx512_vnni {
+            Kernel::Avx512Vnni
+        } else if cfg!(target_arch = "x86_64") && cpu.avx2_fma {
             Kernel::Avx2
         } else if cfg!(target_arch = "aarch64") && cpu.dotprod {
             Kernel::NeonDot
@@ -90,6 +100,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Avx2 => "bertlite_avx2_u8s8_4x16",
+            Kernel::Avx512Vnni => "bertlite_avx512vnni_u8s8_8x16",
             Kernel::NeonDot => "bertlite_neon_sdot_4x16",
             Kernel::NeonMull => "bertlite_neon_smull_2x16",
             Kernel::Portable => "bertlite_portable_i8",
@@ -108,7 +119,7 @@ impl Kernel {
             Kernel::NeonMull => (0..kp / 16)
                 .flat_map(|g| (0..4).map(move |t| [0, 4, 8, 12].map(|d| 16 * g + t + d)))
                 .collect(),
-            Kernel::NeonDot | Kernel::Portable => Vec::new(),
+            Kernel::Avx512Vnni | Kernel::NeonDot | Kernel::Portable => Vec::new(),
         }
     }
 
@@ -293,6 +304,13 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
             unsafe { avx2::linear(x, m, w, rescale, y) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512Vnni if crate::platform::cpu::features().avx512_vnni => {
+            // SAFETY: AVX-512 F, BW and VNNI are present (checked); bounds as for AVX2 above,
+            // stores masked to the block's channels below n.
+            unsafe { avx512::linear(x, m, w, rescale, y) };
+            return;
+        }
         #[cfg(target_arch = "aarch64")]
         Kernel::NeonDot if crate::platform::cpu::features().dotprod => {
             // SAFETY: dot-product is present (checked); bounds as for AVX2 above: rows
@@ -404,9 +422,14 @@ mod tests {
                 }
             }
         }
-        for kernel in
-            [Kernel::native(), Kernel::Avx2, Kernel::NeonDot, Kernel::NeonMull, Kernel::Portable]
-        {
+        for kernel in [
+            Kernel::native(),
+            Kernel::Avx2,
+            Kernel::Avx512Vnni,
+            Kernel::NeonDot,
+            Kernel::NeonMull,
+            Kernel::Portable,
+        ] {
             for &(m, n, k) in &shapes {
                 check_shape(kernel, m, n, k);
             }
