@@ -60,11 +60,15 @@ impl EvalOp for Attention {
             let per_batch = seq * h * dh;
             let pool = crate::platform::threads::pool_for(batch * seq);
             let dims = |head, out_stride| Dims { seq, heads: h, dh, head, out_stride };
-            // One text of the batch: its heads in turn, straight into its output rows.
-            let text = |b: usize, out: &mut [f32], scratch: &mut Scratch| {
+            // Text b's queries, keys, values and mask.
+            let inputs = |b: usize| {
                 let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];
                 let range = b * per_batch..(b + 1) * per_batch;
-                let (q, k, v) = (&q[range.clone()], &k[range.clone()], &v[range]);
+                (&q[range.clone()], &k[range.clone()], &v[range], mask)
+            };
+            // One text of the batch: its heads in turn, straight into its output rows.
+            let text = |b: usize, out: &mut [f32], scratch: &mut Scratch| {
+                let (q, k, v, mask) = inputs(b);
                 for head in 0..h {
                     let o = &mut out[head * dh..];
                     attention_head(q, k, v, mask, dims(head, h * dh), scratch, o);
@@ -87,9 +91,7 @@ impl EvalOp for Attention {
                 Some(pool) if h > 1 => {
                     use rayon::prelude::*;
                     for (b, out) in out.chunks_exact_mut(per_batch).enumerate() {
-                        let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];
-                        let range = b * per_batch..(b + 1) * per_batch;
-                        let (q, k, v) = (&q[range.clone()], &k[range.clone()], &v[range]);
+                        let (q, k, v, mask) = inputs(b);
                         let blocks: Vec<Vec<f32>> = pool.install(|| {
                             (0..h)
                                 .into_par_iter()

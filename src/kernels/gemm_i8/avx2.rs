@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{MR, NB, PackedWeights, Rescale, add_corrections, block_lanes};
+use super::{BlockConstants, BlockLanes, MR, NB, PackedWeights, Rescale, add_corrections};
 
 /// # Safety
 /// AVX2 and FMA must be present; shapes as [`super::linear`] asserts them.
@@ -22,12 +22,8 @@ pub(super) unsafe fn linear(
     let ones = _mm256_set1_epi16(1);
     for block in 0..n.div_ceil(NB) {
         let wp = unsafe { w.data.as_ptr().add(block * kq * NB * 4) };
-        let c0 = block * NB;
-        let width = NB.min(n - c0);
-        // The block's channel scales, bias and weight sums, in 16 lanes (zero past n).
-        let cs = block_lanes(rescale.channels, c0, width);
-        let bias = rescale.bias.map_or([0.0; NB], |b| block_lanes(b, c0, width));
-        let sums = block_lanes(&w.col_sums, c0, width);
+        let BlockConstants { c0, width, lanes } = BlockConstants::new(w, rescale, block);
+        let BlockLanes { scales: cs, bias, sums } = lanes;
         let (cs, bias, sums) = unsafe {
             (
                 [_mm256_loadu_ps(cs.as_ptr()), _mm256_loadu_ps(cs.as_ptr().add(8))],

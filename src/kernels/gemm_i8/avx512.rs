@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{NB, PackedWeights, Rescale, block_lanes};
+use super::{BlockConstants, NB, PackedWeights, Rescale};
 
 /// Rows per tile: 8 accumulators and 8 broadcast quads leave room for the epilogue.
 const MR: usize = 8;
@@ -32,17 +32,12 @@ pub(super) unsafe fn linear(
         // SAFETY (all raw reads below): block `block` holds kq quads × 64 bytes; rows hold
         // kq × 4 bytes and their index is clamped to m − 1.
         let wp = unsafe { w.data.as_ptr().add(block * kq * NB * 4) };
-        let c0 = block * NB;
-        let width = NB.min(n - c0);
-        // The block's channel scales, bias and weight sums, in 16 lanes (zero past n).
-        let cs = block_lanes(rescale.channels, c0, width);
-        let bias = rescale.bias.map_or([0.0; NB], |b| block_lanes(b, c0, width));
-        let sums = block_lanes(&w.col_sums, c0, width);
+        let BlockConstants { c0, width, lanes } = BlockConstants::new(w, rescale, block);
         let (cs, bias, sums) = unsafe {
             (
-                _mm512_loadu_ps(cs.as_ptr()),
-                _mm512_loadu_ps(bias.as_ptr()),
-                _mm512_loadu_si512(sums.as_ptr() as *const __m512i),
+                _mm512_loadu_ps(lanes.scales.as_ptr()),
+                _mm512_loadu_ps(lanes.bias.as_ptr()),
+                _mm512_loadu_si512(lanes.sums.as_ptr() as *const __m512i),
             )
         };
         // Stores of the block's channels only (all 16 but in the last block of an odd n).

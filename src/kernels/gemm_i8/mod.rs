@@ -347,6 +347,36 @@ pub fn rescale(acc: &[i32], rescale: &Rescale, col_sums: &[i32], y: &mut [f32]) 
     }
 }
 
+/// One 16-channel block's channel scales, bias and weight sums (zero past the last channel),
+/// what every micro-kernel's epilogue reads.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+struct BlockConstants {
+    c0: usize,
+    width: usize,
+    /// In memory: the kernels load them as vectors (the whole-tile `asm!` of `neon_dot` itself).
+    lanes: BlockLanes,
+}
+
+/// A block's channel scales, bias and weight sums, 16 lanes each.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+struct BlockLanes {
+    scales: [f32; NB],
+    bias: [f32; NB],
+    sums: [i32; NB],
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl BlockConstants {
+    fn new(w: &PackedWeights, rescale: &Rescale, block: usize) -> BlockConstants {
+        let c0 = block * NB;
+        let width = NB.min(w.n - c0);
+        let scales = block_lanes(rescale.channels, c0, width);
+        let bias = rescale.bias.map_or([0.0; NB], |b| block_lanes(b, c0, width));
+        let sums = block_lanes(&w.col_sums, c0, width);
+        BlockConstants { c0, width, lanes: BlockLanes { scales, bias, sums } }
+    }
+}
+
 /// `src[c0..c0 + width]` in 16 lanes, zero past `width`. The full-width copy has a fixed
 /// size, so it compiles to vector moves (a `[..width]` copy was a memcpy call per block).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

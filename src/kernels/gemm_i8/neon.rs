@@ -3,35 +3,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{NB, PackedWeights, Rescale, add_corrections, block_lanes};
-
-/// One 16-channel block's channel scales, bias and weight sums (zero past the last channel).
-pub(super) struct BlockConstants {
-    pub c0: usize,
-    pub width: usize,
-    /// In memory: the whole-tile `asm!` of `neon_dot` loads them itself, [`finish_tile`] four
-    /// lanes at a time.
-    pub lanes: BlockLanes,
-}
-
-/// A block's channel scales, bias and weight sums, 16 lanes each.
-pub(super) struct BlockLanes {
-    pub scales: [f32; NB],
-    pub bias: [f32; NB],
-    pub sums: [i32; NB],
-}
-
-impl BlockConstants {
-    #[target_feature(enable = "neon")]
-    pub fn new(w: &PackedWeights, rescale: &Rescale, block: usize) -> BlockConstants {
-        let c0 = block * NB;
-        let width = NB.min(w.n - c0);
-        let cs = block_lanes(rescale.channels, c0, width);
-        let bias = rescale.bias.map_or([0.0; NB], |b| block_lanes(b, c0, width));
-        let sums = block_lanes(&w.col_sums, c0, width);
-        BlockConstants { c0, width, lanes: BlockLanes { scales: cs, bias, sums } }
-    }
-}
+use super::{BlockConstants, NB, PackedWeights, Rescale, add_corrections};
 
 /// Finishes a tile of `R` rows from `m0` (rows past `m` are clamped duplicates, not written):
 /// adds the block's corrections, then writes

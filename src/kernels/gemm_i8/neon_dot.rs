@@ -15,8 +15,8 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::neon::{BlockConstants, finish_tile};
-use super::{MR, NB, PackedWeights, Rescale};
+use super::neon::finish_tile;
+use super::{BlockConstants, MR, NB, PackedWeights, Rescale};
 
 /// One group (four quads, 16 k) of a tile: the four rows' quads into v0-v3 (row r's in vr, one
 /// quad per lane), then per quad the block's 16 channels into v4-v7 and 16 `sdot`s by element

@@ -13,8 +13,8 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::neon::{BlockConstants, finish_tile};
-use super::{NB, PackedWeights, Rescale};
+use super::neon::finish_tile;
+use super::{BlockConstants, NB, PackedWeights, Rescale};
 
 /// Rows per tile: 2 rows × 8 i32 accumulators (v16-v31), 8 broadcast quads (v0-v7), 4 weight
 /// registers (v8-v11) and two i16 chains (v12, v13) fill 30 of the 32 vector registers.
