@@ -185,6 +185,16 @@ check_capi aarch64-unknown-linux-gnu cross/run-aarch64.sh aarch64-linux-gnu-gcc 
 # masked softmax is fused on its own.
 check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15 \
   "0 attention, 13 layer norm, 6 masked softmax, 0 int8 linear"
+# armv7 with --precision int8 (issue #14): bertlite's NEON kernels (gemm_i8/armv7_neon.rs and
+# the quantize, outlier, GELU and softmax forms beside it), the same integer sums as x86's
+# int8, so the same labels and embeddings within int8 bounds.
+a7="$CARGO_TARGET_DIR/armv7-unknown-linux-gnueabihf/board/bertlite"
+QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" info -m "$bundle" --precision int8 > "$out/armv7.int8.info"
+grep -E '^(precision|matmul)' "$out/armv7.int8.info"
+grep -q '^matmul.*bertlite_armv7_neon_vmull_1x16' "$out/armv7.int8.info" || { echo "FAIL: no armv7 NEON int8 kernel with --precision int8 on cortex-a15" >&2; exit 1; }
+QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" classify -m "$bundle" --precision int8 --json --threads 1 < "$out/texts.txt" > "$out/armv7.int8.classify" || true
+QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" embed -m "$bundle" --precision int8 --json --threads 1 < "$out/texts.txt" > "$out/armv7.int8.embed" || true
+python3 cross/compare.py "$out/x86.int8.classify" "$out/armv7.int8.classify" "$out/x86.int8.embed" "$out/armv7.int8.embed" --int8
 # armv7 in the qemu-test profile (unoptimized, unwinding): a release build for a third target
 # would cost CI several more minutes; the release armv7 library passed the same checks by hand (results/fuzz.md).
 check_capi armv7-unknown-linux-gnueabihf cross/run-armv7.sh arm-linux-gnueabihf-gcc cortex-a15 64 qemu-test

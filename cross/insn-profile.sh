@@ -2,25 +2,31 @@
 # Instructions per batch-1 inference by function under qemu-user: where the cost of an
 # inference goes on a board's CPU (what cross/insn-count.sh totals).
 #
-#   cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] [-j THREADS] BUNDLE BINARY
+#   cross/insn-profile.sh [-t aarch64|armv7] [-c CPU] [-n TOKENS] [-p PRECISION] [-j THREADS] BUNDLE BINARY
 #
 # BINARY must keep its symbols: build it with
 #   CARGO_PROFILE_BOARD_STRIP=false cargo build --profile board --target aarch64-unknown-linux-gnu -p bertlite --bin bertlite
+# (armv7-unknown-linux-gnueabihf with -t armv7; the CPU defaults to cortex-a15 there).
 # Two runs (1 and 3 timed iterations) with cross/insn/insn_count.c's profile=PATH option; the
 # difference / 2 per function is one inference's share.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export BERTLITE_CACHE=${BERTLITE_CACHE:-$HOME/.cache/bertlite}
-cpu=cortex-a76 tokens=128 precision="" threads=1
-while getopts "c:n:p:j:" o; do
+arch=aarch64 cpu="" tokens=128 precision="" threads=1
+while getopts "t:c:n:p:j:" o; do
   case $o in
-    c) cpu=$OPTARG ;; n) tokens=$OPTARG ;; p) precision=$OPTARG ;; j) threads=$OPTARG ;;
+    t) arch=$OPTARG ;; c) cpu=$OPTARG ;; n) tokens=$OPTARG ;; p) precision=$OPTARG ;; j) threads=$OPTARG ;;
     *) sed -n 5p "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-bundle=${1:?usage: cross/insn-profile.sh [-c CPU] [-n TOKENS] [-p PRECISION] [-j THREADS] BUNDLE BINARY}
-bin=${2:?an aarch64 bertlite binary with symbols}
+bundle=${1:?usage: cross/insn-profile.sh [-t aarch64|armv7] [-c CPU] [-n TOKENS] [-p PRECISION] [-j THREADS] BUNDLE BINARY}
+bin=${2:?a bertlite binary with symbols}
+case $arch in
+  aarch64) runner=$root/cross/run-aarch64.sh nm=aarch64-linux-gnu-nm cpu=${cpu:-cortex-a76} ;;
+  armv7) runner=$root/cross/run-armv7.sh nm=arm-linux-gnueabihf-nm cpu=${cpu:-cortex-a15} ;;
+  *) echo "unknown target $arch (aarch64 or armv7)" >&2; exit 2 ;;
+esac
 plugin=$("$root/cross/insn-plugin.sh")
 text=$(python3 "$root/cross/bench_text.py" "$root/data/bbc/test.jsonl")
 extra=()
@@ -31,14 +37,14 @@ trap 'rm -rf "$work"' EXIT
 plugin_arg="file=$plugin"
 [ "$threads" -gt 1 ] && plugin_arg="$plugin_arg,atomic=on"
 for iters in 1 3; do
-  QEMU_CPU=$cpu QEMU_PLUGIN="$plugin_arg,profile=$work/p$iters.txt" "$root/cross/run-aarch64.sh" "$bin" \
+  QEMU_CPU=$cpu QEMU_PLUGIN="$plugin_arg,profile=$work/p$iters.txt" "$runner" "$bin" \
     bench -m "$bundle" --threads "$threads" --iters "$iters" --truncate "$tokens" "${extra[@]}" "$text" >/dev/null 2>&1
 done
-aarch64-linux-gnu-nm -C "$bin" > "$work/syms.txt"
+$nm -C "$bin" > "$work/syms.txt"
 echo "qemu cpu $cpu, $tokens tokens, precision ${precision:-auto}, $(basename "$bundle")"
-python3 - "$work" <<'PY'
+python3 - "$work" "$arch" <<'PY'
 import bisect, collections, os, sys
-work = sys.argv[1]
+work, arch = sys.argv[1], sys.argv[2]
 syms = []
 for line in open(f"{work}/syms.txt"):
     parts = line.split(" ", 2)
@@ -46,8 +52,8 @@ for line in open(f"{work}/syms.txt"):
         syms.append((int(parts[0], 16), parts[2].strip()))
 syms.sort()
 starts = [a for a, _ in syms]
-# qemu-user maps an aarch64 PIE at 0x5500000000.
-BASE = 0x5500000000
+# qemu-user maps an aarch64 PIE at 0x5500000000, a 32-bit ARM one at 0x40000000.
+BASE = {"aarch64": 0x5500000000, "armv7": 0x40000000}[arch]
 def by_function(path):
     cost = collections.Counter()
     for line in open(path):

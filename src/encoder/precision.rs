@@ -100,7 +100,7 @@ pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Dec
         PrecisionChoice::Auto if int8_bundle => decision(
             Precision::F32,
             "auto: no int8 dot-product: f32 keeps f32 fidelity (--precision int8 runs \
-             bertlite's SMULL kernel: fewer instructions, int8 fidelity)",
+             bertlite's int8 kernels: fewer instructions, int8 fidelity)",
         ),
         PrecisionChoice::Auto => decision(Precision::F32, "auto: f32 bundle"),
     }

@@ -5,6 +5,8 @@
 //! erf is Abramowitz & Stegun 7.1.28 (|error| ≤ 3·10⁻⁷), the approximation tract's kernels
 //! use, so the values are those of the f32 path up to the rounding of fused multiply-adds.
 
+#[cfg(target_arch = "arm")]
+mod armv7;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -43,7 +45,14 @@ pub(crate) fn gelu(x: f32) -> f32 {
 simd_dispatch!(pub(crate) gelu_in_place(x: &mut [f32]) -> () {
     #[cfg(target_arch = "aarch64")]
     let done = neon::gelu_in_place(x);
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "arm")]
+    // SAFETY: NEON and VFPv4 are present (checked).
+    let done = if crate::platform::cpu::features().arm_neon {
+        unsafe { armv7::gelu_in_place(x) }
+    } else {
+        0
+    };
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
     let done = 0;
     x[done..].iter_mut().for_each(|v| *v = gelu(*v));
 });

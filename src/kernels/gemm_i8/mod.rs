@@ -37,6 +37,8 @@
 //! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows, SMULL: 2).
 
 mod outliers;
+#[cfg(target_arch = "arm")]
+mod outliers_armv7;
 #[cfg(target_arch = "x86_64")]
 mod outliers_avx2;
 #[cfg(target_arch = "aarch64")]
@@ -44,6 +46,8 @@ mod outliers_neon;
 
 pub use outliers::add_outliers;
 
+#[cfg(target_arch = "arm")]
+mod armv7_neon;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -75,6 +79,9 @@ pub enum Kernel {
     /// aarch64 without dot-product (Cortex-A72/A57: Pi 4, Jetson Nano): `smull`/`smlal`,
     /// four products per i16 lane, pairwise-accumulated into i32 by `sadalp`.
     NeonMull,
+    /// armv7 with NEON (32-bit Pi OS): `vmull.s8`/`vmlal.s8`, four products per i16 lane,
+    /// `vpadal.s16` into i32; [`Kernel::NeonMull`]'s packing.
+    Armv7Neon,
     /// Plain loops: the reference, and the fallback where no kernel above runs.
     Portable,
 }
@@ -91,6 +98,8 @@ impl Kernel {
             Kernel::NeonDot
         } else if cfg!(target_arch = "aarch64") && cpu.aarch64 {
             Kernel::NeonMull
+        } else if cfg!(target_arch = "arm") && cpu.arm_neon {
+            Kernel::Armv7Neon
         } else {
             Kernel::Portable
         }
@@ -103,6 +112,7 @@ impl Kernel {
             Kernel::Avx512Vnni => "bertlite_avx512vnni_u8s8_8x16",
             Kernel::NeonDot => "bertlite_neon_sdot_4x16",
             Kernel::NeonMull => "bertlite_neon_smull_2x16",
+            Kernel::Armv7Neon => "bertlite_armv7_neon_vmull_1x16",
             Kernel::Portable => "bertlite_portable_i8",
         }
     }
@@ -116,7 +126,7 @@ impl Kernel {
                 .flat_map(|p| (0..2).map(move |l| [0, 1, 4, 5].map(|d| 8 * p + 2 * l + d)))
                 .collect(),
             // One i16 lane sums k = 16g + t over the group's four quads (16g + 4s + t).
-            Kernel::NeonMull => (0..kp / 16)
+            Kernel::NeonMull | Kernel::Armv7Neon => (0..kp / 16)
                 .flat_map(|g| (0..4).map(move |t| [0, 4, 8, 12].map(|d| 16 * g + t + d)))
                 .collect(),
             Kernel::Avx512Vnni | Kernel::NeonDot | Kernel::Portable => Vec::new(),
@@ -129,7 +139,7 @@ impl Kernel {
     /// through one i16 chain, the four quads of each group of four channels are adjacent.
     fn offset(self, block: usize, kq: usize, q: usize, j: usize, t: usize) -> usize {
         match self {
-            Kernel::NeonMull => {
+            Kernel::NeonMull | Kernel::Armv7Neon => {
                 let (g, s, jr, c) = (q / 4, q % 4, j / 4, j % 4);
                 ((((block * kq / 4 + g) * 4 + jr) * 4 + s) * 4 + c) * 4 + t
             }
@@ -182,7 +192,7 @@ impl PackedWeights {
     }
 
     /// Whether block `block` has weights left out of the kernel lanes.
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
     fn has_corrections(&self, block: usize) -> bool {
         self.block_fixes[block] < self.block_fixes[block + 1]
     }
@@ -325,6 +335,13 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
             unsafe { neon_mull::linear(x, m, w, rescale, y) };
             return;
         }
+        #[cfg(target_arch = "arm")]
+        Kernel::Armv7Neon if crate::platform::cpu::features().arm_neon => {
+            // SAFETY: NEON is present (checked); each row is read in whole 16-byte groups,
+            // the packed blocks cover every quad, full-width stores only where c0 + 16 ≤ n.
+            unsafe { armv7_neon::linear(x, m, w, rescale, y) };
+            return;
+        }
         _ => {}
     }
     let mut acc = vec![0i32; m * w.n];
@@ -349,7 +366,7 @@ pub fn rescale(acc: &[i32], rescale: &Rescale, col_sums: &[i32], y: &mut [f32]) 
 
 /// One 16-channel block's channel scales, bias and weight sums (zero past the last channel),
 /// what every micro-kernel's epilogue reads.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
 struct BlockConstants {
     c0: usize,
     width: usize,
@@ -357,15 +374,17 @@ struct BlockConstants {
     lanes: BlockLanes,
 }
 
-/// A block's channel scales, bias and weight sums, 16 lanes each.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+/// A block's channel scales, bias and weight sums, 16 lanes each (in this order: the armv7
+/// kernel reads them by offset).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
+#[repr(C)]
 struct BlockLanes {
     scales: [f32; NB],
     bias: [f32; NB],
     sums: [i32; NB],
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
 impl BlockConstants {
     fn new(w: &PackedWeights, rescale: &Rescale, block: usize) -> BlockConstants {
         let c0 = block * NB;
@@ -379,7 +398,7 @@ impl BlockConstants {
 
 /// `src[c0..c0 + width]` in 16 lanes, zero past `width`. The full-width copy has a fixed
 /// size, so it compiles to vector moves (a `[..width]` copy was a memcpy call per block).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
 fn block_lanes<T: Copy + Default>(src: &[T], c0: usize, width: usize) -> [T; NB] {
     let mut lanes = [T::default(); NB];
     if width == NB {
@@ -392,7 +411,7 @@ fn block_lanes<T: Copy + Default>(src: &[T], c0: usize, width: usize) -> [T; NB]
 
 /// Adds block `block`'s corrections to a tile's i32 accumulators (`acc[r][j]` for row
 /// `rows[r]`, channel `block · NB + j`), reading the rows' quantized `x` (rows of `kp`).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
 fn add_corrections<const R: usize>(
     w: &PackedWeights,
     block: usize,
@@ -458,6 +477,7 @@ mod tests {
             Kernel::Avx512Vnni,
             Kernel::NeonDot,
             Kernel::NeonMull,
+            Kernel::Armv7Neon,
             Kernel::Portable,
         ] {
             for &(m, n, k) in &shapes {
@@ -480,7 +500,7 @@ mod tests {
             dst[..k].copy_from_slice(src);
         }
         let packed = PackedWeights::pack(&w, n, k, kernel);
-        if matches!(kernel, Kernel::Avx2 | Kernel::NeonMull) && k >= 384 {
+        if matches!(kernel, Kernel::Avx2 | Kernel::NeonMull | Kernel::Armv7Neon) && k >= 384 {
             assert!(!packed.corrections.is_empty(), "the test should exercise corrections");
         }
         let mut acc = vec![0i32; m * n];

@@ -10,8 +10,9 @@
 //! one conversion and one fused multiply-add per output, in the same order on every kernel, so
 //! every architecture gives the same f32 result bit for bit. Weights are read from
 //! [`PackedWeights`]'s transposed copy: input k's weights for 16 channels are 16 adjacent bytes.
-//! Kernels: `outliers_neon.rs` (`smlal` by lane), `outliers_avx2.rs` (`vpmaddwd` on two inputs'
-//! interleaved weights); this file's loops are the reference and the fallback.
+//! Kernels: `outliers_neon.rs` (`smlal` by lane), `outliers_armv7.rs` (`vmlal.s16` by lane),
+//! `outliers_avx2.rs` (`vpmaddwd` on two inputs' interleaved weights); this file's loops are
+//! the reference and the fallback.
 
 use super::{NB, PackedWeights};
 use crate::kernels::quantize::{OUTLIERS, Outliers};
@@ -41,7 +42,14 @@ pub fn add_outliers(rows: &[Outliers], w: &PackedWeights, channels: &[f32], y: &
         } else {
             add_channels(o, &w.columns, n, 0..full, channels, y);
         }
-        #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
+        #[cfg(target_arch = "arm")]
+        if crate::platform::cpu::features().arm_neon {
+            // SAFETY: NEON and VFPv4 are present; bounds as for NEON above.
+            unsafe { super::outliers_armv7::add_row(o, &w.columns, n, full, channels, y) };
+        } else {
+            add_channels(o, &w.columns, n, 0..full, channels, y);
+        }
+        #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64", target_arch = "arm")))]
         add_channels(o, &w.columns, n, 0..full, channels, y);
         add_channels(o, &w.columns, n, full..n, channels, y);
     }

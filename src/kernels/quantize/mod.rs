@@ -4,6 +4,8 @@
 
 use super::gemm_i8::ACTIVATION_MAX;
 
+#[cfg(target_arch = "arm")]
+mod armv7;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -363,6 +365,40 @@ fn largest_above(x: &[f32], peaks: Option<&[u32]>, bound: u32) -> Largest {
     top
 }
 
+/// The middle of the two-pass forms of [`quantize_row_split`] (`neon.rs`, `armv7.rs`): from
+/// each chunk of 16's peak magnitude, minimum and maximum (their pass 1) and a `bound` no
+/// larger than the row's [`OUTLIERS`]-th largest magnitude bits, the outliers and the rest's
+/// `(min, range)`: 0 (where the outliers were, and the portable form's starting point) and
+/// every value but the outliers; the few chunks holding an outlier are read again with it set
+/// to 0. `None` for a range the portable form must decide (zero or not finite).
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+fn outliers_and_rest_range(
+    x: &[f32],
+    peaks: &[u32],
+    lows: &mut [f32],
+    highs: &mut [f32],
+    bound: u32,
+) -> Option<(Largest, f32, f32)> {
+    let largest = largest_above(x, Some(peaks), bound);
+    for (n, (i, _)) in largest.iter().enumerate() {
+        let c = i / 16;
+        if largest.index[..n].iter().any(|&e| e as usize / 16 == c) {
+            continue; // read again already
+        }
+        let mut chunk = [0f32; 16];
+        chunk.copy_from_slice(&x[16 * c..][..16]);
+        for (e, _) in largest.iter().filter(|&(e, _)| e / 16 == c) {
+            chunk[e % 16] = 0.0;
+        }
+        lows[c] = chunk.iter().fold(0f32, |m, &v| m.min(v));
+        highs[c] = chunk.iter().fold(0f32, |m, &v| m.max(v));
+    }
+    let lo = lows.iter().fold(0f32, |m, &v| m.min(v));
+    let hi = highs.iter().fold(0f32, |m, &v| m.max(v));
+    let range = hi - lo;
+    (range > 0.0 && range.is_finite()).then_some((largest, lo, range))
+}
+
 /// The largest values as 16-bit integers on one symmetric scale (the largest magnitude maps
 /// to ±32767): the rounding error, at most 1/65534 of the largest, is far below the 7-bit
 /// step of the rest of the row.
@@ -389,6 +425,13 @@ pub fn quantize_row_split(x: &[f32], scratch: &mut [f32], out: &mut [u8]) -> (Ro
     #[cfg(target_arch = "aarch64")]
     if let Some((quant, largest)) = neon::quantize_row_split(x, out) {
         return (quant, to_i16(&largest));
+    }
+    #[cfg(target_arch = "arm")]
+    if crate::platform::cpu::features().arm_neon {
+        // SAFETY: NEON is present (checked).
+        if let Some((quant, largest)) = unsafe { armv7::quantize_row_split(x, out) } {
+            return (quant, to_i16(&largest));
+        }
     }
     quantize_row_split_portable(x, scratch, out)
 }

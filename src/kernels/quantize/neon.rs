@@ -14,7 +14,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{ACTIVATION_MAX, Largest, MAX_CHUNKS, RowQuant, largest_above};
+use super::{ACTIVATION_MAX, Largest, MAX_CHUNKS, RowQuant, outliers_and_rest_range};
 
 /// `None` where the portable form must decide (see the module doc).
 #[inline(always)]
@@ -51,36 +51,13 @@ pub(super) fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(RowQuant,
     // values from disjoint positions, so their minimum bounds the 4th largest from below, with
     // no pass over the peaks.
     const _: () = assert!(super::OUTLIERS == 4);
-    let largest = largest_above(x, Some(&peaks[..chunks]), bound);
-    // The rest's range: 0 (where the outliers were, and the portable form's starting point)
-    // and every value but the outliers. The few chunks holding an outlier are read again with
-    // it set to 0.
-    for (n, (i, _)) in largest.iter().enumerate() {
-        let c = i / 16;
-        if largest.index[..n].iter().any(|&e| e as usize / 16 == c) {
-            continue; // read again already
-        }
-        let mut chunk = [0f32; 16];
-        chunk.copy_from_slice(&x[16 * c..][..16]);
-        for (e, _) in largest.iter().filter(|&(e, _)| e / 16 == c) {
-            chunk[e % 16] = 0.0;
-        }
-        // SAFETY: NEON is the aarch64 baseline; `chunk` holds 16 floats.
-        (lows[c], highs[c]) = unsafe {
-            let v = vld1q_f32_x4(chunk.as_ptr());
-            (
-                vminvq_f32(vminq_f32(vminq_f32(v.0, v.1), vminq_f32(v.2, v.3))),
-                vmaxvq_f32(vmaxq_f32(vmaxq_f32(v.0, v.1), vmaxq_f32(v.2, v.3))),
-            )
-        };
-    }
-    let (mut lo, mut hi) = (0f32, 0f32);
-    lo = lows[..chunks].iter().fold(lo, |m, &v| m.min(v));
-    hi = highs[..chunks].iter().fold(hi, |m, &v| m.max(v));
-    let range = hi - lo;
-    if !(range > 0.0 && range.is_finite()) {
-        return None;
-    }
+    let (largest, lo, range) = outliers_and_rest_range(
+        x,
+        &peaks[..chunks],
+        &mut lows[..chunks],
+        &mut highs[..chunks],
+        bound,
+    )?;
     let inv = f32::from(ACTIVATION_MAX) / range;
     let zero = super::round_even(-lo * inv);
     // SAFETY: as pass 1; chunk i writes out[16i..16i + 16], out.len() = k.

@@ -3,6 +3,8 @@
 #[cfg(not(target_arch = "aarch64"))]
 use super::sum_of;
 
+#[cfg(target_arch = "arm")]
+mod armv7;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -40,6 +42,11 @@ pub(crate) fn masked_exp_row(s: &[f32], m: &[f32], p: &mut [f32]) -> f32 {
     #[cfg(target_arch = "aarch64")]
     {
         neon::masked_exp_row(s, m, p)
+    }
+    #[cfg(target_arch = "arm")]
+    if crate::platform::cpu::features().arm_neon {
+        // SAFETY: NEON is present (checked).
+        return unsafe { armv7::masked_exp_row(s, m, p) };
     }
     #[cfg(not(target_arch = "aarch64"))]
     {
