@@ -192,6 +192,7 @@ a7="$CARGO_TARGET_DIR/armv7-unknown-linux-gnueabihf/board/bertlite"
 QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" info -m "$bundle" --precision int8 > "$out/armv7.int8.info"
 grep -E '^(precision|matmul)' "$out/armv7.int8.info"
 grep -q '^matmul.*bertlite_armv7_neon_vmull_1x16' "$out/armv7.int8.info" || { echo "FAIL: no armv7 NEON int8 kernel with --precision int8 on cortex-a15" >&2; exit 1; }
+expect_paths "$out/armv7.int8.info" "0 attention, 13 layer norm, 6 masked softmax, 36 int8 linear (bertlite_armv7_neon_vmull_1x16)"
 QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" classify -m "$bundle" --precision int8 --json --threads 1 < "$out/texts.txt" > "$out/armv7.int8.classify" || true
 QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" embed -m "$bundle" --precision int8 --json --threads 1 < "$out/texts.txt" > "$out/armv7.int8.embed" || true
 python3 cross/compare.py "$out/x86.int8.classify" "$out/armv7.int8.classify" "$out/x86.int8.embed" "$out/armv7.int8.embed" --int8

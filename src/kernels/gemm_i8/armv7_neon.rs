@@ -16,7 +16,7 @@
 
 use std::arch::global_asm;
 
-use super::{BlockConstants, BlockLanes, NB, PackedWeights, Rescale, add_corrections};
+use super::{BlockConstants, BlockLanes, NB, PackedWeights, Rescale};
 
 /// A row's scale and zero point, as the rescale function reads them.
 #[repr(C)]
@@ -202,33 +202,34 @@ pub(super) unsafe fn linear(
     let kq = w.quads();
     let kp = kq * 4;
     let n = w.n;
+    // One block's accumulators for every row: its corrections are then applied fix by fix
+    // over the rows (each fix read once), not row by row.
+    let mut accs = vec![[0i32; NB]; m];
     for block in 0..n.div_ceil(NB) {
         // SAFETY: block `block` holds kq quads × NB channels × 4 bytes.
         let wp = unsafe { w.data.as_ptr().add(block * kq * NB * 4) };
         let consts = BlockConstants::new(w, rescale, block);
-        let fixes = w.has_corrections(block);
-        for row in 0..m {
-            let mut acc = [[0i32; NB]; 1];
+        for (row, acc) in accs.iter_mut().enumerate() {
             // SAFETY: the row holds kp = 16 · (kq / 4) bytes, the block 256 bytes per group,
-            // acc 16 i32.
+            // acc 16 i32, all written.
             unsafe {
-                bertlite_armv7_u8s8_dot_1x16(
-                    x.as_ptr().add(row * kp),
-                    wp,
-                    kq / 4,
-                    acc[0].as_mut_ptr(),
-                )
+                bertlite_armv7_u8s8_dot_1x16(x.as_ptr().add(row * kp), wp, kq / 4, acc.as_mut_ptr())
             };
-            if fixes {
-                add_corrections(w, block, x, kp, &[row], &mut acc);
+        }
+        for fix in &w.corrections[w.block_fixes[block]..w.block_fixes[block + 1]] {
+            let (j, k) = (fix.channel as usize - consts.c0, fix.k as usize);
+            for (acc, x) in accs.iter_mut().zip(x.chunks_exact(kp)) {
+                acc[j] += fix.delta * i32::from(x[k]);
             }
+        }
+        for (row, acc) in accs.iter().enumerate() {
             let params = RowParams { scale: rescale.rows[row], zero: rescale.zeros[row] };
             let dst = &mut y[row * n + consts.c0..][..consts.width];
             if consts.width == NB {
                 // SAFETY: 16 i32 in, the block's lanes, 16 writable f32 out.
                 unsafe {
                     bertlite_armv7_rescale_16(
-                        acc[0].as_ptr(),
+                        acc.as_ptr(),
                         &consts.lanes,
                         &params,
                         dst.as_mut_ptr(),
@@ -239,7 +240,7 @@ pub(super) unsafe fn linear(
                 // SAFETY: as above, into a 16-lane buffer.
                 unsafe {
                     bertlite_armv7_rescale_16(
-                        acc[0].as_ptr(),
+                        acc.as_ptr(),
                         &consts.lanes,
                         &params,
                         lanes.as_mut_ptr(),

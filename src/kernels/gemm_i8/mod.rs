@@ -192,7 +192,7 @@ impl PackedWeights {
     }
 
     /// Whether block `block` has weights left out of the kernel lanes.
-    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+    #[cfg(target_arch = "aarch64")]
     fn has_corrections(&self, block: usize) -> bool {
         self.block_fixes[block] < self.block_fixes[block + 1]
     }
@@ -411,7 +411,7 @@ fn block_lanes<T: Copy + Default>(src: &[T], c0: usize, width: usize) -> [T; NB]
 
 /// Adds block `block`'s corrections to a tile's i32 accumulators (`acc[r][j]` for row
 /// `rows[r]`, channel `block · NB + j`), reading the rows' quantized `x` (rows of `kp`).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn add_corrections<const R: usize>(
     w: &PackedWeights,
     block: usize,

@@ -58,47 +58,8 @@ pub(super) fn row(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// [`row`] in scalar code, the same operations in the same order: lane j of the two
-    /// accumulators sums the values at i ≡ j (mod 8); they are added pairwise, then across as
-    /// `faddp` does, ((l0 + l1) + (l2 + l3)).
-    fn twin(a: &[f32], b: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
-        let h = gamma.len();
-        let y: Vec<f32> = (0..h).map(|i| b.map_or(a[i], |b| a[i] + b[i])).collect();
-        let across = |lanes: [f32; 8]| {
-            let l: [f32; 4] = std::array::from_fn(|j| lanes[j] + lanes[j + 4]);
-            (l[0] + l[1]) + (l[2] + l[3])
-        };
-        let mut lanes = [0f32; 8];
-        y.iter().enumerate().for_each(|(i, &v)| lanes[i % 8] += v);
-        let mean = across(lanes) / h as f32;
-        let mut lanes = [0f32; 8];
-        y.iter()
-            .enumerate()
-            .for_each(|(i, &v)| lanes[i % 8] = (v - mean).mul_add(v - mean, lanes[i % 8]));
-        let rstd = 1.0 / (across(lanes) / h as f32 + eps).sqrt();
-        y.iter()
-            .zip(gamma)
-            .zip(beta)
-            .map(|((&v, &g), &b)| ((v - mean) * rstd).mul_add(g, b))
-            .collect()
-    }
-
     #[test]
     fn rows_match_the_scalar_twin_bit_for_bit() {
-        for h in [8, 16, 24, 384, 1024] {
-            let a: Vec<f32> = (0..h).map(|i| ((i * 7919) % 101) as f32 * 0.13 - 6.0).collect();
-            let b: Vec<f32> = (0..h).map(|i| ((i * 104_729) % 37) as f32 * -0.21 + 3.0).collect();
-            let gamma: Vec<f32> = (0..h).map(|i| 0.5 + (i % 13) as f32 * 0.1).collect();
-            let beta: Vec<f32> = (0..h).map(|i| (i % 7) as f32 * 0.05 - 0.1).collect();
-            for residual in [None, Some(&b[..])] {
-                let mut y = vec![f32::NAN; h];
-                row(&a, residual, &gamma, &beta, 1e-12, &mut y);
-                let want = twin(&a, residual, &gamma, &beta, 1e-12);
-                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&y), bits(&want), "h {h}, residual {}", residual.is_some());
-            }
-        }
+        super::super::twin::check(super::row);
     }
 }

@@ -30,6 +30,8 @@ unsafe extern "C" {
     fn bertlite_armv7_add_max_4(s: *const f32, m: *const f32, p: *mut f32, groups: usize) -> f32;
     /// `p = exp(p − max)` over `groups` × 4 values; returns their sum.
     fn bertlite_armv7_exp_sum_4(p: *mut f32, groups: usize, constants: *const ExpConstants) -> f32;
+    /// `p = p · inv` over `groups` × 4 values.
+    fn bertlite_armv7_scale_4(p: *mut f32, groups: usize, inv: f32);
 }
 
 global_asm!(
@@ -128,7 +130,37 @@ global_asm!(
     "vpop {{d8-d15}}",
     "bx lr",
     ".size bertlite_armv7_exp_sum_4, . - bertlite_armv7_exp_sum_4",
+    "",
+    ".p2align 2",
+    ".globl bertlite_armv7_scale_4",
+    ".hidden bertlite_armv7_scale_4",
+    ".type bertlite_armv7_scale_4, %function",
+    "bertlite_armv7_scale_4:",
+    "vdup.32 q9, d0[0]",
+    "cmp r1, #0",
+    "beq 2f",
+    "1:",
+    "vld1.32 {{d16-d17}}, [r0]",
+    "vmul.f32 q8, q8, q9",
+    "vst1.32 {{d16-d17}}, [r0]!",
+    "subs r1, r1, #1",
+    "bne 1b",
+    "2:",
+    "bx lr",
+    ".size bertlite_armv7_scale_4, . - bertlite_armv7_scale_4",
 );
+
+/// `p = p · inv`, the softmax's normalization: the portable loop's multiply, but a probability
+/// below 2⁻¹²⁶ becomes 0 (NEON flushes subnormals), where the portable one keeps it subnormal.
+///
+/// # Safety
+/// NEON present.
+pub(super) unsafe fn scale_row(p: &mut [f32], inv: f32) {
+    let groups = p.len() / 4;
+    // SAFETY: reads and writes groups × 4 ≤ len values of p.
+    unsafe { bertlite_armv7_scale_4(p.as_mut_ptr(), groups, inv) };
+    p[groups * 4..].iter_mut().for_each(|p| *p *= inv);
+}
 
 /// [`super::masked_exp_row`] with NEON.
 ///
@@ -167,7 +199,8 @@ mod tests {
     use super::*;
 
     /// Each value bit for bit against the portable exp; the sum within the reordering of
-    /// `len` additions of values ≤ 1 (len · ε of the sum).
+    /// `len` additions of values ≤ 1 (len · ε of the sum); the normalization bit for bit but
+    /// for subnormal probabilities, which NEON flushes to zero.
     #[test]
     fn rows_match_the_portable_exp() {
         if !crate::platform::cpu::features().arm_neon {
@@ -187,6 +220,15 @@ mod tests {
                 want_sum += want;
             }
             assert!((sum - want_sum).abs() <= len as f32 * f32::EPSILON * want_sum, "len {len}");
+            let mut scaled = p.clone();
+            // SAFETY: checked above.
+            unsafe { scale_row(&mut scaled, 1.0 / sum) };
+            for (i, (g, &v)) in scaled.iter().zip(&p).enumerate() {
+                // NEON (all but the last len % 4) flushes a subnormal product to zero.
+                let want = v * (1.0 / sum);
+                let want = if want.is_subnormal() && i < len / 4 * 4 { 0.0 } else { want };
+                assert_eq!(g.to_bits(), want.to_bits(), "len {len}");
+            }
         }
     }
 }

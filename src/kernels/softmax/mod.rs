@@ -75,6 +75,12 @@ pub(crate) fn shifted_exp_row(s: &[f32], max: f32, p: &mut [f32]) -> f32 {
 #[inline(always)]
 fn masked_softmax_row(s: &[f32], m: &[f32], p: &mut [f32]) {
     let inv = 1.0 / masked_exp_row(s, m, p);
+    #[cfg(target_arch = "arm")]
+    if crate::platform::cpu::features().arm_neon {
+        // SAFETY: NEON is present (checked).
+        unsafe { armv7::scale_row(p, inv) };
+        return;
+    }
     p.iter_mut().for_each(|p| *p *= inv);
 }
 
