@@ -38,9 +38,34 @@ unsafe extern "C" {
     );
 }
 
+/// Four channels of one group: their weights (d8-d15, quads 0-3, each as channels 0-1 | 2-3),
+/// `vmull.s8` and three `vmlal.s8` into q2 (channels 0-1) and q3 (2-3), `vpadal.s16` into the
+/// accumulator pair `$a`, `$b`.
+macro_rules! dot_channels {
+    ($a:literal, $b:literal) => {
+        concat!(
+            "vld1.8 {{d8-d11}}, [r1]!\n",
+            "vld1.8 {{d12-d15}}, [r1]!\n",
+            "vmull.s8 q2, d8, d0\n",
+            "vmull.s8 q3, d9, d0\n",
+            "vmlal.s8 q2, d10, d1\n",
+            "vmlal.s8 q3, d11, d1\n",
+            "vmlal.s8 q2, d12, d2\n",
+            "vmlal.s8 q3, d13, d2\n",
+            "vmlal.s8 q2, d14, d3\n",
+            "vmlal.s8 q3, d15, d3\n",
+            "vpadal.s16 ",
+            $a,
+            ", q2\n",
+            "vpadal.s16 ",
+            $b,
+            ", q3\n",
+        )
+    };
+}
+
 /// One group (four quads) of the row against the block's 16 channels: the row's quads
-/// broadcast into d0-d3, then per four channels their weights (d8-d15), `vmull.s8` and three
-/// `vmlal.s8` into q2 (channels 0-1) and q3 (2-3), `vpadal.s16` into the accumulator pair.
+/// broadcast into d0-d3, then channels 0-3, 4-7, 8-11, 12-15 into their accumulator pairs.
 macro_rules! dot_group {
     () => {
         concat!(
@@ -48,55 +73,10 @@ macro_rules! dot_group {
             "vld1.32 {{d1[]}}, [r0]!\n",
             "vld1.32 {{d2[]}}, [r0]!\n",
             "vld1.32 {{d3[]}}, [r0]!\n",
-            // Channels 0-3, 4-7, 8-11, 12-15: the same nine steps, one accumulator pair each.
-            "vld1.8 {{d8-d11}}, [r1]!\n",
-            "vld1.8 {{d12-d15}}, [r1]!\n",
-            "vmull.s8 q2, d8, d0\n",
-            "vmull.s8 q3, d9, d0\n",
-            "vmlal.s8 q2, d10, d1\n",
-            "vmlal.s8 q3, d11, d1\n",
-            "vmlal.s8 q2, d12, d2\n",
-            "vmlal.s8 q3, d13, d2\n",
-            "vmlal.s8 q2, d14, d3\n",
-            "vmlal.s8 q3, d15, d3\n",
-            "vpadal.s16 q8, q2\n",
-            "vpadal.s16 q9, q3\n",
-            "vld1.8 {{d8-d11}}, [r1]!\n",
-            "vld1.8 {{d12-d15}}, [r1]!\n",
-            "vmull.s8 q2, d8, d0\n",
-            "vmull.s8 q3, d9, d0\n",
-            "vmlal.s8 q2, d10, d1\n",
-            "vmlal.s8 q3, d11, d1\n",
-            "vmlal.s8 q2, d12, d2\n",
-            "vmlal.s8 q3, d13, d2\n",
-            "vmlal.s8 q2, d14, d3\n",
-            "vmlal.s8 q3, d15, d3\n",
-            "vpadal.s16 q10, q2\n",
-            "vpadal.s16 q11, q3\n",
-            "vld1.8 {{d8-d11}}, [r1]!\n",
-            "vld1.8 {{d12-d15}}, [r1]!\n",
-            "vmull.s8 q2, d8, d0\n",
-            "vmull.s8 q3, d9, d0\n",
-            "vmlal.s8 q2, d10, d1\n",
-            "vmlal.s8 q3, d11, d1\n",
-            "vmlal.s8 q2, d12, d2\n",
-            "vmlal.s8 q3, d13, d2\n",
-            "vmlal.s8 q2, d14, d3\n",
-            "vmlal.s8 q3, d15, d3\n",
-            "vpadal.s16 q12, q2\n",
-            "vpadal.s16 q13, q3\n",
-            "vld1.8 {{d8-d11}}, [r1]!\n",
-            "vld1.8 {{d12-d15}}, [r1]!\n",
-            "vmull.s8 q2, d8, d0\n",
-            "vmull.s8 q3, d9, d0\n",
-            "vmlal.s8 q2, d10, d1\n",
-            "vmlal.s8 q3, d11, d1\n",
-            "vmlal.s8 q2, d12, d2\n",
-            "vmlal.s8 q3, d13, d2\n",
-            "vmlal.s8 q2, d14, d3\n",
-            "vmlal.s8 q3, d15, d3\n",
-            "vpadal.s16 q14, q2\n",
-            "vpadal.s16 q15, q3\n",
+            dot_channels!("q8", "q9"),
+            dot_channels!("q10", "q11"),
+            dot_channels!("q12", "q13"),
+            dot_channels!("q14", "q15"),
         )
     };
 }
