@@ -14,16 +14,28 @@ bundle="$BERTLITE_CACHE/bundles/minilm-bbc.blt"
 host="$CARGO_TARGET_DIR/debug/bertlite"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# Elapsed time at each step, so a CI log shows where the boards stage spends its minutes.
+t0=$(date +%s)
+step() { echo "[check.sh +$(( $(date +%s) - t0 ))s] $*"; }
+
+# Classify and embed the golden lines in two processes side by side (qemu runs one guest thread
+# per process, and CI has two cores): PREFIX CPU RUNNER BIN [ARGS...].
+golden_pair() {
+  local prefix=$1 cpu=$2 runner=$3 bin=$4
+  shift 4
+  QEMU_CPU=$cpu "$runner" "$bin" classify -m "$bundle" --json --threads 1 "$@" < "$out/texts.txt" > "$prefix.classify" &
+  local pid=$!
+  QEMU_CPU=$cpu "$runner" "$bin" embed -m "$bundle" --json --threads 1 "$@" < "$out/texts.txt" > "$prefix.embed" || true
+  wait "$pid" || true
+}
 
 # Golden sentences, one per line (a sentence with a newline becomes several lines on both sides).
 python3 -c 'import json,sys
 for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embeddings.jsonl > "$out/texts.txt"
 # f32 compute, what boards without dot-product choose (x86 with AVX2 chooses int8 itself).
-"$host" classify -m "$bundle" --json --threads 1 --precision f32 < "$out/texts.txt" > "$out/x86.classify" || true
-"$host" embed -m "$bundle" --json --threads 1 --precision f32 < "$out/texts.txt" > "$out/x86.embed" || true
+golden_pair "$out/x86" host env "$host" --precision f32
 # The int8 compute path: the reference for boards with dot-product.
-"$host" classify -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.classify" || true
-"$host" embed -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/x86.int8.embed" || true
+golden_pair "$out/x86.int8" host env "$host" --precision int8
 
 # Task-head inputs from the golden file, and the host's f32 answers to them.
 python3 -c 'import json,sys
@@ -58,14 +70,8 @@ expect_paths() {
 
 check_target() {
   local target=$1 runner=$2 kernel=$3 cpu=$4 paths=$5
-  echo "-- $target (qemu cpu $cpu)"
-  local bin
-  if command -v cargo-zigbuild >/dev/null; then
-    cargo zigbuild --profile board --target "$target.$GLIBC_FLOOR" -p bertlite --bin bertlite
-  else
-    cargo build --profile board --target "$target" -p bertlite --bin bertlite
-  fi
-  bin="$CARGO_TARGET_DIR/$target/board/bertlite"
+  step "$target (qemu cpu $cpu)"
+  local bin="$CARGO_TARGET_DIR/$target/board/bertlite"
   local size
   size=$(stat -c %s "$bin")
   printf 'binary: %s, %.2f MB stripped\n' "$bin" "$(awk -v s="$size" 'BEGIN {print s/1e6}')"
@@ -86,11 +92,12 @@ check_target() {
     echo "FAIL: expected $kernel kernels on $target" >&2; exit 1
   fi
   expect_paths "$out/$target.info" "$paths"
-  QEMU_CPU=$cpu "$runner" "$bin" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.classify" || true
-  QEMU_CPU=$cpu "$runner" "$bin" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/$target.embed" || true
+  step "$target: golden lines, auto"
+  golden_pair "$out/$target" "$cpu" "$runner" "$bin"
   python3 cross/compare.py "$out/x86.classify" "$out/$target.classify" "$out/x86.embed" "$out/$target.embed"
 
   # The task heads (fill-mask, entities, answers) on the board, f32 compute, same answers.
+  step "$target: task heads"
   local kind task
   for kind in fill-mask:pretraining ner:ner qa:qa; do
     task=${kind#*:} kind=${kind%%:*}
@@ -100,15 +107,28 @@ check_target() {
   done
 
   # The runtime's unit tests, on the target (qemu-test profile: unoptimized, quick to build).
-  QEMU_CPU=$cpu cargo test --profile qemu-test --target "$target" -p bertlite --lib
+  # Without the CLI feature, as the C API below builds the runtime: the same features, so
+  # tract is compiled once per target for both (with the CLI, cargo measured a second build).
+  step "$target: unit tests"
+  QEMU_CPU=$cpu cargo test --no-default-features --profile qemu-test --target "$target" -p bertlite --lib
 }
+
+# Both board binaries in one cargo run: each ends in a fat-LTO link that runs on one core, so
+# the two links share CI's two cores instead of following each other (~5 minutes saved).
+step "board builds (aarch64, armv7)"
+boards=(--target=aarch64-unknown-linux-gnu --target=armv7-unknown-linux-gnueabihf)
+if command -v cargo-zigbuild >/dev/null; then
+  cargo zigbuild --profile board "${boards[@]/%/.$GLIBC_FLOOR}" -p bertlite --bin bertlite
+else
+  cargo build --profile board "${boards[@]}" -p bertlite --bin bertlite
+fi
 
 check_target aarch64-unknown-linux-gnu cross/run-aarch64.sh arm64simd_mmm_f32 cortex-a72 \
   "6 attention, 13 layer norm, 0 masked softmax, 0 int8 linear"
 
 # Pi 5 / Orin class core: dotprod is there, so `auto` must choose int8 on the SDOT kernel, and
 # agree with x86's int8 path within int8 bounds (cross/compare.py --int8).
-echo "-- aarch64 (qemu cpu cortex-a76)"
+step "aarch64 (qemu cpu cortex-a76)"
 a64="$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/board/bertlite"
 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" > "$out/a76.info"
 grep -E '^(cpu|precision|matmul)' "$out/a76.info"
@@ -116,26 +136,27 @@ if ! grep -q '^precision    int8' "$out/a76.info" || ! grep -q '^matmul.*bertlit
   echo "FAIL: expected int8 on bertlite's dot-product kernel on cortex-a76" >&2; exit 1
 fi
 expect_paths "$out/a76.info" "6 attention, 13 layer norm, 0 masked softmax, 36 int8 linear (bertlite_neon_sdot_4x16)"
-QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" classify -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.classify" || true
-QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" embed -m "$bundle" --json --threads 1 < "$out/texts.txt" > "$out/a76.embed" || true
+golden_pair "$out/a76" cortex-a76 cross/run-aarch64.sh "$a64"
 python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.int8.embed" "$out/a76.embed" --int8
 # The runtime's unit tests on this CPU too: the SDOT kernel's exact test only runs where
 # dot-product exists (cortex-a72 above runs the SMULL kernel's).
-QEMU_CPU=cortex-a76 cargo test --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib gemm_i8
+step "aarch64 (cortex-a76): SDOT unit tests"
+QEMU_CPU=cortex-a76 cargo test --no-default-features --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib gemm_i8
 # Board cost guard (issue #14): instructions per 16-token inference on the Pi 5's CPU against
 # ONNX Runtime int8 on the same token ids, both counted here (cross/ort-baseline.sh; the full
 # table is results/boards.md). Fails above 0.74 of ONNX Runtime (the issue's goal is 0.75;
 # session 14 measured 17.8 M = 0.70), so a regression in a kernel or a rewrite fails a commit.
 # (0.83 in sessions 12-13, when the outlier split had put this cell at 0.81.)
+step "aarch64 (cortex-a76): ONNX Runtime cost guard"
 cross/ort-baseline.sh -c cortex-a76 -n 16 "$bundle" "$a64" | tee "$out/ort-baseline.txt"
 ratio=$(awk '$1 == "cortex-a76" && $2 == 16 { print $7 }' "$out/ort-baseline.txt")
 awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r <= 0.74) }' || { echo "FAIL: cortex-a76 16-token cost is $ratio of ONNX Runtime int8's (budget 0.74)" >&2; exit 1; }
 # Pi 4 with --precision int8: bertlite's SMULL kernel, the same integer sums as x86's int8.
+step "aarch64 (cortex-a72): --precision int8"
 QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision int8 > "$out/a72.int8.info"
 grep -q '^matmul.*bertlite_neon_smull_2x16' "$out/a72.int8.info" || { echo "FAIL: no SMULL kernel with --precision int8 on cortex-a72" >&2; exit 1; }
 expect_paths "$out/a72.int8.info" "6 attention, 13 layer norm, 0 masked softmax, 36 int8 linear (bertlite_neon_smull_2x16)"
-QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" classify -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/a72.int8.classify" || true
-QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" embed -m "$bundle" --json --threads 1 --precision int8 < "$out/texts.txt" > "$out/a72.int8.embed" || true
+golden_pair "$out/a72.int8" cortex-a72 cross/run-aarch64.sh "$a64" --precision int8
 python3 cross/compare.py "$out/x86.int8.classify" "$out/a72.int8.classify" "$out/x86.int8.embed" "$out/a72.int8.embed" --int8
 # Same core with fp16 exposed (qemu hides it from tract): --precision f16 takes the fp16 kernels.
 TRACT_CPU_ISA=+fp16 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision f16 > "$out/a76.f16.info"
@@ -153,7 +174,7 @@ capi_x86=$("$host" classify -m "$bundle" --json --threads 1 "$capi_text")
 label() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["label"])' "$1"; }
 check_capi() {
   local target=$1 runner=$2 gcc=$3 cpu=$4 requests=$5 profile=${6:-release} lib
-  echo "-- C API on $target (qemu cpu $cpu), $profile profile"
+  step "C API on $target (qemu cpu $cpu), $profile profile"
   if [ "$target" = host ]; then
     cargo build --profile "$profile" -p bertlite-capi
     lib="$CARGO_TARGET_DIR/$profile/libbertlite.a"
@@ -189,13 +210,14 @@ check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 
 # the quantize, outlier, GELU and softmax forms beside it), the same integer sums as x86's
 # int8, so the same labels and embeddings within int8 bounds.
 a7="$CARGO_TARGET_DIR/armv7-unknown-linux-gnueabihf/board/bertlite"
+step "armv7 (cortex-a15): --precision int8"
 QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" info -m "$bundle" --precision int8 > "$out/armv7.int8.info"
 grep -E '^(precision|matmul)' "$out/armv7.int8.info"
 grep -q '^matmul.*bertlite_armv7_neon_vmull_1x16' "$out/armv7.int8.info" || { echo "FAIL: no armv7 NEON int8 kernel with --precision int8 on cortex-a15" >&2; exit 1; }
 expect_paths "$out/armv7.int8.info" "0 attention, 13 layer norm, 6 masked softmax, 36 int8 linear (bertlite_armv7_neon_vmull_1x16)"
-QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" classify -m "$bundle" --precision int8 --json --threads 1 < "$out/texts.txt" > "$out/armv7.int8.classify" || true
-QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" embed -m "$bundle" --precision int8 --json --threads 1 < "$out/texts.txt" > "$out/armv7.int8.embed" || true
+golden_pair "$out/armv7.int8" cortex-a15 cross/run-armv7.sh "$a7" --precision int8
 python3 cross/compare.py "$out/x86.int8.classify" "$out/armv7.int8.classify" "$out/x86.int8.embed" "$out/armv7.int8.embed" --int8
 # armv7 in the qemu-test profile (unoptimized, unwinding): a release build for a third target
 # would cost CI several more minutes; the release armv7 library passed the same checks by hand (results/fuzz.md).
 check_capi armv7-unknown-linux-gnueabihf cross/run-armv7.sh arm-linux-gnueabihf-gcc cortex-a15 64 qemu-test
+step "done"

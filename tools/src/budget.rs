@@ -23,8 +23,6 @@ const FFN_CUTS: [f32; 6] = [0.0, 0.25, 0.5, 0.625, 0.75, 0.875];
 const HEAD_CUTS: [f32; 4] = [0.0, 0.25, 0.5, 0.75];
 /// Texts the candidates are scored on (each candidate runs the whole model on all of them).
 pub const SENSITIVITY_TEXTS: usize = 32;
-/// FLOPs are counted at this length, as `compile` reports them.
-const TOKENS: u64 = 128;
 /// The budget's resolution: a layer's FLOPs in units of 1/STEPS of the whole encoder's.
 const STEPS: f64 = 2048.0;
 
@@ -44,6 +42,7 @@ pub fn plan(
     let texts = &scoring[..scoring.len().min(SENSITIVITY_TEXTS)];
     let reference = pooled(bert, texts)?;
     let n = bert.layers.len();
+    let lengths = Lengths::of(scoring);
     let loss_of = |l: usize, cut: LayerCut| -> Result<f64> {
         let mut plan = vec![LayerCut::NONE; n];
         plan[l] = cut;
@@ -86,13 +85,17 @@ pub fn plan(
             for (i, &f) in FFN_CUTS.iter().enumerate() {
                 for (j, &h) in HEAD_CUTS.iter().enumerate() {
                     let cut = LayerCut { ffn: f, heads: h, drop: false };
-                    c.push((cut, ffn_loss[l][i] + head_loss[l][j], layer_flops(bert, l, cut)));
+                    c.push((
+                        cut,
+                        ffn_loss[l][i] + head_loss[l][j],
+                        layer_flops(bert, l, cut, lengths),
+                    ));
                 }
             }
             c
         })
         .collect();
-    let full: u64 = (0..n).map(|l| layer_flops(bert, l, LayerCut::NONE)).sum();
+    let full: u64 = (0..n).map(|l| layer_flops(bert, l, LayerCut::NONE, lengths)).sum();
     let units = |f: u64| (f as f64 / full as f64 * STEPS).ceil() as usize;
     let budget = (f64::from(target) * STEPS).floor() as usize;
     let chosen = cheapest(&candidates, units, budget).ok_or_else(|| {
@@ -108,10 +111,12 @@ pub fn plan(
         })
         .collect();
     let description = format!(
-        "budget: {:.0}% of the encoder FLOPs asked, {:.1}% reached; per layer: {}; cuts chosen by \
+        "budget: {:.0}% of the encoder FLOPs asked, {:.1}% reached (at the calibration texts' \
+         lengths, mean {:.0} tokens); per layer: {}; cuts chosen by \
          measured loss (1 - pooled cosine to the unpruned model) on {} texts {}; {}",
         target * 100.0,
         flops as f64 / full as f64 * 100.0,
+        lengths.tokens as f64 / scoring.len() as f64,
         per_layer.join(", "),
         texts.len(),
         if held_out { "apart from the calibration" } else { "of the calibration" },
@@ -159,8 +164,28 @@ fn cheapest(
     Some(picks.iter().zip(candidates).map(|(&i, layer)| layer[i]).collect())
 }
 
-/// Multiply-adds of layer `l` after `cut`, for one `TOKENS`-token text.
-fn layer_flops(bert: &Bert, l: usize, cut: LayerCut) -> u64 {
+/// The token counts of the texts the budget is for. FLOPs are counted on them, not at one
+/// fixed length: a linear's multiply-adds grow with the tokens and the attention's with their
+/// square, so what a head costs against an FFN neuron depends on how long the texts are (at
+/// BBC's ~250 tokens a head's attention is twice the share it has at 128).
+#[derive(Clone, Copy, Debug)]
+struct Lengths {
+    tokens: u64,
+    squares: u64,
+}
+
+impl Lengths {
+    fn of(texts: &[Encoding]) -> Lengths {
+        let len = |e: &Encoding| e.len() as u64;
+        Lengths {
+            tokens: texts.iter().map(len).sum(),
+            squares: texts.iter().map(|e| len(e) * len(e)).sum(),
+        }
+    }
+}
+
+/// Multiply-adds of layer `l` after `cut`, summed over texts of `lengths`.
+fn layer_flops(bert: &Bert, l: usize, cut: LayerCut, lengths: Lengths) -> u64 {
     if cut.drop {
         return 0;
     }
@@ -168,7 +193,7 @@ fn layer_flops(bert: &Bert, l: usize, cut: LayerCut) -> u64 {
     let h = bert.hidden as u64;
     let inner = (kept(layer.heads, cut.heads, 1) * bert.head_dim) as u64;
     let ffn = kept(layer.ffn_in.weight.rows, cut.ffn, 8) as u64;
-    (4 * h * inner + 2 * h * ffn) * TOKENS + 2 * inner * TOKENS * TOKENS
+    (4 * h * inner + 2 * h * ffn) * lengths.tokens + 2 * inner * lengths.squares
 }
 
 /// The mean-pooled, L2-normalized last hidden state of `bert` (f32) on each text.
