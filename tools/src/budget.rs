@@ -164,10 +164,10 @@ fn cheapest(
     Some(picks.iter().zip(candidates).map(|(&i, layer)| layer[i]).collect())
 }
 
-/// The token counts of the texts the budget is for. FLOPs are counted on them, not at one
-/// fixed length: a linear's multiply-adds grow with the tokens and the attention's with their
-/// square, so what a head costs against an FFN neuron depends on how long the texts are (at
-/// BBC's ~250 tokens a head's attention is twice the share it has at 128).
+/// The token counts of the texts the budget is for: a linear's multiply-adds grow with the
+/// tokens and the attention's with their square, so what a head costs against an FFN neuron
+/// depends on how long the texts are. `compile` encodes the scoring texts cut at 128 tokens,
+/// so for longer texts (BBC's ~250) this still undercounts the attention.
 #[derive(Clone, Copy, Debug)]
 struct Lengths {
     tokens: u64,
