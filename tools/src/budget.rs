@@ -26,14 +26,15 @@ pub const SENSITIVITY_TEXTS: usize = 32;
 /// The budget's resolution: a layer's FLOPs in units of 1/STEPS of the whole encoder's.
 const STEPS: f64 = 2048.0;
 
-/// Chooses one cut per layer for `target` (0..1) of the encoder FLOPs, scoring the candidates on
-/// `scoring` (`held_out`: texts apart from those the importance and repair were measured on);
-/// returns it and a description for the bundle metadata.
+/// Chooses one cut per layer for `target` (0..1) of the encoder FLOPs at `lengths`, scoring
+/// the candidates on `scoring` (`held_out`: texts apart from those the importance and repair
+/// were measured on); returns it and a description for the bundle metadata.
 pub fn plan(
     bert: &Bert,
     imp: &Importance,
     scoring: &[Encoding],
     held_out: bool,
+    lengths: Lengths,
     target: f32,
     repair: bool,
 ) -> Result<(Vec<LayerCut>, String)> {
@@ -42,7 +43,7 @@ pub fn plan(
     let texts = &scoring[..scoring.len().min(SENSITIVITY_TEXTS)];
     let reference = pooled(bert, texts)?;
     let n = bert.layers.len();
-    let lengths = Lengths::of(scoring);
+    ensure!(lengths.texts > 0, "--target-flops needs texts to count the FLOPs at");
     let loss_of = |l: usize, cut: LayerCut| -> Result<f64> {
         let mut plan = vec![LayerCut::NONE; n];
         plan[l] = cut;
@@ -111,12 +112,13 @@ pub fn plan(
         })
         .collect();
     let description = format!(
-        "budget: {:.0}% of the encoder FLOPs asked, {:.1}% reached (at the calibration texts' \
-         lengths, mean {:.0} tokens); per layer: {}; cuts chosen by \
+        "budget: {:.0}% of the encoder FLOPs asked, {:.1}% reached (at {} texts' own lengths, \
+         mean {:.0} tokens); per layer: {}; cuts chosen by \
          measured loss (1 - pooled cosine to the unpruned model) on {} texts {}; {}",
         target * 100.0,
         flops as f64 / full as f64 * 100.0,
-        lengths.tokens as f64 / scoring.len() as f64,
+        lengths.texts,
+        lengths.tokens as f64 / lengths.texts as f64,
         per_layer.join(", "),
         texts.len(),
         if held_out { "apart from the calibration" } else { "of the calibration" },
@@ -166,18 +168,20 @@ fn cheapest(
 
 /// The token counts of the texts the budget is for: a linear's multiply-adds grow with the
 /// tokens and the attention's with their square, so what a head costs against an FFN neuron
-/// depends on how long the texts are. `compile` encodes the scoring texts cut at 128 tokens,
-/// so for longer texts (BBC's ~250) this still undercounts the attention.
-#[derive(Clone, Copy, Debug)]
-struct Lengths {
+/// depends on how long the texts are (at BBC's ~250 tokens a head costs twice what it does at
+/// 128). `compile` encodes them at the model's own limit, as they will run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lengths {
+    texts: usize,
     tokens: u64,
     squares: u64,
 }
 
 impl Lengths {
-    fn of(texts: &[Encoding]) -> Lengths {
+    pub fn of(texts: &[Encoding]) -> Lengths {
         let len = |e: &Encoding| e.len() as u64;
         Lengths {
+            texts: texts.len(),
             tokens: texts.iter().map(len).sum(),
             squares: texts.iter().map(|e| len(e) * len(e)).sum(),
         }

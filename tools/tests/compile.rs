@@ -188,13 +188,15 @@ fn bad_checkpoints_are_clear_errors() {
 }
 
 /// Four short texts as a JSONL calibration file for the pruning tests.
+const CALIBRATION_TEXTS: [&str; 4] =
+    ["the market rose", "terrible film", "good music award", "shares fell at the bank"];
+
 fn calibration_file(name: &str) -> PathBuf {
     let cal = temp(name);
-    let lines: String =
-        ["the market rose", "terrible film", "good music award", "shares fell at the bank"]
-            .iter()
-            .map(|t| format!("{{\"text\": \"{t}\", \"label\": \"x\"}}\n"))
-            .collect();
+    let lines: String = CALIBRATION_TEXTS
+        .iter()
+        .map(|t| format!("{{\"text\": \"{t}\", \"label\": \"x\"}}\n"))
+        .collect();
     std::fs::write(&cal, lines).unwrap();
     cal
 }
@@ -254,9 +256,15 @@ fn pruning_to_a_flops_budget() {
     );
     assert_ok(&out);
     let model = Model::load(&out_path).unwrap();
-    // The budget counts at 128 tokens, as `compile` reports.
-    let (pruned, unpruned) =
-        (model.metadata().encoder.flops(128), full.metadata().encoder.flops(128));
+    // The budget counts at the calibration texts' own lengths (the file has no others to
+    // hold out), as `compile` reports.
+    let at_lengths = |m: &Model| -> u64 {
+        CALIBRATION_TEXTS
+            .iter()
+            .map(|t| m.metadata().encoder.flops(full.encode(t).unwrap().len()))
+            .sum()
+    };
+    let (pruned, unpruned) = (at_lengths(&model), at_lengths(&full));
     assert!(pruned * 2 <= unpruned, "{pruned} FLOPs against {unpruned}: over the budget");
     assert!(pruned * 4 > unpruned, "{pruned} FLOPs against {unpruned}: far under the budget");
     assert!(model.metadata().pruning.as_deref().unwrap_or("").contains("budget: 50%"));
