@@ -164,8 +164,10 @@ grep -E '^(precision|matmul)' "$out/a76.f16.info"
 expect_paths "$out/a76.f16.info" "0 attention, 0 layer norm, 0 masked softmax, 0 int8 linear"
 grep -q '^matmul.*arm64fp16_mmm_f16' "$out/a76.f16.info" || { echo "FAIL: no fp16 kernels with --precision f16 on cortex-a76+fp16" >&2; exit 1; }
 
-# The C API as shipped: libbertlite.a from `cargo build --release` (panic = "unwind", the
-# profile capi/README.md gives) for x86_64 here, and built for aarch64 and armv7 under qemu.
+# The C API: libbertlite.a for x86_64 here, and for aarch64 and armv7 under qemu. On x86_64 in
+# the dev profile the tests already built (tract and the runtime optimized as in release, the
+# C wrapper with debug assertions on): the release profile capi/README.md gives differs only in
+# optimizing the wrapper and stripping, and building tract once more for it cost CI 4 minutes.
 # examples/classify.c, compiled with the target's gcc, must give x86's label for a short text
 # and an error message for a missing bundle; tests/robustness.c sends every entry point bad
 # input and shares one handle between 8 pthreads (fewer requests under qemu: it is slow).
@@ -173,11 +175,11 @@ capi_text="Shares in the carmaker fell after a profit warning."
 capi_x86=$("$host" classify -m "$bundle" --json --threads 1 "$capi_text")
 label() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["label"])' "$1"; }
 check_capi() {
-  local target=$1 runner=$2 gcc=$3 cpu=$4 requests=$5 profile=${6:-release} lib
+  local target=$1 runner=$2 gcc=$3 cpu=$4 requests=$5 profile=$6 lib
   step "C API on $target (qemu cpu $cpu), $profile profile"
   if [ "$target" = host ]; then
     cargo build --profile "$profile" -p bertlite-capi
-    lib="$CARGO_TARGET_DIR/$profile/libbertlite.a"
+    lib="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")/libbertlite.a"
   else
     cargo build --profile "$profile" --target "$target" -p bertlite-capi
     lib="$CARGO_TARGET_DIR/$target/$profile/libbertlite.a"
@@ -196,7 +198,7 @@ check_capi() {
   grep -q "cannot load /nonexistent.blt" "$out/capi.err" || { echo "FAIL: no error message from the C API on $target: $(cat "$out/capi.err")" >&2; exit 1; }
   QEMU_CPU=$cpu $runner "$out/robustness-$target" "$bundle" "$requests"
 }
-check_capi host env cc host 2000
+check_capi host env cc host 2000 dev
 # aarch64 in the qemu-test profile too (unoptimized dependencies, unwinding): the release
 # build for aarch64 cost CI 2.5 minutes of its 45; the release library's code is the one the
 # host check above runs, and aarch64's kernels are checked by the board binary and unit tests.
