@@ -170,7 +170,7 @@ fn cheapest(
 /// tokens and the attention's with their square, so what a head costs against an FFN neuron
 /// depends on how long the texts are (at BBC's ~250 tokens a head costs twice what it does at
 /// 128). `compile` encodes them at the model's own limit, as they will run.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Lengths {
     texts: usize,
     tokens: u64,

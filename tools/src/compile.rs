@@ -104,12 +104,11 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
                 // FLOPs are counted at the texts' lengths as they will run (up to the model's
                 // limit), not as cut for scoring.
                 let counted = if held_out.is_empty() { &texts } else { &held_out };
-                let max_len = ckpt.tokenizer.max_len;
                 let lengths = crate::budget::Lengths::of(&encode_calibration(
                     &ckpt.tokenizer,
                     &ckpt.vocab,
                     counted,
-                    max_len,
+                    ckpt.tokenizer.max_len,
                 )?);
                 let (plan, description) = crate::budget::plan(
                     &ckpt.bert,

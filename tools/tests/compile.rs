@@ -187,10 +187,11 @@ fn bad_checkpoints_are_clear_errors() {
     assert!(!out_path.exists(), "nothing written on failure");
 }
 
-/// Four short texts as a JSONL calibration file for the pruning tests.
+/// The pruning tests' calibration texts.
 const CALIBRATION_TEXTS: [&str; 4] =
     ["the market rose", "terrible film", "good music award", "shares fell at the bank"];
 
+/// [`CALIBRATION_TEXTS`] as a JSONL calibration file.
 fn calibration_file(name: &str) -> PathBuf {
     let cal = temp(name);
     let lines: String = CALIBRATION_TEXTS
