@@ -34,7 +34,7 @@
 //! NEON: four channels per q register, which is exactly what `sdot` by element wants). A
 //! quantized activation row is u8 with k padded to a multiple of 16 (whole groups of four
 //! quads), so a 32-bit broadcast (x86) or a lane of a q register (NEON) is a quad. The
-//! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows, SMULL: 2).
+//! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows × 48, SMULL: 2 rows).
 
 mod outliers;
 #[cfg(target_arch = "arm")]
@@ -109,7 +109,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Avx2 => "bertlite_avx2_u8s8_4x16",
-            Kernel::Avx512Vnni => "bertlite_avx512vnni_u8s8_8x16",
+            Kernel::Avx512Vnni => "bertlite_avx512vnni_u8s8_8x48",
             Kernel::NeonDot => "bertlite_neon_sdot_4x16",
             Kernel::NeonMull => "bertlite_neon_smull_2x16",
             Kernel::Armv7Neon => "bertlite_armv7_neon_vmull_1x16",
@@ -465,7 +465,8 @@ mod tests {
     fn matches_a_plain_triple_loop_at_every_tile_edge() {
         let mut shapes = vec![(530, 20, 384), (3, 40, 1536)];
         for m in [1, 3, 4, 5, 8, 9] {
-            for n in [1, 15, 16, 17, 33] {
+            // n = 33, 49, 65: the AVX-512 kernel's 3-block tiles, alone and followed by 1 or 2.
+            for n in [1, 15, 16, 17, 33, 49, 65] {
                 for k in [1, 3, 8, 15, 16, 17, 31, 33, 64] {
                     shapes.push((m, n, k));
                 }
