@@ -48,6 +48,8 @@ pub struct Encoder {
     rewrites: Rewrites,
     /// Encoder layers (the graph's output count when compiled with `--encoder-outputs`).
     layers: usize,
+    /// The plan's thread pool (`threads` > 1), which whole inferences run on.
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 /// The word-embedding table as the plan holds it, shared (not copied) for the fill-mask
@@ -180,6 +182,10 @@ impl Encoder {
         }
         let model =
             model.into_optimized().map_err(|e| Error::inference("cannot optimize the graph", e))?;
+        let pool = match &executor {
+            Some(tract_linalg::multithread::Executor::MultiThread(pool)) => Some(pool.clone()),
+            _ => None,
+        };
         let run_options = RunOptions { executor, ..RunOptions::default() };
         let plan = model
             .into_runnable_with_options(&run_options)
@@ -192,6 +198,7 @@ impl Encoder {
             decision,
             rewrites,
             layers: shape.heads.len(),
+            pool,
         })
     }
 
@@ -326,11 +333,32 @@ impl Encoder {
 
     /// Runs the encoder; returns the last hidden state, row-major `[batch, seq, hidden]`.
     pub fn run(&self, batch: &Batch) -> Result<Vec<f32>> {
-        let inputs = self.inputs(batch)?;
-        let outputs =
-            self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))?;
-        let first = outputs.first().ok_or_else(|| Error::bundle("the graph has no output"))?;
-        self.states(first, batch)
+        self.on_pool(batch, || {
+            let inputs = self.inputs(batch)?;
+            let outputs = self
+                .plan
+                .run(inputs)
+                .map_err(|e| Error::inference("the encoder failed to run", e))?;
+            let first = outputs.first().ok_or_else(|| Error::bundle("the graph has no output"))?;
+            self.states(first, batch)
+        })
+    }
+
+    /// Runs `f` (a whole inference of `batch`) on one of the plan's pool threads, or here if
+    /// the inference runs on one thread (one thread asked, or an input too short to split:
+    /// handing it to the pool would only add the two wake-ups).
+    ///
+    /// On a pool thread, the ops that split their work (`platform::threads::pool_for`) keep
+    /// one part for that thread and hand the other parts to the pool's other threads. Run from
+    /// the caller's own thread, every split op would instead wake the pool's threads and put
+    /// the caller to sleep until they finish: two wake-ups per op, 30 per inference, which on
+    /// a 2-core virtual machine cost more than the second core gave (results/performance.md,
+    /// session 19).
+    fn on_pool<R: Send>(&self, batch: &Batch, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) if threads::splits(batch.batch * batch.seq) => threads::run_on_pool(pool, f),
+            _ => f(),
+        }
     }
 
     /// Runs the encoder of a bundle compiled with `--encoder-outputs`; returns every layer's
@@ -342,14 +370,18 @@ impl Encoder {
                 "this bundle keeps the last layer only; compile it with --encoder-outputs for every layer's output",
             ));
         }
-        let inputs = self.inputs(batch)?;
-        let outputs =
-            self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))?;
-        // Outputs: last hidden state, then layers 0..L-1.
-        let mut layers =
-            outputs[1..].iter().map(|t| self.states(t, batch)).collect::<Result<Vec<_>>>()?;
-        layers.push(self.states(&outputs[0], batch)?);
-        Ok(layers)
+        self.on_pool(batch, || {
+            let inputs = self.inputs(batch)?;
+            let outputs = self
+                .plan
+                .run(inputs)
+                .map_err(|e| Error::inference("the encoder failed to run", e))?;
+            // Outputs: last hidden state, then layers 0..L-1.
+            let mut layers =
+                outputs[1..].iter().map(|t| self.states(t, batch)).collect::<Result<Vec<_>>>()?;
+            layers.push(self.states(&outputs[0], batch)?);
+            Ok(layers)
+        })
     }
 
     /// One `[batch, seq, hidden]` output as f32, shape checked.

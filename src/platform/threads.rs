@@ -1,7 +1,9 @@
 //! Threads: how many a plan may use, and the pool our own ops split their work over (the one
 //! tract's matmuls use).
 
+use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tract_linalg::multithread::Executor;
 
@@ -29,6 +31,12 @@ pub(crate) fn executor(threads: usize) -> Result<Option<Executor>> {
     if threads == 1 {
         return Ok(None);
     }
+    // tract splits its element-wise, binary and reduce ops over the pool from 32768 elements
+    // on. A BERT activation (tokens × 384) is a few microseconds of work for one core, less
+    // than the hand-off: at 128 tokens and 2 threads the smoothing multiplies took 0.52 ms
+    // per inference against 0.15 ms on one thread (results/performance.md, session 19). Our
+    // own ops decide their splits themselves (`pool_for`).
+    tract_linalg::multithread::set_threading_element_threshold(TRACT_SPLIT_ELEMENTS);
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|n| format!("bertlite-{n}"))
         .num_threads(threads)
@@ -56,11 +64,72 @@ pub(crate) fn current_pool() -> Option<Arc<rayon::ThreadPool>> {
 /// thread, and a longer one splits every op, which keeps the workers warm between them
 /// (measured in results/boards.md, "Threads").
 pub(crate) fn pool_for(rows: usize) -> Option<Arc<rayon::ThreadPool>> {
-    if rows < MIN_SPLIT_ROWS {
+    if !splits(rows) {
         return None;
     }
     current_pool()
 }
 
+/// Whether an input of `rows` token rows splits its ops over the threads ([`pool_for`]).
+pub(crate) fn splits(rows: usize) -> bool {
+    rows >= MIN_SPLIT_ROWS
+}
+
+/// Elements from which tract splits an element-wise op over the threads: above the largest
+/// activation of a batch of 8 texts of 256 tokens (8 × 256 × 384).
+const TRACT_SPLIT_ELEMENTS: usize = 1 << 20;
+
 /// Token rows below which an inference runs on one thread ([`pool_for`]).
 const MIN_SPLIT_ROWS: usize = 32;
+
+/// Runs `f` (a whole inference) on one of `pool`'s threads, with the pool's other threads kept
+/// awake for its length on x86_64.
+///
+/// Kept awake: each of the other threads runs a job that looks for the inference's split work
+/// (rayon's `yield_now`: steal a job if there is one) and spins in between, until `f` returns.
+/// Left to rayon, an idle thread falls asleep after a few tens of microseconds, shorter than
+/// the gaps between split ops, and waking it costs ~0.1 ms on a virtual machine whose idle
+/// vCPU has halted: on this 2-core KVM host, two threads ran 128 tokens only 1.3× faster than
+/// one (results/performance.md, session 19). ONNX Runtime's pool spins the same way.
+/// Not on ARM: spinning is measured there only as instructions under qemu, which it would
+/// inflate, and a board's idle core wakes in microseconds.
+pub(crate) fn run_on_pool<R: Send>(pool: &rayon::ThreadPool, f: impl FnOnce() -> R + Send) -> R {
+    if !cfg!(target_arch = "x86_64") {
+        return pool.install(f);
+    }
+    pool.install(|| {
+        let done = AtomicBool::new(false);
+        let runner = rayon::current_thread_index();
+        rayon::in_place_scope(|scope| {
+            for _ in 1..pool.current_num_threads() {
+                scope.spawn(|_| keep_awake(&done, runner));
+            }
+            let result = f();
+            done.store(true, Ordering::Release);
+            result
+        })
+    })
+}
+
+thread_local! {
+    /// Whether this pool thread is already inside [`keep_awake`].
+    static KEEPING_AWAKE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Steals and runs the pool's pending jobs, spinning between them, until `done`. Returns at
+/// once on the thread running the inference (which picks up its own unstolen job while waiting
+/// for a split: spinning there would never end) or on a thread already doing this.
+fn keep_awake(done: &AtomicBool, runner: Option<usize>) {
+    if rayon::current_thread_index() == runner || KEEPING_AWAKE.get() {
+        return;
+    }
+    KEEPING_AWAKE.set(true);
+    while !done.load(Ordering::Acquire) {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => {}
+            Some(rayon::Yield::Idle) => std::hint::spin_loop(),
+            None => break,
+        }
+    }
+    KEEPING_AWAKE.set(false);
+}
