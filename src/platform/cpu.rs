@@ -10,6 +10,8 @@ pub struct Features {
     pub avx2_fma: bool,
     /// x86_64 AVX-512 F, BW and VNNI (`vpdpbusd`: the int8 kernel where the CPU has it).
     pub avx512_vnni: bool,
+    /// x86_64 AVX-512 F (the fused attention's 16-wide tiles).
+    pub avx512f: bool,
     /// aarch64 dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Jetson Orin).
     pub dotprod: bool,
     /// aarch64 (NEON is part of the base architecture there).
@@ -34,6 +36,7 @@ fn detect() -> Features {
             avx512_vnni: std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vnni"),
+            avx512f: std::arch::is_x86_feature_detected!("avx512f"),
             ..Features::default()
         }
     }

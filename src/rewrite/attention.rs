@@ -161,8 +161,10 @@ mod tests {
         // dh 32 and 64 take the register-tiled context, 8 the generic loop; 5 and 19 tokens
         // leave partial query and key tiles; later texts end in two padding tokens. (Batch ≥ 2:
         // with a concrete batch of 1 the NNEF loader drops the batch merges; bundles have a
-        // symbolic batch.)
-        for &(batch, seq, heads, dh) in &[(2, 5, 3, 32), (2, 19, 2, 64), (3, 7, 4, 8)] {
+        // symbolic batch.) 70 and 40 tokens: the AVX-512 score tiles of 4 + 1 and 2 + 1 key
+        // tiles, and partial 4-row context tiles.
+        let shapes = [(2, 5, 3, 32), (2, 19, 2, 64), (3, 7, 4, 8), (2, 70, 2, 32), (2, 40, 2, 64)];
+        for &(batch, seq, heads, dh) in &shapes {
             let model = host_attention(batch, seq, heads, dh)?;
             let n = batch * seq * heads * dh;
             let input = |seed: usize| {

@@ -14,13 +14,17 @@
 //! The 1/√dh scale is already folded into the query weights by `bertlite-tool`. The pattern is
 //! matched on the graph as loaded (the einsums, reshapes and moves tract's declutter leaves for
 //! `bshd,bthd->bhst` and `bhst,bthd->bshd`); anything else stays with tract. x86_64 with
-//! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops.
+//! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops. With AVX-512 the
+//! tiles and the softmax rows run 16 lanes wide (`avx512.rs`), on aarch64 hand-scheduled NEON
+//! (`neon.rs`); elsewhere the loops below, compiled for AVX2 + FMA.
 
 #[cfg(not(target_arch = "aarch64"))]
 use super::softmax::masked_exp_row;
 #[cfg(target_arch = "aarch64")]
 use super::softmax::shifted_exp_row;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -79,6 +83,8 @@ simd_dispatch!(pub(crate) attention_head(
     let Dims { seq: t, heads, dh, head, out_stride } = dims;
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
     let Scratch { kt, v: vh, q: qt, scores, probs, mask: mask16 } = scratch;
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = crate::platform::cpu::features().avx512f;
     mask16[..t].copy_from_slice(&mask[..t]);
     // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
     #[cfg(target_arch = "aarch64")]
@@ -127,6 +133,14 @@ simd_dispatch!(pub(crate) attention_head(
         }
         #[cfg(not(target_arch = "aarch64"))]
         {
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: AVX-512 F is present; kt holds t16 / KC whole tiles, qt dh × QR
+                // values, scores QR × t16.
+                unsafe { avx512::scores(kt, qt, dh, t16, scores) };
+            }
+            #[cfg(target_arch = "x86_64")]
+            let kt = if avx512 { &kt[..0] } else { &kt[..] };
             for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
                 let acc = scores_tile(keys, qt);
                 for (r, acc) in acc.iter().enumerate() {
@@ -134,7 +148,24 @@ simd_dispatch!(pub(crate) attention_head(
                 }
             }
             for (r, sum) in sums.iter_mut().enumerate().take(rows) {
-                *sum = masked_exp_row(&scores[r * t16..][..t], mask, &mut probs[r * t..][..t]);
+                let (s, p) = (&scores[r * t16..][..t], &mut probs[r * t..][..t]);
+                #[cfg(target_arch = "x86_64")]
+                if avx512 {
+                    // SAFETY: AVX-512 F is present.
+                    *sum = unsafe { avx512::masked_exp_row(s, mask, p) };
+                    continue;
+                }
+                *sum = masked_exp_row(s, mask, p);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            let inv = sums.map(|s| 1.0 / s);
+            let out = &mut out[i0 * out_stride..];
+            // SAFETY: AVX-512 F is present; probs holds QR × t values, vh t × dh, and out
+            // reaches row i0 + rows − 1 of this head.
+            if unsafe { avx512::context(probs, t, rows, vh, dh, &inv, out, out_stride) } {
+                continue;
             }
         }
         let mut r = 0;

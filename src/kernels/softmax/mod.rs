@@ -13,7 +13,7 @@ mod neon;
 /// Inputs below −87 give e^−87 ≈ 1.6e-38 instead of a denormal: nothing in a softmax sum.
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     // Adding 1.5·2²³ rounds to an integer and leaves it in the low mantissa bits, so n needs no
     // float → int conversion (Rust's saturating `as` does not vectorize well).
     const MAGIC: f32 = 12_582_912.0;
