@@ -169,6 +169,41 @@ fn int8_compute_same_on_threads_and_in_batches() {
     }
 }
 
+/// One model on a pool of two (four) threads, called from four (eight) threads at once, as a
+/// server or the C API's callers would: every inference runs on a pool thread with the others
+/// kept awake (`platform::threads::run_on_pool`), so concurrent callers queue for the pool and
+/// nest in each other's waits. They must all finish, each with the one-thread answer bit for
+/// bit.
+#[test]
+fn one_pooled_model_serves_concurrent_callers() {
+    let load = |threads| {
+        let options =
+            EncoderOptions { threads, precision: PrecisionChoice::Fixed(Precision::Int8) };
+        Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads")
+    };
+    let one = load(1);
+    // Long enough to be split (≥ 32 token rows), and one that is not.
+    let long = "several words in a row ".repeat(12);
+    let texts = [long.as_str(), "a short one"];
+    let want: Vec<Vec<f32>> = texts.iter().map(|t| one.embed(t).unwrap()).collect();
+    for threads in [2, 4] {
+        let model = load(threads);
+        std::thread::scope(|s| {
+            for caller in 0..2 * threads {
+                let (model, texts, want) = (&model, &texts, &want);
+                s.spawn(move || {
+                    for i in 0..6 {
+                        let t = (caller + i) % texts.len();
+                        let got = model.embed(texts[t]).unwrap();
+                        assert_eq!(got, want[t], "{threads} threads, caller {caller}");
+                    }
+                    assert_eq!(model.embed_batch(texts).unwrap().len(), texts.len());
+                });
+            }
+        });
+    }
+}
+
 #[test]
 fn int8_bundle_is_small() {
     let fp32 = std::fs::metadata(model_dir().join("model.safetensors")).unwrap().len() as f64;

@@ -49,7 +49,7 @@ pub struct Encoder {
     /// Encoder layers (the graph's output count when compiled with `--encoder-outputs`).
     layers: usize,
     /// The plan's thread pool (`threads` > 1), which whole inferences run on.
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<threads::Pool>,
 }
 
 /// The word-embedding table as the plan holds it, shared (not copied) for the fill-mask
@@ -183,7 +183,9 @@ impl Encoder {
         let model =
             model.into_optimized().map_err(|e| Error::inference("cannot optimize the graph", e))?;
         let pool = match &executor {
-            Some(tract_linalg::multithread::Executor::MultiThread(pool)) => Some(pool.clone()),
+            Some(tract_linalg::multithread::Executor::MultiThread(pool)) => {
+                Some(threads::Pool::new(pool.clone()))
+            }
             _ => None,
         };
         let run_options = RunOptions { executor, ..RunOptions::default() };

@@ -82,8 +82,21 @@ const TRACT_SPLIT_ELEMENTS: usize = 1 << 20;
 /// Token rows below which an inference runs on one thread ([`pool_for`]).
 const MIN_SPLIT_ROWS: usize = 32;
 
-/// Runs `f` (a whole inference) on one of `pool`'s threads, with the pool's other threads kept
-/// awake for its length on x86_64.
+/// A plan's thread pool, with what [`run_on_pool`] needs to know about the inferences on it.
+pub(crate) struct Pool {
+    pub(crate) threads: Arc<rayon::ThreadPool>,
+    /// Whether an inference with the other threads kept awake is running.
+    kept_awake: AtomicBool,
+}
+
+impl Pool {
+    pub(crate) fn new(threads: Arc<rayon::ThreadPool>) -> Pool {
+        Pool { threads, kept_awake: AtomicBool::new(false) }
+    }
+}
+
+/// Runs `f` (a whole inference) on one of the pool's threads, with the pool's other threads
+/// kept awake for its length on x86_64.
 ///
 /// Kept awake: each of the other threads runs a job that looks for the inference's split work
 /// (rayon's `yield_now`: steal a job if there is one) and spins in between, until `f` returns.
@@ -93,22 +106,45 @@ const MIN_SPLIT_ROWS: usize = 32;
 /// one (results/performance.md, session 19). ONNX Runtime's pool spins the same way.
 /// Not on ARM: spinning is measured there only as instructions under qemu, which it would
 /// inflate, and a board's idle core wakes in microseconds.
-pub(crate) fn run_on_pool<R: Send>(pool: &rayon::ThreadPool, f: impl FnOnce() -> R + Send) -> R {
-    if !cfg!(target_arch = "x86_64") {
-        return pool.install(f);
+///
+/// Why this cannot hang: the spinning jobs are spawned before any of the inference's split
+/// work, so threads that steal (oldest first) take them before any of it, and the thread
+/// running the inference skips them (a spinner above work the inference waits for would
+/// wait forever). One inference at a time keeps them: a second caller of the same pool
+/// meanwhile runs without (two inferences spinning for each other could each sit above the
+/// other's work).
+pub(crate) fn run_on_pool<R: Send>(pool: &Pool, f: impl FnOnce() -> R + Send) -> R {
+    let alone = cfg!(target_arch = "x86_64")
+        && pool
+            .kept_awake
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+    if !alone {
+        return pool.threads.install(f);
     }
-    pool.install(|| {
+    let _alone = SetOnDrop(&pool.kept_awake, false);
+    pool.threads.install(|| {
         let done = AtomicBool::new(false);
         let runner = rayon::current_thread_index();
         rayon::in_place_scope(|scope| {
-            for _ in 1..pool.current_num_threads() {
+            for _ in 1..pool.threads.current_num_threads() {
                 scope.spawn(|_| keep_awake(&done, runner));
             }
-            let result = f();
-            done.store(true, Ordering::Release);
-            result
+            // Set when `f` returns or unwinds: the scope waits for the spinning jobs, so a
+            // panic in `f` must stop them too, or the caller (the C API catches panics) hangs.
+            let _done = SetOnDrop(&done, true);
+            f()
         })
     })
+}
+
+/// Sets its flag to its value when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool, bool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(self.1, Ordering::Release);
+    }
 }
 
 thread_local! {
@@ -124,10 +160,20 @@ fn keep_awake(done: &AtomicBool, runner: Option<usize>) {
         return;
     }
     KEEPING_AWAKE.set(true);
+    let mut idle = 0u32;
     while !done.load(Ordering::Acquire) {
         match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => {}
-            Some(rayon::Yield::Idle) => std::hint::spin_loop(),
+            Some(rayon::Yield::Executed) => idle = 0,
+            // Now and then the core goes to the OS, should another process want it: on a
+            // busy machine, spinning without would take its time slices.
+            Some(rayon::Yield::Idle) => {
+                idle = idle.wrapping_add(1);
+                if idle.is_multiple_of(64) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
             None => break,
         }
     }
