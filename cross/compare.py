@@ -11,13 +11,18 @@ each flip moves it by a whole step (1/127 of its row's max), so the two sides di
 noise, not f32 noise. Measured on the golden sentences, x86 vs Cortex-A76: mean 0.99954, min
 0.99084 (smoothed bundle; 0.99961 / 0.99603 before smoothing). Each side is itself only within
 min cosine 0.985 of fp64 (tests/fidelity.rs), so two int8 runs can sit further apart than f32
-noise on a short text. Bounds: mean 0.999, min 0.98; labels identical as above."""
+noise on a short text. Bounds: mean 0.999, min 0.98; labels identical unless the x86 top-2
+margin is under INT8_MARGIN: int8 noise moves a near-tie's margin further than f32 noise does.
+Measured (session 19): the URL line of the golden sentences, a business/tech tie with no topic,
+x86 int8 (AVX-512) 0.501 / 0.488, Cortex-A76 0.494 / 0.495 (tech), embeddings at cosine
+0.99964 or better on every line: a 0.014 swing; the bound leaves twice that."""
 import json
 import sys
 
 COSINE = 0.99999
 INT8_MEAN, INT8_MIN = 0.999, 0.98
 MARGIN = 0.01
+INT8_MARGIN = 0.03
 
 
 def rows(path):
@@ -33,6 +38,7 @@ def cos(a, b):
 
 def main(xc, tc, xe, te, int8=False):
     xc, tc, xe, te = rows(xc), rows(tc), rows(xe), rows(te)
+    margin = INT8_MARGIN if int8 else MARGIN
     assert len(xc) == len(tc) > 0 and len(xe) == len(te) > 0, "line counts differ"
     bad = []
     for a, b in zip(xc, tc):
@@ -41,7 +47,7 @@ def main(xc, tc, xe, te, int8=False):
                 bad.append(("error", a, b))
             continue
         top = sorted(a["scores"].values(), reverse=True)
-        if a["label"] != b["label"] and top[0] - top[1] >= MARGIN:
+        if a["label"] != b["label"] and top[0] - top[1] >= margin:
             bad.append(("label", a["label"], b["label"]))
     cosines = [cos(a["embedding"], b["embedding"]) for a, b in zip(xe, te) if "embedding" in a and "embedding" in b]
     worst = min(cosines)
