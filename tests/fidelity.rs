@@ -35,6 +35,12 @@ fn load_f32(name: &str) -> Model {
     Model::load_with(bundle(name), options).expect("bundle loads")
 }
 
+/// The int8 bundle with int8 compute on `threads` threads.
+fn load_int8(threads: usize) -> Model {
+    let options = EncoderOptions { threads, precision: PrecisionChoice::Fixed(Precision::Int8) };
+    Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads")
+}
+
 fn golden_cosines(model: &Model) -> Vec<(String, f32)> {
     read_jsonl(&golden("embeddings.jsonl"))
         .iter()
@@ -148,12 +154,7 @@ fn int8_compute_close_to_reference() {
 /// thread); batching pads, and the padded keys are masked out (bound: `INT8_BATCH_MIN_COSINE`).
 #[test]
 fn int8_compute_same_on_threads_and_in_batches() {
-    let with = |threads| {
-        let options =
-            EncoderOptions { threads, precision: PrecisionChoice::Fixed(Precision::Int8) };
-        Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads")
-    };
-    let (one, two, four) = (with(1), with(2), with(4));
+    let (one, two, four) = (load_int8(1), load_int8(2), load_int8(4));
     let texts =
         ["a", "The quick brown fox jumps over the lazy dog.", "Café crème", &"word ".repeat(80)];
     let batch = two.embed_batch(&texts).unwrap();
@@ -176,18 +177,13 @@ fn int8_compute_same_on_threads_and_in_batches() {
 /// bit.
 #[test]
 fn one_pooled_model_serves_concurrent_callers() {
-    let load = |threads| {
-        let options =
-            EncoderOptions { threads, precision: PrecisionChoice::Fixed(Precision::Int8) };
-        Model::load_with(bundle("minilm-int8.blt"), options).expect("bundle loads")
-    };
-    let one = load(1);
+    let one = load_int8(1);
     // Long enough to be split (≥ 32 token rows), and one that is not.
     let long = "several words in a row ".repeat(12);
     let texts = [long.as_str(), "a short one"];
     let want: Vec<Vec<f32>> = texts.iter().map(|t| one.embed(t).unwrap()).collect();
     for threads in [2, 4] {
-        let model = load(threads);
+        let model = load_int8(threads);
         std::thread::scope(|s| {
             for caller in 0..2 * threads {
                 let (model, texts, want) = (&model, &texts, &want);

@@ -336,14 +336,17 @@ impl Encoder {
     /// Runs the encoder; returns the last hidden state, row-major `[batch, seq, hidden]`.
     pub fn run(&self, batch: &Batch) -> Result<Vec<f32>> {
         self.on_pool(batch, || {
-            let inputs = self.inputs(batch)?;
-            let outputs = self
-                .plan
-                .run(inputs)
-                .map_err(|e| Error::inference("the encoder failed to run", e))?;
+            let outputs = self.run_plan(batch)?;
             let first = outputs.first().ok_or_else(|| Error::bundle("the graph has no output"))?;
             self.states(first, batch)
         })
+    }
+
+    /// The plan on `batch`'s inputs: every output, as tract returns them (on the thread that
+    /// runs the inference: they do not leave it).
+    fn run_plan(&self, batch: &Batch) -> Result<TVec<TValue>> {
+        let inputs = self.inputs(batch)?;
+        self.plan.run(inputs).map_err(|e| Error::inference("the encoder failed to run", e))
     }
 
     /// Runs `f` (a whole inference of `batch`) on one of the plan's pool threads, or here if
@@ -373,11 +376,7 @@ impl Encoder {
             ));
         }
         self.on_pool(batch, || {
-            let inputs = self.inputs(batch)?;
-            let outputs = self
-                .plan
-                .run(inputs)
-                .map_err(|e| Error::inference("the encoder failed to run", e))?;
+            let outputs = self.run_plan(batch)?;
             // Outputs: last hidden state, then layers 0..L-1.
             let mut layers =
                 outputs[1..].iter().map(|t| self.states(t, batch)).collect::<Result<Vec<_>>>()?;

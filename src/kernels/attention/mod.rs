@@ -83,7 +83,8 @@ simd_dispatch!(pub(crate) attention_head(
     let Dims { seq: t, heads, dh, head, out_stride } = dims;
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
     let Scratch { kt, v: vh, q: qt, scores, probs, mask: mask16 } = scratch;
-    #[cfg(target_arch = "x86_64")]
+    // (Never set off x86_64.)
+    #[cfg(not(target_arch = "aarch64"))]
     let avx512 = crate::platform::cpu::features().avx512f;
     mask16[..t].copy_from_slice(&mask[..t]);
     // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
@@ -139,12 +140,12 @@ simd_dispatch!(pub(crate) attention_head(
                 // values, scores QR × t16.
                 unsafe { avx512::scores(kt, qt, dh, t16, scores) };
             }
-            #[cfg(target_arch = "x86_64")]
-            let kt = if avx512 { &kt[..0] } else { &kt[..] };
-            for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
-                let acc = scores_tile(keys, qt);
-                for (r, acc) in acc.iter().enumerate() {
-                    scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
+            if !avx512 {
+                for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
+                    let acc = scores_tile(keys, qt);
+                    for (r, acc) in acc.iter().enumerate() {
+                        scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
+                    }
                 }
             }
             for (r, sum) in sums.iter_mut().enumerate().take(rows) {
