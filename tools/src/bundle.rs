@@ -10,7 +10,7 @@ use crate::model::{Checkpoint, Linear};
 
 /// The bundle without a trained head (the checkpoint's own head, if it has one).
 pub fn build_bundle(ckpt: &Checkpoint, precision: Precision) -> Result<Bundle> {
-    build_bundle_with(ckpt, precision, false)
+    build_bundle_with(ckpt, precision, false, None)
 }
 
 /// [`build_bundle`]; with `encoder_outputs`, the graph also returns every layer's output.
@@ -18,11 +18,12 @@ pub fn build_bundle_with(
     ckpt: &Checkpoint,
     precision: Precision,
     encoder_outputs: bool,
+    hessians: Option<&[crate::gptq::LayerHessians]>,
 ) -> Result<Bundle> {
     let bert = &ckpt.bert;
     let outputs = if encoder_outputs { graph::Outputs::Layers } else { graph::Outputs::Hidden };
     let graph = graph::build_with_outputs(bert, precision, outputs)?;
-    let nnef = graph::to_nnef(&graph, bert, precision)?;
+    let nnef = graph::to_nnef(&graph, bert, precision, hessians)?;
     let (macs_per_token, macs_per_token_sq) = bert.macs();
     let encoder = EncoderInfo {
         hidden: bert.hidden,

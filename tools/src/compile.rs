@@ -27,9 +27,12 @@ pub struct CompileOptions {
     pub l2: Option<f32>,
     pub threads: usize,
     pub prune: PruneOptions,
-    /// Texts for pruning importance (default: the training texts).
+    /// Texts for pruning importance and calibrated rounding (default: the training texts).
     pub calibration: Option<PathBuf>,
     pub calibration_texts: usize,
+    /// Round int8 weights by their effect on calibration activations ([`crate::gptq`]), not
+    /// each to its nearest step.
+    pub calibrated_rounding: bool,
     /// Keep the checkpoint's pooler as a task head even if no other head needs it.
     pub pooled_output: bool,
     /// The graph also returns every layer's output (`bertlite embed --layers`).
@@ -126,7 +129,39 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         });
     }
     let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
-    let mut bundle = build_bundle_with(&ckpt, precision, opts.encoder_outputs)?;
+    let hessians = match precision {
+        Precision::Int8 if opts.calibrated_rounding => {
+            // The built-in varied sample always, so the rounding serves any text; the user's
+            // own texts (if given) on top, so it serves theirs best.
+            let user = match opts.calibration.as_ref().or(opts.train.as_ref()) {
+                Some(path) => read_examples(path)?,
+                None => Vec::new(),
+            };
+            let step = (user.len() / opts.calibration_texts.max(1)).max(1);
+            let texts: Vec<&str> = crate::calibrate::BUILTIN_CALIBRATION
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .chain(
+                    user.iter().step_by(step).take(opts.calibration_texts).map(|e| e.text.as_str()),
+                )
+                .collect();
+            let calibration = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
+            Some((crate::calibrate::collect(&ckpt.bert, &calibration)?, texts.len()))
+        }
+        _ => None,
+    };
+    let mut bundle = build_bundle_with(
+        &ckpt,
+        precision,
+        opts.encoder_outputs,
+        hessians.as_ref().map(|h| &h.0[..]),
+    )?;
+    if let Some((_, texts)) = &hessians {
+        bundle.metadata.quantization = format!(
+            "{}, calibrated rounding (GPTQ) on {texts} texts",
+            bundle.metadata.quantization
+        );
+    }
     bundle.metadata.pruning = pruning;
 
     if let Some(train_path) = &opts.train {

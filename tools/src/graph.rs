@@ -267,9 +267,10 @@ pub enum Outputs {
     Taps,
 }
 
-/// Per layer, the extra outputs pruning measures: the layer input, the attention context
-/// before the heads merge `[b, s, heads, dh]`, the FFN activation after GELU `[b, s, ffn]`.
-pub const TAPS_PER_LAYER: usize = 3;
+/// Per layer, the extra outputs calibration measures: the layer input, the attention context
+/// before the heads merge `[b, s, heads, dh]`, the FFN activation after GELU `[b, s, ffn]`,
+/// the attention block's LayerNorm output (the FFN's input).
+pub const TAPS_PER_LAYER: usize = 4;
 
 /// As [`build`]; with `taps`, outputs are `[hidden, then TAPS_PER_LAYER per layer]`.
 pub fn build_with_outputs(bert: &Bert, precision: Precision, extra: Outputs) -> Result<TypedModel> {
@@ -376,7 +377,7 @@ pub fn build_with_outputs(bert: &Bert, precision: Precision, extra: Outputs) -> 
         };
         let f = b.linear(&format!("{p}.ffn_in"), h_in, &layer.ffn_in)?;
         let f = b.gelu(&format!("{p}.gelu"), f)?;
-        tapped.push(f);
+        tapped.extend([f, h]);
         let f = b.linear(&format!("{p}.ffn_out"), f, &layer.ffn_out)?;
         let res = b.bin(&format!("{p}.ffn_residual"), math::add, f, h)?;
         x = b.layer_norm(&format!("{p}.ffn_norm"), res, &layer.ffn_norm, bert.eps)?;
@@ -396,10 +397,29 @@ pub fn build_with_outputs(bert: &Bert, precision: Precision, extra: Outputs) -> 
     Ok(b.model)
 }
 
+/// A layer's Linears by the names the graph gives them.
+fn linears(layer: &crate::model::Layer) -> [(&'static str, &Linear); 6] {
+    [
+        ("query", &layer.query),
+        ("key", &layer.key),
+        ("value", &layer.value),
+        ("attn_out", &layer.attn_out),
+        ("ffn_in", &layer.ffn_in),
+        ("ffn_out", &layer.ffn_out),
+    ]
+}
+
 /// Serializes a graph as an NNEF tar (tract extensions on); with `Precision::Int8`, stores every
 /// Linear weight as int8 + per-row scales.
-pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<Vec<u8>> {
-    let (bert, _) = prepare(bert, precision);
+/// With `hessians` (calibration statistics of the unsmoothed model), the weights are rounded by
+/// [`crate::gptq`] on the scales plain rounding would choose.
+pub fn to_nnef(
+    model: &TypedModel,
+    bert: &Bert,
+    precision: Precision,
+    hessians: Option<&[crate::gptq::LayerHessians]>,
+) -> Result<Vec<u8>> {
+    let (bert, smoothing) = prepare(bert, precision);
     let bert = &bert;
     let tar = tract_nnef::nnef()
         .write_to_tar(model, Vec::new())
@@ -418,16 +438,36 @@ pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<
     }
     let graph_ix =
         files.iter().position(|(p, _)| p == "graph.nnef").context("NNEF tar has no graph.nnef")?;
+    let mut jobs = Vec::new();
+    // Every weight's int8 rows, first: the calibrated rounding of all of them runs in parallel.
+    let mut quantized = Vec::new();
+    for (i, layer) in bert.layers.iter().enumerate() {
+        for (name, lin) in linears(layer) {
+            let m = &lin.weight;
+            quantized.push(quantize_rows(&m.data, m.rows, m.cols));
+            if let Some(h) = hessians {
+                let (h, s) = match name {
+                    "attn_out" => (&h[i].attn_out, None),
+                    "ffn_in" => (&h[i].ffn_in, smoothing[i].as_ref().map(|s| &s.ffn_in)),
+                    "ffn_out" => (&h[i].ffn_out, None),
+                    _ => (&h[i].qkv, smoothing[i].as_ref().map(|s| &s.qkv)),
+                };
+                let h = match s {
+                    Some(s) => crate::gptq::smoothed(h, s),
+                    None => h.clone(),
+                };
+                let scales = quantized.last().map(|q| q.scales.clone()).unwrap_or_default();
+                jobs.push((m, h, scales));
+            }
+        }
+    }
+    if !jobs.is_empty() {
+        quantized = crate::gptq::quantize_all(&jobs);
+    }
+    let mut quantized = quantized.into_iter();
     let mut text = String::from_utf8(std::mem::take(&mut files[graph_ix].1))?;
     for (i, layer) in bert.layers.iter().enumerate() {
-        for (name, lin) in [
-            ("query", &layer.query),
-            ("key", &layer.key),
-            ("value", &layer.value),
-            ("attn_out", &layer.attn_out),
-            ("ffn_in", &layer.ffn_in),
-            ("ffn_out", &layer.ffn_out),
-        ] {
+        for (name, lin) in linears(layer) {
             let label = format!("layer{i}.{name}.weight");
             let m = &lin.weight;
             let decl = format!(
@@ -441,7 +481,7 @@ pub fn to_nnef(model: &TypedModel, bert: &Bert, precision: Precision) -> Result<
                 .to_owned();
             ensure!(hits.next().is_none(), "weight {label} declared twice in the NNEF graph");
             let ident = line.trim().split(' ').next().unwrap_or_default().to_owned();
-            let q = quantize_rows(&m.data, m.rows, m.cols);
+            let q = quantized.next().context("one set of int8 rows per weight")?;
             let replacement = format!(
                 "  {ident}_q = variable<scalar>(label = \"{label}.q\", shape = [{r}, {c}]);\n  \
                  {ident}_scale = variable<scalar>(label = \"{label}.scale\", shape = [{r}, 1]);\n  \

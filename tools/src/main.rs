@@ -13,7 +13,9 @@ mod onnx;
 mod source;
 // checkpoint → graph → bundle, and embedding with the runtime;
 mod bundle;
+mod calibrate;
 mod embed;
+mod gptq;
 mod graph;
 // the commands' work.
 mod budget;
@@ -142,7 +144,8 @@ enum Command {
         /// --drop-layers.
         #[arg(long, conflicts_with_all = ["prune_ffn", "prune_heads", "drop_layers"])]
         target_flops: Option<f32>,
-        /// Texts to measure pruning importance on (JSONL/CSV; default: the --train file).
+        /// Texts to measure pruning importance and to calibrate the int8 rounding on (JSONL/CSV;
+        /// default: the --train file; the rounding also uses a built-in varied sample).
         #[arg(long)]
         calibration: Option<PathBuf>,
         /// Prune without refitting what remains (by default each pruned projection is refitted
@@ -152,6 +155,10 @@ enum Command {
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
+        /// Round each int8 weight to its nearest step, instead of choosing the rounding that
+        /// keeps each layer's output closest on calibration text (GPTQ).
+        #[arg(long)]
+        round_to_nearest: bool,
         /// Keep the checkpoint's pooler for `embed --pooled` (TF Hub's pooled_output); kept
         /// anyway when next-sentence or multiple-choice heads need it.
         #[arg(long)]
@@ -221,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target_flops,
             calibration,
             calibration_texts,
+            round_to_nearest,
             no_repair,
             pooled_output,
             encoder_outputs,
@@ -245,6 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 calibration,
                 calibration_texts,
+                calibrated_rounding: !round_to_nearest,
                 pooled_output,
                 encoder_outputs,
             })

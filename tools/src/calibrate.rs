@@ -1,0 +1,64 @@
+//! Calibration text for the int8 rounding ([`crate::gptq`]): the statistics of each Linear's
+//! input, gathered by running the f32 model with taps.
+
+use anyhow::{Result, ensure};
+use bertlite::Encoding;
+use tract_core::internal::*;
+
+use crate::gptq::{LayerHessians, add_outer_products};
+use crate::graph::{self, Precision, TAPS_PER_LAYER};
+use crate::model::Bert;
+
+/// Calibration text when the user gives none: one text per line, varied on purpose (news,
+/// questions, code, numbers, markup, many scripts, one-word and 150-word texts), written for
+/// this and not drawn from any test set.
+pub const BUILTIN_CALIBRATION: &str = include_str!("../data/calibration.txt");
+
+/// Runs the f32 model on the calibration texts and sums each Linear input's outer products.
+pub fn collect(bert: &Bert, calibration: &[Encoding]) -> Result<Vec<LayerHessians>> {
+    ensure!(!calibration.is_empty(), "calibrated rounding needs calibration texts");
+    let plan = graph::build_with_outputs(bert, Precision::F32, graph::Outputs::Taps)?
+        .into_optimized()?
+        .into_runnable()?;
+    let widths = |l: &crate::model::Layer| {
+        [bert.hidden, l.heads * bert.head_dim, bert.hidden, l.ffn_in.weight.rows]
+    };
+    // Per layer and input: token rows waiting to be summed, and the sums.
+    let mut pending: Vec<[Vec<f32>; 4]> = bert.layers.iter().map(|_| Default::default()).collect();
+    let mut totals: Vec<[Vec<f64>; 4]> =
+        bert.layers.iter().map(|l| widths(l).map(|k| vec![0f64; k * k])).collect();
+    let pb = crate::embed::progress(calibration.len(), "calibrating the int8 rounding");
+    let mut waiting = 0;
+    for (n, e) in calibration.iter().enumerate() {
+        let s = e.len();
+        let input = |v: &[u32]| -> Result<TValue> {
+            Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
+                .into())
+        };
+        let outputs = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
+        for (l, bufs) in pending.iter_mut().enumerate() {
+            // Taps: layer input, context, GELU activations, attention LayerNorm output.
+            for (buf, tap) in bufs.iter_mut().zip([1, 2, 4, 3]) {
+                let t = outputs[tap + l * TAPS_PER_LAYER].to_plain_array_view::<f32>()?;
+                buf.extend(t.iter());
+            }
+        }
+        waiting += s;
+        // Many tokens per product: short texts alone would leave the matrix multiply idle.
+        if waiting >= 512 || n + 1 == calibration.len() {
+            for (bufs, sums) in pending.iter_mut().zip(&mut totals) {
+                for (buf, sum) in bufs.iter_mut().zip(sums.iter_mut()) {
+                    add_outer_products(buf, waiting, sum)?;
+                    buf.clear();
+                }
+            }
+            waiting = 0;
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(totals
+        .into_iter()
+        .map(|[qkv, attn_out, ffn_in, ffn_out]| LayerHessians { qkv, attn_out, ffn_in, ffn_out })
+        .collect())
+}
