@@ -166,6 +166,12 @@ pub struct EncoderInfo {
     /// (compiled with `--encoder-outputs`).
     #[serde(default)]
     pub encoder_outputs: bool,
+    /// The int8 weights were rounded to keep each layer's output on calibration text
+    /// (GPTQ, `bertlite-tool compile`'s default), not each weight to its
+    /// nearest step: int8 compute on them is then more faithful than f32 compute on plainly
+    /// rounded ones, which lets `auto` pick int8 on CPUs without dot-product.
+    #[serde(default)]
+    pub int8_calibrated: bool,
 }
 
 impl EncoderInfo {
@@ -499,6 +505,7 @@ pub(crate) mod tests {
                     macs_per_token: 1,
                     macs_per_token_sq: 1,
                     encoder_outputs: false,
+                    int8_calibrated: false,
                 },
                 tokenizer: TokenizerConfig {
                     lowercase: true,

@@ -23,6 +23,7 @@ compile() { # NAME TOOL-ARGS...
 }
 compile minilm-f32.blt --model-dir $model --no-quantize
 compile minilm-int8.blt --model-dir $model
+compile minilm-int8-nearest.blt --model-dir $model --round-to-nearest
 # The two real ONNX exports (no tokenizer inside: all-MiniLM-L6-v2's has the same vocabulary).
 tok=(--tokenizer $model/tokenizer.json --max-len 128)
 int8w=models/minilm-int8-onnx/model.onnx

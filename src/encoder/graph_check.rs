@@ -204,6 +204,7 @@ mod tests {
             macs_per_token: 0,
             macs_per_token_sq: 0,
             encoder_outputs: false,
+            int8_calibrated: false,
         }
     }
 

@@ -170,8 +170,13 @@ impl Encoder {
         }
         let hidden = shape.hidden;
         let int8_weights = rewrite::has_int8_linears(&model);
+        let weights = match (int8_weights, shape.int8_calibrated) {
+            (false, _) => precision::Weights::F32,
+            (true, false) => precision::Weights::Int8,
+            (true, true) => precision::Weights::Int8Calibrated,
+        };
         let decision =
-            precision::decide(options.precision, &crate::platform::cpu::isa_names(), int8_weights);
+            precision::decide(options.precision, &crate::platform::cpu::isa_names(), weights);
         let plan = rewrite::Plan {
             fuse_f32: decision.precision != Precision::F16,
             int8: decision.precision == Precision::Int8,

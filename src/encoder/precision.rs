@@ -73,19 +73,34 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// How a bundle stores its Linear weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    F32,
+    /// Int8, each weight rounded to its nearest step (bundles from before calibrated rounding,
+    /// or `bertlite-tool compile --round-to-nearest`).
+    Int8,
+    /// Int8, rounded by calibration (GPTQ; [`crate::EncoderInfo::int8_calibrated`]).
+    Int8Calibrated,
+}
+
 /// Resolves `choice` for a CPU with the given tract ISA feature names (see
-/// [`crate::platform::cpu::isa_names`]) and a bundle that does or does not store int8 weights.
+/// [`crate::platform::cpu::isa_names`]) and a bundle's weights.
 ///
 /// `Auto` follows what was measured (the figures and their commands: results/precision.md,
 /// results/boards.md): int8 where the CPU has the dot-product instructions (SDOT:
 /// Cortex-A76/A78, Pi 5, Orin) and on x86_64 with AVX2 ([`crate::kernels::gemm_i8`]).
-/// Without dot-product (Cortex-A72: Pi 4) our SMULL kernel also needs fewer instructions than
-/// f32, but int8 activations cost fidelity, so `auto` keeps f32 there and int8 is an explicit
-/// choice. Never f16: it measured no cheaper than f32 at 128 tokens on a Cortex-A76 with fp16,
-/// and less faithful; it is an explicit choice (half the weight memory of f32).
-pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Decision {
+/// Without dot-product (Cortex-A72: Pi 4; 32-bit ARM) our SMULL / VMULL kernels also need
+/// fewer instructions than f32, but int8 activations cost fidelity: `auto` picks int8 there
+/// only on calibrated weights, where int8 compute is more faithful than f32 compute on plainly
+/// rounded weights (the golden sentences: 0.99943 / 0.99839 against 0.99936 / 0.99684), and
+/// keeps f32 on plainly rounded ones. Never f16: it measured no cheaper than f32 at 128 tokens
+/// on a Cortex-A76 with fp16, and less faithful; it is an explicit choice (half the weight
+/// memory of f32).
+pub fn decide(choice: PrecisionChoice, cpu: &[String], weights: Weights) -> Decision {
     let has = |f: &str| cpu.iter().any(|c| c == f);
     let decision = |precision, reason: &str| Decision { precision, reason: reason.to_owned() };
+    let int8_bundle = weights != Weights::F32;
     match choice {
         PrecisionChoice::Fixed(Precision::Int8) if !int8_bundle => {
             decision(Precision::F32, "int8 asked for, but the bundle has f32 weights: running f32")
@@ -97,10 +112,19 @@ pub fn decide(choice: PrecisionChoice, cpu: &[String], int8_bundle: bool) -> Dec
         PrecisionChoice::Auto if int8_bundle && has("x86_64") && has("avx2") => {
             decision(Precision::Int8, "auto: int8 weights and AVX2 (bertlite's u8×s8 kernel)")
         }
+        PrecisionChoice::Auto
+            if weights == Weights::Int8Calibrated && (has("aarch64") || has("neon")) =>
+        {
+            decision(
+                Precision::Int8,
+                "auto: calibrated int8 weights (int8 compute as faithful as f32 on plainly \
+                 rounded ones) and bertlite's NEON int8 kernels",
+            )
+        }
         PrecisionChoice::Auto if int8_bundle => decision(
             Precision::F32,
-            "auto: no int8 dot-product: f32 keeps f32 fidelity (--precision int8 runs \
-             bertlite's int8 kernels: fewer instructions, int8 fidelity)",
+            "auto: no int8 dot-product and plainly rounded int8 weights: f32 keeps f32 fidelity \
+             (--precision int8 runs bertlite's int8 kernels: fewer instructions, int8 fidelity)",
         ),
         PrecisionChoice::Auto => decision(Precision::F32, "auto: f32 bundle"),
     }
@@ -126,24 +150,32 @@ mod tests {
     }
 
     #[test]
-    fn auto_picks_int8_only_with_dot_product_or_avx2() {
-        let pick = |f: &[&str], int8| decide(PrecisionChoice::Auto, &cpu(f), int8).precision;
-        assert_eq!(pick(&["aarch64", "fp16", "dotprod"], true), Precision::Int8);
-        assert_eq!(pick(&["aarch64", "fp16", "dotprod"], false), Precision::F32);
-        assert_eq!(pick(&["aarch64", "fp16"], true), Precision::F32);
-        assert_eq!(pick(&["aarch64"], true), Precision::F32);
-        assert_eq!(pick(&["x86_64", "avx2", "fma"], true), Precision::Int8);
-        assert_eq!(pick(&["x86_64", "avx2", "fma"], false), Precision::F32);
-        assert_eq!(pick(&["x86_64"], true), Precision::F32);
-        assert_eq!(pick(&["arm", "neon"], true), Precision::F32);
+    fn auto_picks_int8_with_dot_product_avx2_or_calibrated_weights() {
+        use Weights::*;
+        let pick = |f: &[&str], w| decide(PrecisionChoice::Auto, &cpu(f), w).precision;
+        for w in [Int8, Int8Calibrated] {
+            assert_eq!(pick(&["aarch64", "fp16", "dotprod"], w), Precision::Int8);
+            assert_eq!(pick(&["x86_64", "avx2", "fma"], w), Precision::Int8);
+            assert_eq!(pick(&["x86_64"], w), Precision::F32);
+        }
+        assert_eq!(pick(&["aarch64", "fp16", "dotprod"], F32), Precision::F32);
+        assert_eq!(pick(&["x86_64", "avx2", "fma"], F32), Precision::F32);
+        // Without dot-product: int8 only on calibrated weights.
+        assert_eq!(pick(&["aarch64", "fp16"], Int8), Precision::F32);
+        assert_eq!(pick(&["aarch64"], Int8), Precision::F32);
+        assert_eq!(pick(&["arm", "neon"], Int8), Precision::F32);
+        assert_eq!(pick(&["aarch64"], Int8Calibrated), Precision::Int8);
+        assert_eq!(pick(&["arm", "neon"], Int8Calibrated), Precision::Int8);
+        assert_eq!(pick(&["arm"], Int8Calibrated), Precision::F32);
+        assert_eq!(pick(&["aarch64"], F32), Precision::F32);
     }
 
     #[test]
     fn a_fixed_choice_wins_but_int8_needs_int8_weights() {
         let cpu = vec!["neon".to_string()];
-        let d = decide(PrecisionChoice::Fixed(Precision::F16), &cpu, true);
+        let d = decide(PrecisionChoice::Fixed(Precision::F16), &cpu, Weights::Int8);
         assert_eq!(d.precision, Precision::F16);
-        let d = decide(PrecisionChoice::Fixed(Precision::Int8), &cpu, false);
+        let d = decide(PrecisionChoice::Fixed(Precision::Int8), &cpu, Weights::F32);
         assert_eq!(d.precision, Precision::F32);
         assert!(d.reason.contains("f32 weights"));
     }

@@ -36,6 +36,7 @@ pub fn build_bundle_with(
         macs_per_token,
         macs_per_token_sq,
         encoder_outputs,
+        int8_calibrated: precision == Precision::Int8 && hessians.is_some(),
     };
     let (head_info, head_weights) = match (&ckpt.head, &bert.pooler) {
         (Some(h), pooler) => {

@@ -2,7 +2,7 @@
 //! the Pi 4, Cortex-A57 of the Jetson Nano): 2 rows × 16 channels.
 //!
 //! A 128-bit register holds four channels × one quad; a row's quad is broadcast to all four
-//! 32-bit lanes (`ld1r`). `smull` multiplies the low eight bytes (channels 0-1) into eight
+//! 32-bit lanes (`ld4r` broadcasts a row's four quads of a group at once). `smull` multiplies the low eight bytes (channels 0-1) into eight
 //! i16 lanes, `smull2` the high eight (channels 2-3); `smlal`/`smlal2` add the group's next
 //! three quads into the same lanes, so each i16 lane sums four products — exact because
 //! [`super::PackedWeights::pack`] keeps every lane's four weights within ±258 (the rest goes
@@ -48,7 +48,8 @@ pub(super) unsafe fn linear(
             let mut acc = [vdupq_n_s32(0); 16];
             for _ in 0..kq / 4 {
                 // One group (four quads) of both rows: each row's four quads broadcast into
-                // v0-v3 / v4-v7, then per four channels (v8-v11, one register per quad)
+                // v0-v3 / v4-v7 (one `ld4r` per row: four `ld1r`s' work, 6 of the group's 92
+                // instructions fewer), then per four channels (v8-v11, one register per quad)
                 // `smull`/`smull2` and three `smlal`/`smlal2` into v12 (channels 0-1) and v13
                 // (2-3), `sadalp` into the accumulators. One `asm!` with pinned registers:
                 // from intrinsics LLVM rewrote `smull2` into `ext` + `smull` (the broadcast's
@@ -57,14 +58,8 @@ pub(super) unsafe fn linear(
                 // SAFETY: reads 16 bytes of each row and 256 of the block, all in bounds.
                 unsafe {
                     asm!(
-                    "ld1r {{v0.4s}}, [{x0}], #4",
-                    "ld1r {{v1.4s}}, [{x0}], #4",
-                    "ld1r {{v2.4s}}, [{x0}], #4",
-                    "ld1r {{v3.4s}}, [{x0}], #4",
-                    "ld1r {{v4.4s}}, [{x1}], #4",
-                    "ld1r {{v5.4s}}, [{x1}], #4",
-                    "ld1r {{v6.4s}}, [{x1}], #4",
-                    "ld1r {{v7.4s}}, [{x1}], #4",
+                    "ld4r {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{x0}], #16",
+                    "ld4r {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{x1}], #16",
                     "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64",
                     "smull v12.8h, v8.8b, v0.8b",
                     "smull2 v13.8h, v8.16b, v0.16b",
