@@ -32,7 +32,7 @@ golden_pair() {
 # Golden sentences, one per line (a sentence with a newline becomes several lines on both sides).
 python3 -c 'import json,sys
 for l in open(sys.argv[1]): print(json.loads(l)["text"])' tests/golden/embeddings.jsonl > "$out/texts.txt"
-# f32 compute, what boards without dot-product choose (x86 with AVX2 chooses int8 itself).
+# f32 compute (--precision f32 on every board: the most faithful path).
 golden_pair "$out/x86" host env "$host" --precision f32
 # The int8 compute path: the reference for boards with dot-product.
 golden_pair "$out/x86.int8" host env "$host" --precision int8
@@ -86,14 +86,14 @@ check_target() {
     echo "FAIL: $target binary needs $glibc, above GLIBC_$GLIBC_FLOOR" >&2; exit 1
   fi
 
-  QEMU_CPU=$cpu "$runner" "$bin" info -v -m "$bundle" > "$out/$target.info"
+  QEMU_CPU=$cpu "$runner" "$bin" info -v -m "$bundle" --precision f32 > "$out/$target.info"
   grep -E '^(cpu|matmul)' "$out/$target.info"
   if ! grep -q "^matmul.*$kernel" "$out/$target.info"; then
     echo "FAIL: expected $kernel kernels on $target" >&2; exit 1
   fi
   expect_paths "$out/$target.info" "$paths"
-  step "$target: golden lines, auto"
-  golden_pair "$out/$target" "$cpu" "$runner" "$bin"
+  step "$target: golden lines, --precision f32"
+  golden_pair "$out/$target" "$cpu" "$runner" "$bin" --precision f32
   python3 cross/compare.py "$out/x86.classify" "$out/$target.classify" "$out/x86.embed" "$out/$target.embed"
 
   # The task heads (fill-mask, entities, answers) on the board, f32 compute, same answers.
@@ -151,12 +151,14 @@ step "aarch64 (cortex-a76): ONNX Runtime cost guard"
 cross/ort-baseline.sh -c cortex-a76 -n 16 "$bundle" "$a64" | tee "$out/ort-baseline.txt"
 ratio=$(awk '$1 == "cortex-a76" && $2 == 16 { print $7 }' "$out/ort-baseline.txt")
 awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r <= 0.74) }' || { echo "FAIL: cortex-a76 16-token cost is $ratio of ONNX Runtime int8's (budget 0.74)" >&2; exit 1; }
-# Pi 4 with --precision int8: bertlite's SMULL kernel, the same integer sums as x86's int8.
-step "aarch64 (cortex-a72): --precision int8"
-QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision int8 > "$out/a72.int8.info"
-grep -q '^matmul.*bertlite_neon_smull_2x16' "$out/a72.int8.info" || { echo "FAIL: no SMULL kernel with --precision int8 on cortex-a72" >&2; exit 1; }
+# Pi 4: `auto` picks int8 on the bundle's calibrated weights (src/encoder/precision.rs), on
+# bertlite's SMULL kernel: the same integer sums as x86's int8.
+step "aarch64 (cortex-a72): auto = int8"
+QEMU_CPU=cortex-a72 cross/run-aarch64.sh "$a64" info -m "$bundle" > "$out/a72.int8.info"
+grep -q '^precision    int8' "$out/a72.int8.info" || { echo "FAIL: auto did not pick int8 on cortex-a72 for calibrated weights" >&2; exit 1; }
+grep -q '^matmul.*bertlite_neon_smull_2x16' "$out/a72.int8.info" || { echo "FAIL: no SMULL kernel on cortex-a72" >&2; exit 1; }
 expect_paths "$out/a72.int8.info" "6 attention, 13 layer norm, 0 masked softmax, 36 int8 linear (bertlite_neon_smull_2x16)"
-golden_pair "$out/a72.int8" cortex-a72 cross/run-aarch64.sh "$a64" --precision int8
+golden_pair "$out/a72.int8" cortex-a72 cross/run-aarch64.sh "$a64"
 python3 cross/compare.py "$out/x86.int8.classify" "$out/a72.int8.classify" "$out/x86.int8.embed" "$out/a72.int8.embed" --int8
 # Same core with fp16 exposed (qemu hides it from tract): --precision f16 takes the fp16 kernels.
 TRACT_CPU_ISA=+fp16 QEMU_CPU=cortex-a76 cross/run-aarch64.sh "$a64" info -m "$bundle" --precision f16 > "$out/a76.f16.info"
@@ -208,16 +210,17 @@ check_capi aarch64-unknown-linux-gnu cross/run-aarch64.sh aarch64-linux-gnu-gcc 
 # masked softmax is fused on its own.
 check_target armv7-unknown-linux-gnueabihf cross/run-armv7.sh armv7neon_mmm_f32 cortex-a15 \
   "0 attention, 13 layer norm, 6 masked softmax, 0 int8 linear"
-# armv7 with --precision int8 (issue #14): bertlite's NEON kernels (gemm_i8/armv7_neon.rs and
-# the quantize, outlier, GELU and softmax forms beside it), the same integer sums as x86's
-# int8, so the same labels and embeddings within int8 bounds.
+# armv7 `auto` = int8 on calibrated weights (issue #14): bertlite's NEON kernels
+# (gemm_i8/armv7_neon.rs and the quantize, outlier, GELU and softmax forms beside it), the same
+# integer sums as x86's int8, so the same labels and embeddings within int8 bounds.
 a7="$CARGO_TARGET_DIR/armv7-unknown-linux-gnueabihf/board/bertlite"
-step "armv7 (cortex-a15): --precision int8"
-QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" info -m "$bundle" --precision int8 > "$out/armv7.int8.info"
+step "armv7 (cortex-a15): auto = int8"
+QEMU_CPU=cortex-a15 cross/run-armv7.sh "$a7" info -m "$bundle" > "$out/armv7.int8.info"
 grep -E '^(precision|matmul)' "$out/armv7.int8.info"
-grep -q '^matmul.*bertlite_armv7_neon_vmull_1x16' "$out/armv7.int8.info" || { echo "FAIL: no armv7 NEON int8 kernel with --precision int8 on cortex-a15" >&2; exit 1; }
+grep -q '^precision    int8' "$out/armv7.int8.info" || { echo "FAIL: auto did not pick int8 on cortex-a15 for calibrated weights" >&2; exit 1; }
+grep -q '^matmul.*bertlite_armv7_neon_vmull_1x16' "$out/armv7.int8.info" || { echo "FAIL: no armv7 NEON int8 kernel on cortex-a15" >&2; exit 1; }
 expect_paths "$out/armv7.int8.info" "0 attention, 13 layer norm, 6 masked softmax, 36 int8 linear (bertlite_armv7_neon_vmull_1x16)"
-golden_pair "$out/armv7.int8" cortex-a15 cross/run-armv7.sh "$a7" --precision int8
+golden_pair "$out/armv7.int8" cortex-a15 cross/run-armv7.sh "$a7"
 python3 cross/compare.py "$out/x86.int8.classify" "$out/armv7.int8.classify" "$out/x86.int8.embed" "$out/armv7.int8.embed" --int8
 # armv7 in the qemu-test profile (unoptimized, unwinding): a release build for a third target
 # would cost CI several more minutes; the release armv7 library passed the same checks by hand (results/fuzz.md).
