@@ -438,14 +438,18 @@ pub fn to_nnef(
     }
     let graph_ix =
         files.iter().position(|(p, _)| p == "graph.nnef").context("NNEF tar has no graph.nnef")?;
-    let mut jobs = Vec::new();
+    if let Some(h) = hessians {
+        ensure!(h.len() == bert.layers.len(), "calibration statistics for another model");
+    }
     // Every weight's int8 rows, first: the calibrated rounding of all of them runs in parallel.
+    // Weights already on an int8 grid (an int8 export) keep it: nearest rounding is exact.
     let mut quantized = Vec::new();
+    let (mut jobs, mut slots) = (Vec::new(), Vec::new());
     for (i, layer) in bert.layers.iter().enumerate() {
         for (name, lin) in linears(layer) {
             let m = &lin.weight;
-            quantized.push(quantize_rows(&m.data, m.rows, m.cols));
-            if let Some(h) = hessians {
+            let nearest = quantize_rows(&m.data, m.rows, m.cols);
+            if let Some(h) = hessians.filter(|_| !on_int8_grid(m)) {
                 let (h, s) = match name {
                     "attn_out" => (&h[i].attn_out, None),
                     "ffn_in" => (&h[i].ffn_in, smoothing[i].as_ref().map(|s| &s.ffn_in)),
@@ -456,13 +460,14 @@ pub fn to_nnef(
                     Some(s) => crate::gptq::smoothed(h, s),
                     None => h.clone(),
                 };
-                let scales = quantized.last().map(|q| q.scales.clone()).unwrap_or_default();
-                jobs.push((m, h, scales));
+                jobs.push((m, h, nearest.scales.clone()));
+                slots.push(quantized.len());
             }
+            quantized.push(nearest);
         }
     }
-    if !jobs.is_empty() {
-        quantized = crate::gptq::quantize_all(&jobs);
+    for (slot, q) in slots.into_iter().zip(crate::gptq::quantize_all(&jobs)) {
+        quantized[slot] = q;
     }
     let mut quantized = quantized.into_iter();
     let mut text = String::from_utf8(std::mem::take(&mut files[graph_ix].1))?;
