@@ -64,20 +64,25 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     }
     let params_before = ckpt.bert.parameters();
     let flops_before = ckpt.bert.macs();
+    // The user's calibration texts (--calibration, else --train), read once: pruning and the
+    // int8 rounding both take every k-th of them, so all labels are represented.
+    let calibration_path = opts.calibration.as_ref().or(opts.train.as_ref());
+    let examples = match calibration_path {
+        Some(path) => read_examples(path)?,
+        None => Vec::new(),
+    };
+    let step = (examples.len() / opts.calibration_texts.max(1)).max(1);
+    let texts: Vec<&str> = examples
+        .iter()
+        .step_by(step)
+        .take(opts.calibration_texts)
+        .map(|e| e.text.as_str())
+        .collect();
     let mut pruning = None;
     if opts.prune.is_active() {
-        let source = opts.calibration.as_ref().or(opts.train.as_ref()).context(
+        calibration_path.context(
             "pruning measures importance on text: give --calibration FILE or --train FILE",
         )?;
-        let examples = read_examples(source)?;
-        // Every k-th example, so all labels are represented.
-        let step = (examples.len() / opts.calibration_texts.max(1)).max(1);
-        let texts: Vec<&str> = examples
-            .iter()
-            .step_by(step)
-            .take(opts.calibration_texts)
-            .map(|e| e.text.as_str())
-            .collect();
         let calibration = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
         let importance = measure(&ckpt.bert, &calibration)?;
         pruning = Some(match opts.prune.target_flops {
@@ -133,17 +138,10 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         Precision::Int8 if opts.calibrated_rounding => {
             // The built-in varied sample always, so the rounding serves any text; the user's
             // own texts (if given) on top, so it serves theirs best.
-            let user = match opts.calibration.as_ref().or(opts.train.as_ref()) {
-                Some(path) => read_examples(path)?,
-                None => Vec::new(),
-            };
-            let step = (user.len() / opts.calibration_texts.max(1)).max(1);
             let texts: Vec<&str> = crate::calibrate::BUILTIN_CALIBRATION
                 .lines()
                 .filter(|l| !l.trim().is_empty())
-                .chain(
-                    user.iter().step_by(step).take(opts.calibration_texts).map(|e| e.text.as_str()),
-                )
+                .chain(texts.iter().copied())
                 .collect();
             let calibration = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
             Some((crate::calibrate::collect(&ckpt.bert, &calibration)?, texts.len()))
@@ -165,7 +163,11 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     bundle.metadata.pruning = pruning;
 
     if let Some(train_path) = &opts.train {
-        let examples = read_examples(train_path)?;
+        // Already read as the calibration texts unless --calibration named another file.
+        let examples = match opts.calibration {
+            Some(_) => read_examples(train_path)?,
+            None => examples,
+        };
         let (head, origin) = train_head(&bundle, &examples, opts, &ckpt)
             .with_context(|| format!("cannot train a head on {}", train_path.display()))?;
         bundle.metadata.head = Some(HeadInfo {

@@ -109,7 +109,7 @@ pub fn quantize(w: &Matrix, h: &[f64], scales: &[f32]) -> QuantizedRows {
 }
 
 /// [`quantize`] for each `(weights, H, scales)`, spread over the cores.
-pub fn quantize_all(jobs: &[(&Matrix, Vec<f64>, Vec<f32>)]) -> Vec<QuantizedRows> {
+pub fn quantize_all(jobs: &[(&Matrix, &[f64], Vec<f32>)]) -> Vec<QuantizedRows> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);

@@ -18,6 +18,8 @@
 //! The graph is written before declutter: declutter rewrites erf-GELU into `GeluExact`, which has
 //! no NNEF serializer.
 
+use std::borrow::Cow;
+
 use anyhow::{Context, Result, ensure};
 use tract_core::internal::*;
 use tract_core::ops::array::{Gather, Slice};
@@ -441,6 +443,28 @@ pub fn to_nnef(
     if let Some(h) = hessians {
         ensure!(h.len() == bert.layers.len(), "calibration statistics for another model");
     }
+    // Per layer, `H` of each Linear input as the graph feeds it (smoothed where it is): query,
+    // key and value share one.
+    fn smooth<'a>(h: &'a [f64], s: Option<&Vec<f32>>) -> Cow<'a, [f64]> {
+        match s {
+            Some(s) => Cow::Owned(crate::gptq::smoothed(h, s)),
+            None => Cow::Borrowed(h),
+        }
+    }
+    let inputs: Vec<[Cow<[f64]>; 4]> = hessians
+        .unwrap_or_default()
+        .iter()
+        .zip(&smoothing)
+        .map(|(h, s)| {
+            let s = s.as_ref();
+            [
+                smooth(&h.qkv, s.map(|s| &s.qkv)),
+                smooth(&h.attn_out, None),
+                smooth(&h.ffn_in, s.map(|s| &s.ffn_in)),
+                smooth(&h.ffn_out, None),
+            ]
+        })
+        .collect();
     // Every weight's int8 rows, first: the calibrated rounding of all of them runs in parallel.
     // Weights already on an int8 grid (an int8 export) keep it: nearest rounding is exact.
     let mut quantized = Vec::new();
@@ -449,18 +473,14 @@ pub fn to_nnef(
         for (name, lin) in linears(layer) {
             let m = &lin.weight;
             let nearest = quantize_rows(&m.data, m.rows, m.cols);
-            if let Some(h) = hessians.filter(|_| !on_int8_grid(m)) {
-                let (h, s) = match name {
-                    "attn_out" => (&h[i].attn_out, None),
-                    "ffn_in" => (&h[i].ffn_in, smoothing[i].as_ref().map(|s| &s.ffn_in)),
-                    "ffn_out" => (&h[i].ffn_out, None),
-                    _ => (&h[i].qkv, smoothing[i].as_ref().map(|s| &s.qkv)),
+            if let Some(h) = inputs.get(i).filter(|_| !on_int8_grid(m)) {
+                let input = match name {
+                    "attn_out" => 1,
+                    "ffn_in" => 2,
+                    "ffn_out" => 3,
+                    _ => 0,
                 };
-                let h = match s {
-                    Some(s) => crate::gptq::smoothed(h, s),
-                    None => h.clone(),
-                };
-                jobs.push((m, h, nearest.scales.clone()));
+                jobs.push((m, &h[input][..], nearest.scales.clone()));
                 slots.push(quantized.len());
             }
             quantized.push(nearest);

@@ -2,9 +2,10 @@
 //! the Pi 4, Cortex-A57 of the Jetson Nano): 2 rows × 16 channels.
 //!
 //! A 128-bit register holds four channels × one quad; a row's quad is broadcast to all four
-//! 32-bit lanes (`ld4r` broadcasts a row's four quads of a group at once). `smull` multiplies the low eight bytes (channels 0-1) into eight
-//! i16 lanes, `smull2` the high eight (channels 2-3); `smlal`/`smlal2` add the group's next
-//! three quads into the same lanes, so each i16 lane sums four products — exact because
+//! 32-bit lanes (`ld4r` broadcasts a row's four quads of a group at once). `smull` multiplies
+//! the low eight bytes (channels 0-1) into eight i16 lanes, `smull2` the high eight (channels
+//! 2-3); `smlal`/`smlal2` add the group's next three quads into the same lanes, so each i16
+//! lane sums four products — exact because
 //! [`super::PackedWeights::pack`] keeps every lane's four weights within ±258 (the rest goes
 //! to the corrections), as on AVX2. `sadalp` then adds lane pairs into i32: ten instructions
 //! per 64 products, where tract's `smlal`-by-element kernel needs 16 and f32 `fmla` needs 16.
