@@ -141,7 +141,6 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
             }
             None => (1.0, 1.0, 1.0),
         };
-        let (p50, p95) = latency(model, &texts[..opts.latency_texts.min(texts.len())])?;
         let peak_rss_mib = footprint(path, texts[0], opts.precision);
         rows.push(Row {
             name: name.clone(),
@@ -154,8 +153,8 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
             cosine_min: cos_min,
             size_bytes: *size,
             gflops_per_text: flops / 1e9,
-            latency_p50_ms: p50,
-            latency_p95_ms: p95,
+            latency_p50_ms: 0.0,
+            latency_p95_ms: 0.0,
             peak_rss_mib,
         });
         if reference.is_none() {
@@ -163,6 +162,12 @@ pub fn eval(opts: &EvalOptions) -> Result<Report> {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    let timed: Vec<&Model> = models.iter().map(|(_, model, _, _)| model).collect();
+    let percentiles = latencies(&timed, &texts[..opts.latency_texts.min(texts.len())])?;
+    for (row, (p50, p95)) in rows.iter_mut().zip(percentiles) {
+        row.latency_p50_ms = p50;
+        row.latency_p95_ms = p95;
+    }
     let report = Report {
         data: opts.data.display().to_string(),
         examples: examples.len(),
@@ -236,26 +241,57 @@ fn accuracy_f1(preds: &[usize], truth: &[Option<usize>], k: usize) -> (f64, f64)
     (correct as f64 / preds.len() as f64, f1_sum / k as f64)
 }
 
-/// Batch-1 latency percentiles over the given texts (one warm-up run first).
-fn latency(model: &Model, texts: &[&str]) -> Result<(f64, f64)> {
-    let encodings = texts.iter().map(|t| model.encode(t)).collect::<bertlite::Result<Vec<_>>>()?;
-    if let Some(e) = encodings.first() {
-        model.embed_encodings(&[e])?;
+/// Timed runs per text and model in [`latencies`].
+const LATENCY_ROUNDS: usize = 5;
+
+/// Each model's batch-1 latency percentiles (p50, p95) over the given texts, a text's latency
+/// being the median of its [`LATENCY_ROUNDS`] runs. The models take turns text by text, each
+/// running a text a few times in a row as a model serving alone would, so a slow spell of a
+/// shared machine (this host's speed drifts by ±20% over minutes) falls on all of them rather
+/// than on whichever was being timed: one run per text, one model after the other, put the
+/// same two bundles' ratio anywhere from 1.5× to 1.9×.
+fn latencies(models: &[&Model], texts: &[&str]) -> Result<Vec<(f64, f64)>> {
+    let mut encodings = Vec::new();
+    for model in models {
+        let e = texts.iter().map(|t| model.encode(t)).collect::<bertlite::Result<Vec<_>>>()?;
+        if let Some(first) = e.first() {
+            model.embed_encodings(&[first])?;
+        }
+        encodings.push(e);
     }
-    let mut times = Vec::new();
-    for e in &encodings {
-        let t = Instant::now();
-        model.embed_encodings(&[e])?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    // times[model][text][round]
+    let mut times = vec![vec![Vec::with_capacity(LATENCY_ROUNDS); texts.len()]; models.len()];
+    for text in 0..texts.len() {
+        for ((model, encodings), times) in models.iter().zip(&encodings).zip(&mut times) {
+            // One untimed run first: the model's weights back in cache, as when it serves alone.
+            model.embed_encodings(&[&encodings[text]])?;
+            for _ in 0..LATENCY_ROUNDS {
+                let t = Instant::now();
+                model.embed_encodings(&[&encodings[text]])?;
+                times[text].push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
     }
-    times.sort_by(f64::total_cmp);
-    let pct = |p: usize| {
-        times
-            .get((times.len() * p / 100).min(times.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
-    Ok((pct(50), pct(95)))
+    Ok(times
+        .into_iter()
+        .map(|per_text| {
+            let mut medians: Vec<f64> = per_text
+                .into_iter()
+                .map(|mut runs| {
+                    runs.sort_by(f64::total_cmp);
+                    runs.get(runs.len() / 2).copied().unwrap_or(0.0)
+                })
+                .collect();
+            medians.sort_by(f64::total_cmp);
+            let pct = |p: usize| {
+                medians
+                    .get((medians.len() * p / 100).min(medians.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            (pct(50), pct(95))
+        })
+        .collect())
 }
 
 fn print_table(r: &Report) {

@@ -184,7 +184,7 @@ enum Command {
         /// Write an SVG plot (accuracy vs latency, marker size = bundle size) here.
         #[arg(long)]
         svg: Option<PathBuf>,
-        /// How many texts to time for latency.
+        /// How many texts to time for latency (each run 5 times, the bundles taking turns).
         #[arg(long, default_value_t = 50)]
         latency_texts: usize,
         /// Threads (default: all cores).

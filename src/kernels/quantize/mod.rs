@@ -6,6 +6,8 @@ use super::gemm_i8::ACTIVATION_MAX;
 
 #[cfg(target_arch = "arm")]
 mod armv7;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -355,6 +357,13 @@ fn largest_above(x: &[f32], peaks: Option<&[u32]>, bound: u32) -> Largest {
             threshold = start.max((keys[OUTLIERS - 1] >> 32) as u32);
         }
     }
+    from_keys(x, &keys)
+}
+
+/// The values behind [`largest_above`]'s keys (magnitude bits above, `!index` below; 0 for an
+/// empty slot).
+#[inline(always)]
+fn from_keys(x: &[f32], keys: &[u64; OUTLIERS]) -> Largest {
     let mut top = Largest::default();
     for &key in keys.iter().take_while(|&&k| k >> 32 != 0) {
         let i = !(key as u32);
@@ -434,6 +443,13 @@ pub fn quantize_row_split(x: &[f32], scratch: &mut [f32], out: &mut [u8]) -> (Ro
     if crate::platform::cpu::features().arm_neon {
         // SAFETY: NEON is present (checked).
         if let Some((quant, largest)) = unsafe { armv7::quantize_row_split(x, out) } {
+            return (quant, to_i16(&largest));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::platform::cpu::features().avx512f {
+        // SAFETY: AVX-512 F is present (checked).
+        if let Some((quant, largest)) = unsafe { avx512::quantize_row_split(x, out) } {
             return (quant, to_i16(&largest));
         }
     }
@@ -522,13 +538,13 @@ mod tests {
         assert!(rq.scale < 0.15 / 127.0 * 1.01, "step from the small values: {}", rq.scale);
     }
 
-    /// What runs (NEON on aarch64) against [`quantize_row_split_portable`], bit for bit: rows
+    /// What runs (NEON on aarch64, AVX-512 where x86_64 has it) against [`quantize_row_split_portable`], bit for bit: rows
     /// of 16 to 4096 (the NEON form's whole chunks) and the lengths it leaves to the portable
     /// form, with ties, zeros, negative-only and positive-only rows, a constant row and
     /// non-finite values.
     #[test]
     fn split_rows_match_the_portable_form() {
-        for len in [16, 32, 48, 384, 1536, 4096, 4112, 17, 100] {
+        for len in [16, 32, 48, 384, 1536, 4096, 4112, 1, 8, 17, 100, 200, 576] {
             for seed in 0..8u32 {
                 let mut x: Vec<f32> = (0..len as u32)
                     .map(|i| {
