@@ -21,6 +21,8 @@ points=(
   "ffn75-heads50:--prune-ffn 0.75 --prune-heads 0.5"
   "flops50:--target-flops 0.5"
   "flops35:--target-flops 0.35"
+  "lat55:--target-flops 0.5 --target-latency 0.55"
+  "lat50:--target-flops 0.5 --target-latency 0.5"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()

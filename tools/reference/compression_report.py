@@ -32,7 +32,8 @@ def main():
           "measured on all its test articles. Δ is against the unpruned int8 bundle of the same "
           "split; ± is the standard deviation over the splits. Latency: batch 1, 1 thread, the first "
           f"40 test articles (mean {statistics.mean(r['mean_tokens'] for r in runs):.0f} tokens per article), "
-          "`--precision auto`.\n")
+          "`--precision auto`, each article's time the median of 5 runs, the bundles taking turns "
+          "article by article (`bertlite-tool eval`).\n")
     command = os.environ.get("REGENERATE", "tools/sweep.sh 1 2 3")
     print(f"Regenerate: `{command}` (after `tools/setup.sh`).\n")
     print("| bundle | pruning | FLOPs vs full | accuracy | Δ vs int8 (pt) | worst split Δ | cosine to fp32 (mean) | p50 ms | speed-up vs int8 | MB |")
@@ -51,15 +52,16 @@ def main():
         print(f"| {p} | {pr} | {flops:.0f}% | {acc:.4f} ± {acc_sd:.4f} | {d:+.2f} ± {d_sd:.2f} | "
               f"{min(deltas):+.2f} | {cos:.4f} | {p50:.1f} | {speed:.2f}× ± {speed_sd:.2f} | "
               f"{rows[0]['size_bytes'] / 1e6:.2f} |")
-    print("\nPer split (accuracy; Δ vs int8 in points):\n")
+    print("\nPer split (accuracy; Δ vs int8 in points; speed-up vs int8):\n")
     print("| bundle | " + " | ".join(f"seed {s}" for s in seeds) + " |")
     print("|---|" + "---|" * len(seeds))
     for p in ["fp32"] + points:
-        cells = [f"{b[p]['accuracy']:.4f} ({100 * (b[p]['accuracy'] - b['int8']['accuracy']):+.2f})" for b in by]
+        cells = [f"{b[p]['accuracy']:.4f} ({100 * (b[p]['accuracy'] - b['int8']['accuracy']):+.2f}; "
+                 f"{b['int8']['latency_p50_ms'] / b[p]['latency_p50_ms']:.2f}×)" for b in by]
         print(f"| {p} | " + " | ".join(cells) + " |")
     budgets = [(p, by[0][p]["pruning"]) for p in points if "budget:" in (by[0][p].get("pruning") or "")]
     if budgets:
-        print("\nWhat `--target-flops` chose per layer (first split; each split calibrates its own):\n")
+        print("\nWhat the budget (`--target-flops`, `--target-latency`) chose per layer (first split; each split calibrates its own):\n")
         for p, desc in budgets:
             per_layer = next((x.strip() for x in desc.split(";") if x.strip().startswith("per layer")), "")
             print(f"- {p}: {per_layer.removeprefix('per layer: ')}")

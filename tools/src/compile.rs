@@ -85,8 +85,12 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         )?;
         let calibration = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
         let importance = measure(&ckpt.bert, &calibration)?;
-        pruning = Some(match opts.prune.target_flops {
-            Some(target) => {
+        let target = crate::budget::Target {
+            flops: opts.prune.target_flops,
+            latency: opts.prune.target_latency,
+        };
+        pruning = Some(match target.flops.is_some() || target.latency.is_some() {
+            true => {
                 // The cuts are scored on texts the repair was not fitted to (in-sample, a
                 // refit on few texts looks better than it is); the calibration texts only
                 // when the file has no others.
@@ -130,7 +134,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
                 apply(&mut ckpt.bert, &importance, &plan, opts.prune.repair)?;
                 description
             }
-            None => prune(&mut ckpt.bert, &importance, &opts.prune)?,
+            false => prune(&mut ckpt.bert, &importance, &opts.prune)?,
         });
     }
     let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };

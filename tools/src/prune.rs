@@ -40,17 +40,30 @@ pub struct PruneOptions {
     /// Instead of the fractions above: this fraction of the encoder's FLOPs, split over the
     /// layers by measured sensitivity (`budget.rs`).
     pub target_flops: Option<f32>,
+    /// And/or this fraction of its estimated batch-1 latency (`budget.rs`'s cost model).
+    pub target_latency: Option<f32>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { ffn: 0.0, heads: 0.0, drop_layers: 0, repair: true, target_flops: None }
+        PruneOptions {
+            ffn: 0.0,
+            heads: 0.0,
+            drop_layers: 0,
+            repair: true,
+            target_flops: None,
+            target_latency: None,
+        }
     }
 }
 
 impl PruneOptions {
     pub fn is_active(&self) -> bool {
-        self.ffn > 0.0 || self.heads > 0.0 || self.drop_layers > 0 || self.target_flops.is_some()
+        self.ffn > 0.0
+            || self.heads > 0.0
+            || self.drop_layers > 0
+            || self.target_flops.is_some()
+            || self.target_latency.is_some()
     }
 }
 

@@ -285,6 +285,39 @@ fn pruning_to_a_flops_budget() {
     );
 }
 
+/// `--target-latency`, alone and beside `--target-flops`: the plan the bundle describes
+/// reaches both shares it was asked for, and a share no pruning reaches is a clear error.
+#[test]
+fn pruning_to_a_latency_budget() {
+    let cal = calibration_file("calibration-latency.jsonl");
+    let cal = cal.to_str().unwrap();
+    let dir = repo().join("models/tiny-bert-cls");
+    // "…, 48.1% of the FLOPs and 55.0% of the estimated latency reached …" → (48.1, 55.0).
+    let reached = |args: &[&str]| -> (f64, f64) {
+        let path = temp(&format!("tiny-latency-{}.blt", args.len()));
+        let mut all = vec!["--calibration", cal];
+        all.extend_from_slice(args);
+        assert_ok(&compile(&dir, &path, &all));
+        let model = Model::load(&path).unwrap();
+        assert_eq!(model.classify("the market rose").unwrap().scores.len(), 3);
+        let text = model.metadata().pruning.clone().unwrap_or_default();
+        let share = |after: &str| -> f64 {
+            let head = text.split(after).next().unwrap_or("");
+            let number = head.rsplit(' ').next().unwrap_or("");
+            number.parse().unwrap_or_else(|_| panic!("no share before {after:?} in {text}"))
+        };
+        (share("% of the FLOPs and"), share("% of the estimated latency reached"))
+    };
+    let (_, latency) = reached(&["--target-latency", "0.6"]);
+    assert!(latency <= 60.0, "latency {latency}% over 60%");
+    let (flops, latency) = reached(&["--target-flops", "0.7", "--target-latency", "0.6"]);
+    assert!(flops <= 70.0 && latency <= 60.0, "{flops}% of the FLOPs, {latency}% of the time");
+    expect_error(
+        compile(&dir, &temp("never5.blt"), &["--calibration", cal, "--target-latency", "0"]),
+        "--target-latency",
+    );
+}
+
 #[test]
 fn trains_a_multi_label_sigmoid_head() {
     let data = temp("multi.jsonl");
