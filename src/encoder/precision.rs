@@ -109,6 +109,10 @@ pub fn decide(choice: PrecisionChoice, cpu: &[String], weights: Weights) -> Deci
         PrecisionChoice::Auto if int8_bundle && has("aarch64") && has("dotprod") => {
             decision(Precision::Int8, "auto: int8 weights and a CPU with dot-product (SDOT)")
         }
+        PrecisionChoice::Auto if int8_bundle && has("x86_64") && has("avx512vnni") => decision(
+            Precision::Int8,
+            "auto: int8 weights and AVX-512 VNNI (bertlite's u8×s8 kernel)",
+        ),
         PrecisionChoice::Auto if int8_bundle && has("x86_64") && has("avx2") => {
             decision(Precision::Int8, "auto: int8 weights and AVX2 (bertlite's u8×s8 kernel)")
         }
@@ -156,6 +160,7 @@ mod tests {
         for w in [Int8, Int8Calibrated] {
             assert_eq!(pick(&["aarch64", "fp16", "dotprod"], w), Precision::Int8);
             assert_eq!(pick(&["x86_64", "avx2", "fma"], w), Precision::Int8);
+            assert_eq!(pick(&["x86_64", "avx2", "fma", "avx512vnni"], w), Precision::Int8);
             assert_eq!(pick(&["x86_64"], w), Precision::F32);
         }
         assert_eq!(pick(&["aarch64", "fp16", "dotprod"], F32), Precision::F32);
