@@ -267,18 +267,24 @@ pub struct Target {
 const ATTENTION_COST: f64 = 4.85;
 const FIXED_COST: f64 = 715.0;
 
+/// Layer `l`'s widths after `cut` (not dropped): hidden, the heads' total, the FFN's.
+fn widths(bert: &Bert, l: usize, cut: LayerCut) -> (u64, u64, u64) {
+    let layer = &bert.layers[l];
+    let inner = kept(layer.heads, cut.heads, 1) * bert.head_dim;
+    let ffn = kept(layer.ffn_in.weight.rows, cut.ffn, 8);
+    (bert.hidden as u64, inner as u64, ffn as u64)
+}
+
 /// The estimated time of layer `l` after `cut`, summed over texts of `lengths` (see
 /// [`ATTENTION_COST`]).
 fn layer_time(bert: &Bert, l: usize, cut: LayerCut, lengths: Lengths) -> f64 {
     if cut.drop {
         return 0.0;
     }
-    let layer = &bert.layers[l];
-    let h = bert.hidden as f64;
-    let inner = (kept(layer.heads, cut.heads, 1) * bert.head_dim) as f64;
-    let ffn = kept(layer.ffn_in.weight.rows, cut.ffn, 8) as f64;
-    (4.0 * h * inner + 2.0 * h * ffn + FIXED_COST * h) * lengths.tokens as f64
-        + ATTENTION_COST * 2.0 * inner * lengths.squares as f64
+    let (h, inner, ffn) = widths(bert, l, cut);
+    let linear = ((4 * h * inner + 2 * h * ffn) * lengths.tokens) as f64;
+    let attention = (2 * inner * lengths.squares) as f64;
+    linear + ATTENTION_COST * attention + FIXED_COST * (h * lengths.tokens) as f64
 }
 
 /// Multiply-adds of layer `l` after `cut`, summed over texts of `lengths`.
@@ -286,10 +292,7 @@ fn layer_flops(bert: &Bert, l: usize, cut: LayerCut, lengths: Lengths) -> u64 {
     if cut.drop {
         return 0;
     }
-    let layer = &bert.layers[l];
-    let h = bert.hidden as u64;
-    let inner = (kept(layer.heads, cut.heads, 1) * bert.head_dim) as u64;
-    let ffn = kept(layer.ffn_in.weight.rows, cut.ffn, 8) as u64;
+    let (h, inner, ffn) = widths(bert, l, cut);
     (4 * h * inner + 2 * h * ffn) * lengths.tokens + 2 * inner * lengths.squares
 }
 
