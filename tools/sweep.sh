@@ -23,6 +23,7 @@ points=(
   "flops35:--target-flops 0.35"
   "lat55:--target-flops 0.5 --target-latency 0.55"
   "lat50:--target-flops 0.5 --target-latency 0.5"
+  "heads75-ffn33:--prune-heads 0.75 --prune-ffn 0.33"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()
