@@ -126,8 +126,13 @@ impl EvalOp for DequantizeRows {
                 rs.len() * n == acc.len() && zeros.len() == rs.len(),
                 "DequantizeRows: one scale and zero point per row"
             );
-            let rescale =
-                gemm_i8::Rescale { rows: rs, zeros, channels: &self.channel_scales, bias: None };
+            let rescale = gemm_i8::Rescale {
+                rows: rs,
+                zeros,
+                channels: &self.channel_scales,
+                bias: None,
+                outliers: None,
+            };
             gemm_i8::rescale(acc, &rescale, &self.col_sums, y_ram.as_slice_mut::<f32>()?);
         }
         Ok(tvec![y.into_tvalue()])
@@ -285,11 +290,9 @@ impl LinearI8 {
                 zeros: &zeros,
                 channels: &l.channel_scales,
                 bias: l.bias.as_deref().map(|b| b.as_slice()),
+                outliers: self.split_outliers.then_some(&outliers[..]),
             };
             gemm_i8::linear(&xq, m, &l.weights, &rescale, y);
-            if self.split_outliers {
-                gemm_i8::add_outliers(&outliers, &l.weights, &l.channel_scales, y);
-            }
             if l.gelu {
                 gelu_in_place(y);
             }

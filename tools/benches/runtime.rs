@@ -35,8 +35,13 @@ fn linear_i8(c: &mut Criterion) {
             let zeros = vec![64i32; m];
             let channels = vec![0.02f32; n];
             let bias = vec![0.5f32; n];
-            let rescale =
-                Rescale { rows: &rows, zeros: &zeros, channels: &channels, bias: Some(&bias) };
+            let rescale = Rescale {
+                rows: &rows,
+                zeros: &zeros,
+                channels: &channels,
+                bias: Some(&bias),
+                outliers: None,
+            };
             let mut y = vec![0f32; m * n];
             group.throughput(Throughput::Elements((m * n * k) as u64));
             group.bench_function(BenchmarkId::from_parameter(format!("{m}x{n}x{k}")), |b| {
@@ -73,6 +78,7 @@ fn linear_i8(c: &mut Criterion) {
                         zeros: &zeros,
                         channels: &channels[..w.n],
                         bias: Some(&bias[..w.n]),
+                        outliers: None,
                     };
                     let (x, y) = (&x[..m * gemm_i8::padded_k(w.k)], &mut y[..m * w.n]);
                     gemm_i8::linear(black_box(x), m, w, &rescale, y);

@@ -14,10 +14,22 @@
 //! (`cargo bench -p bertlite-tool --bench runtime -- linear_i8_6_layers`, session 19: 6.20 →
 //! 4.43 ms at 128 rows, 0.91 → 0.71 ms at 16; two blocks per tile gave 4.99 and 0.79). The last
 //! one or two blocks of a width that is not a multiple of 48 run as a tile of their own.
+//!
+//! The rows' split-off outliers ([`super::outliers`]) are summed per tile from the packed
+//! weights the tile has just read ([`outlier_sums`]) and added in the same epilogue, before
+//! the store: the separate pass read every output back and each outlier's weights from the
+//! transposed copy, and cost 6.6% of an int8 inference at 128 tokens (`perf record`); this
+//! way they cost about 4.5%. Same i32 sums and the same fused multiply-add onto the same f32
+//! result as that pass, so the outputs are the same bit for bit (results/precision.md has
+//! the timings).
 
 use std::arch::x86_64::*;
 
 use super::{BlockConstants, NB, PackedWeights, Rescale};
+use crate::kernels::quantize::{OUTLIERS, Outliers};
+
+// Outliers are taken in pairs (`vpdpwssd`).
+const _: () = assert!(OUTLIERS.is_multiple_of(2));
 
 /// Rows per tile: with three blocks, 24 accumulators, 3 weight registers and a broadcast quad
 /// fit the 32 zmm registers.
@@ -102,6 +114,13 @@ unsafe fn tile_rows<const B: usize>(
                 }
             }
         }
+        // The rows' outlier sums, computed apart (see `outlier_sums`), added below.
+        let mut extra = [[_mm512_setzero_si512(); B]; MR];
+        let outliers = rescale.outliers.map(|o| &o[m0..(m0 + MR).min(m)]);
+        if let Some(o) = outliers {
+            // SAFETY: indices < k (`linear` asserts it), so their quads are in every block.
+            unsafe { outlier_sums(o, wp, &mut extra) };
+        }
         for (r, acc) in acc.iter().enumerate() {
             let row = m0 + r;
             if row >= m {
@@ -109,14 +128,69 @@ unsafe fn tile_rows<const B: usize>(
             }
             let zero = _mm512_set1_epi32(rescale.zeros[row]);
             let rs = _mm512_set1_ps(rescale.rows[row]);
+            let o = outliers.map(|o| &o[r]).filter(|o| o.len > 0);
             for b in 0..B {
                 let scale = _mm512_mul_ps(rs, cs[b]);
                 let exact = _mm512_sub_epi32(acc[b], _mm512_mullo_epi32(zero, sums[b]));
-                let out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, bias[b]);
+                let mut out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, bias[b]);
+                if let Some(o) = o {
+                    let ch = _mm512_mul_ps(_mm512_set1_ps(o.scale), cs[b]);
+                    out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(extra[r][b]), ch, out);
+                }
                 let BlockConstants { c0, width, .. } = consts[b];
                 let dst = &mut y[row * n + c0..][..width];
                 // SAFETY: the mask writes `width` floats, all inside `dst`.
                 unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), masks[b], out) };
+            }
+        }
+    }
+}
+
+/// The outliers' sums `Σ_o q_o · w[c, index_o]` of one tile's rows (`outliers`, blocks at
+/// `wp`) into `sums`, for the epilogue to add with the same fused multiply-add as
+/// [`super::add_outliers`]. The weights are read from the packed blocks the multiply loop
+/// has just streamed through the cache: input k's weights for a block's 16 channels are byte
+/// k % 4 of each 32-bit lane of quad k / 4. Read from the transposed `[k, n]` copy instead,
+/// each row's four inputs were four cache misses per tile; added to the stored outputs, the
+/// load waited for the masked stores just made. Out of line: inlined, its pointers took the
+/// registers of the multiply loop's row pointers, which were spilled.
+///
+/// # Safety
+/// AVX-512 F, BW and VNNI are present; every index < k; `wp[b]` is block b's packed weights.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn outlier_sums<const B: usize>(
+    outliers: &[Outliers],
+    wp: [*const u8; B],
+    sums: &mut [[__m512i; B]; MR],
+) {
+    for (o, sums) in outliers.iter().zip(sums).filter(|(o, _)| o.len > 0) {
+        // Per input: its quad's offset in a block, and the left shift that puts its byte on
+        // top of the lane (an arithmetic right shift then sign-extends it).
+        let at: [usize; OUTLIERS] = std::array::from_fn(|j| o.index[j] as usize / 4 * NB * 4);
+        let up: [__m128i; OUTLIERS] =
+            std::array::from_fn(|j| _mm_cvtsi32_si128(24 - 8 * (o.index[j] % 4) as i32));
+        let q: [__m512i; OUTLIERS / 2] = std::array::from_fn(|p| {
+            let lo = o.q[2 * p] as u16 as u32;
+            let hi = o.q[2 * p + 1] as u16 as u32;
+            _mm512_set1_epi32((lo | (hi << 16)) as i32)
+        });
+        for (b, sum) in sums.iter_mut().enumerate() {
+            for (p, &q) in q.iter().enumerate() {
+                let (i, j) = (2 * p, 2 * p + 1);
+                // SAFETY: quads index / 4 < k / 4 rounded up, all in the block.
+                let (a, c) = unsafe {
+                    (
+                        _mm512_loadu_si512(wp[b].add(at[i]).cast()),
+                        _mm512_loadu_si512(wp[b].add(at[j]).cast()),
+                    )
+                };
+                // Input i's weight sign-extended into each lane's low i16, input j's into
+                // its high i16: one `vpdpwssd` adds both products.
+                let a = _mm512_srai_epi32::<24>(_mm512_sll_epi32(a, up[i]));
+                let c = _mm512_srai_epi32::<8>(_mm512_sll_epi32(c, up[j]));
+                let pair = _mm512_mask_blend_epi16(0xAAAA_AAAA, a, c);
+                *sum = _mm512_dpwssd_epi32(*sum, pair, q);
             }
         }
     }

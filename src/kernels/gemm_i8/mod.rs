@@ -46,6 +46,8 @@ mod outliers_neon;
 
 pub use outliers::add_outliers;
 
+use crate::kernels::quantize::Outliers;
+
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg(target_arch = "x86_64")]
@@ -278,6 +280,9 @@ pub struct Rescale<'a> {
     /// One per output channel.
     pub channels: &'a [f32],
     pub bias: Option<&'a [f32]>,
+    /// Each row's split-off largest inputs, their product added to the row's outputs
+    /// ([`add_outliers`]; in the kernel's own epilogue where it has one).
+    pub outliers: Option<&'a [Outliers]>,
 }
 
 /// `acc[m, n] = x[m, :] · w[n, :]` exactly, in i32, portably: the reference [`linear`] is
@@ -290,7 +295,8 @@ pub fn matmul(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
 
 /// `y[m, n] = (x[m, :] · w[n, :] − zero[m] · col_sum[n]) · rows[m] · channels[n] + bias[n]`:
 /// the products exact in i32, converted to f32 in the kernel's registers (no i32 buffer, no
-/// second pass), on the kernel `w` was packed for.
+/// second pass), on the kernel `w` was packed for; plus each row's outliers' product
+/// (`rescale.outliers`, [`add_outliers`]).
 pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut [f32]) {
     // ok: LinearI8 sizes every buffer from m, k, n; input cannot reach it.
     assert!(
@@ -299,27 +305,31 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
             && rescale.rows.len() == m
             && rescale.zeros.len() == m
             && rescale.channels.len() == w.n
-            && rescale.bias.is_none_or(|b| b.len() == w.n),
+            && rescale.bias.is_none_or(|b| b.len() == w.n)
+            && rescale.outliers.is_none_or(|o| o.len() == m
+                && o.iter().all(|o| o.index.iter().all(|&k| (k as usize) < w.k.max(1)))),
         "linear: shapes"
     );
     if m == 0 {
         return;
     }
-    match w.kernel {
+    // Whether the kernel added the outliers in its own epilogue.
+    let fused = match w.kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if crate::platform::cpu::features().avx2_fma => {
             // SAFETY: AVX2 and FMA are present (checked); all reads stay inside `x`, `w.data`
             // and the rescale slices (the row index is clamped to m-1, the packed blocks cover
             // every quad, full-width stores only where c0 + 16 ≤ n), writes inside `y`.
             unsafe { avx2::linear(x, m, w, rescale, y) };
-            return;
+            false
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni if crate::platform::cpu::features().avx512_vnni => {
             // SAFETY: AVX-512 F, BW and VNNI are present (checked); bounds as for AVX2 above,
-            // stores masked to the block's channels below n.
+            // stores masked to the block's channels below n; the outliers' indices are < k
+            // (asserted above).
             unsafe { avx512::linear(x, m, w, rescale, y) };
-            return;
+            true
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::NeonDot if crate::platform::cpu::features().dotprod => {
@@ -327,26 +337,31 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
             // clamped to m-1, rows of padded_k bytes read in whole 16-byte groups, packed
             // blocks cover every quad, full-width stores only where c0 + 16 ≤ n.
             unsafe { neon_dot::linear(x, m, w, rescale, y) };
-            return;
+            false
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::NeonMull => {
             // SAFETY: NEON is the aarch64 baseline; bounds as for the dot-product kernel.
             unsafe { neon_mull::linear(x, m, w, rescale, y) };
-            return;
+            false
         }
         #[cfg(target_arch = "arm")]
         Kernel::Armv7Neon if crate::platform::cpu::features().arm_neon => {
             // SAFETY: NEON is present (checked); each row is read in whole 16-byte groups,
             // the packed blocks cover every quad, full-width stores only where c0 + 16 ≤ n.
             unsafe { armv7_neon::linear(x, m, w, rescale, y) };
-            return;
+            false
         }
-        _ => {}
+        _ => {
+            let mut acc = vec![0i32; m * w.n];
+            matmul_scalar(x, m, w, &mut acc);
+            self::rescale(&acc, rescale, &w.col_sums, y);
+            false
+        }
+    };
+    if let Some(outliers) = rescale.outliers.filter(|_| !fused) {
+        add_outliers(outliers, w, rescale.channels, y);
     }
-    let mut acc = vec![0i32; m * w.n];
-    matmul_scalar(x, m, w, &mut acc);
-    self::rescale(&acc, rescale, &w.col_sums, y);
 }
 
 /// `y = (acc − zero · col_sum) · row_scale · channel_scale (+ bias)`, rows of `n`: the pass
@@ -487,6 +502,79 @@ mod tests {
         }
     }
 
+    /// Outliers through `linear` (in the kernel's epilogue where it fuses them) against
+    /// `linear` without them followed by the reference loops, bit for bit: every kernel of
+    /// this architecture, widths at the 16-channel and 48-channel tile edges, row counts at the
+    /// 8-row tile edges, indices up to k − 1 (the transposed table's last row), rows with
+    /// fewer outliers or none.
+    #[test]
+    fn outliers_in_the_epilogue_match_a_second_pass() {
+        use crate::kernels::quantize::OUTLIERS;
+        let k = 40;
+        for kernel in [
+            Kernel::Avx2,
+            Kernel::Avx512Vnni,
+            Kernel::NeonDot,
+            Kernel::NeonMull,
+            Kernel::Armv7Neon,
+            Kernel::Portable,
+        ] {
+            for n in [1, 15, 16, 17, 33, 48, 50, 64, 97, 384] {
+                for m in [1, 8, 9, 17] {
+                    let w: Vec<i8> =
+                        (0..n * k).map(|i| ((i * 97 + 13) % 256) as u8 as i8).collect();
+                    let packed = PackedWeights::pack(&w, n, k, kernel);
+                    let kp = padded_k(k);
+                    let x: Vec<u8> = (0..m * kp).map(|i| ((i * 31 + 7) % 128) as u8).collect();
+                    let outliers: Vec<Outliers> = (0..m)
+                        .map(|r| {
+                            let len = [OUTLIERS, OUTLIERS - 1, 0, 1][r % 4];
+                            let mut o =
+                                Outliers { len, scale: 0.5 / (r + 1) as f32, ..Default::default() };
+                            for j in 0..len {
+                                o.index[j] = if j == 0 {
+                                    (k - 1) as u32
+                                } else {
+                                    ((r * 7 + j * 5) % k) as u32
+                                };
+                                o.q[j] = [32767, -32767, 12345, -1, 777, -20000][(r + j) % 6];
+                            }
+                            o
+                        })
+                        .collect();
+                    let rows: Vec<f32> = (0..m).map(|r| 0.01 * (r + 1) as f32).collect();
+                    let zeros: Vec<i32> = (0..m).map(|r| [0, 64, 127][r % 3]).collect();
+                    let channels: Vec<f32> = (0..n).map(|c| 0.001 * (c as f32 + 1.0)).collect();
+                    let bias: Vec<f32> = (0..n).map(|c| (c as f32 * 0.37).sin()).collect();
+                    let plain = Rescale {
+                        rows: &rows,
+                        zeros: &zeros,
+                        channels: &channels,
+                        bias: Some(&bias),
+                        outliers: None,
+                    };
+                    let mut want = vec![0f32; m * n];
+                    linear(&x, m, &packed, &plain, &mut want);
+                    for (o, y) in outliers.iter().zip(want.chunks_exact_mut(n)) {
+                        if o.len > 0 {
+                            outliers::add_channels(o, &packed.columns, n, 0..n, &channels, y);
+                        }
+                    }
+                    let mut got = vec![f32::NAN; m * n];
+                    let with = Rescale { outliers: Some(&outliers), ..plain };
+                    linear(&x, m, &packed, &with, &mut got);
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            w.to_bits(),
+                            "{kernel:?} {m}x{n} at {i}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn check_shape(kernel: Kernel, m: usize, n: usize, k: usize) {
         // Extremes included: weights −128..=127, activations 0..=ACTIVATION_MAX; 530 rows run
         // many row tiles against each weight block. Odd channels step slowly, so a lane's four
@@ -514,7 +602,8 @@ mod tests {
         for with_bias in [true, false] {
             let mut y = vec![f32::NAN; m * n];
             let bias = with_bias.then_some(&bias[..]);
-            let rescale = Rescale { rows: &rows, zeros: &zeros, channels: &channels, bias };
+            let rescale =
+                Rescale { rows: &rows, zeros: &zeros, channels: &channels, bias, outliers: None };
             linear(&xp, m, &packed, &rescale, &mut y);
             for row in 0..m {
                 for c in 0..n {
