@@ -61,17 +61,23 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
     // 2. The outliers, as [`super::largest_above`] finds them: values above the threshold in
     // index order (an equal one loses the tie), the threshold starting just below the bound.
     let start = lanes4.iter().fold(u32::MAX, |m, &p| m.min(p)).saturating_sub(1);
-    let mut threshold = start;
+    // The threshold changes only where a chunk had a value above it: recomputed there alone,
+    // the chunks without one carry no dependency from one to the next (reloading it from
+    // `keys` after every chunk made the scan about half of this function's time).
+    let mut threshold = _mm512_set1_epi32(start as i32);
     let mut keys = [0u64; OUTLIERS];
     for i in (0..k).step_by(16) {
         let v = load(i, lanes(i));
-        let mut above = _mm512_cmpgt_epu32_mask(bits(v), _mm512_set1_epi32(threshold as i32));
-        while above != 0 {
-            let j = i + above.trailing_zeros() as usize;
-            insert(&mut keys, (u64::from(magnitude_bits(x[j])) << 32) | u64::from(!(j as u32)));
-            above &= above - 1;
+        let mut above = _mm512_cmpgt_epu32_mask(bits(v), threshold);
+        if above != 0 {
+            while above != 0 {
+                let j = i + above.trailing_zeros() as usize;
+                let key = (u64::from(magnitude_bits(x[j])) << 32) | u64::from(!(j as u32));
+                insert(&mut keys, key);
+                above &= above - 1;
+            }
+            threshold = _mm512_set1_epi32(start.max((keys[OUTLIERS - 1] >> 32) as u32) as i32);
         }
-        threshold = start.max((keys[OUTLIERS - 1] >> 32) as u32);
     }
     let largest = from_keys(x, &keys);
 
