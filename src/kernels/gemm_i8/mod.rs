@@ -472,6 +472,17 @@ fn matmul_scalar(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
 mod tests {
     use super::*;
 
+    /// Every kernel, whichever this CPU runs: those it cannot run fall back to the portable
+    /// loops, which must agree too.
+    const KERNELS: [Kernel; 6] = [
+        Kernel::Avx2,
+        Kernel::Avx512Vnni,
+        Kernel::NeonDot,
+        Kernel::NeonMull,
+        Kernel::Armv7Neon,
+        Kernel::Portable,
+    ];
+
     /// Every kernel packing, run through [`linear`] on this CPU (its own micro-kernel where it
     /// has one, the portable loops otherwise), against a plain triple loop: exact integers,
     /// and an epilogue whose f32 results are exact too. Shapes at every tile edge: rows around
@@ -487,15 +498,7 @@ mod tests {
                 }
             }
         }
-        for kernel in [
-            Kernel::native(),
-            Kernel::Avx2,
-            Kernel::Avx512Vnni,
-            Kernel::NeonDot,
-            Kernel::NeonMull,
-            Kernel::Armv7Neon,
-            Kernel::Portable,
-        ] {
+        for kernel in std::iter::once(Kernel::native()).chain(KERNELS) {
             for &(m, n, k) in &shapes {
                 check_shape(kernel, m, n, k);
             }
@@ -511,14 +514,7 @@ mod tests {
     fn outliers_in_the_epilogue_match_a_second_pass() {
         use crate::kernels::quantize::OUTLIERS;
         let k = 40;
-        for kernel in [
-            Kernel::Avx2,
-            Kernel::Avx512Vnni,
-            Kernel::NeonDot,
-            Kernel::NeonMull,
-            Kernel::Armv7Neon,
-            Kernel::Portable,
-        ] {
+        for kernel in KERNELS {
             for n in [1, 15, 16, 17, 33, 48, 50, 64, 97, 384] {
                 for m in [1, 8, 9, 17] {
                     let w: Vec<i8> =
