@@ -24,6 +24,7 @@
 //! the timings).
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::{BlockConstants, NB, PackedWeights, Rescale};
 use crate::kernels::quantize::{OUTLIERS, Outliers};
@@ -114,8 +115,10 @@ unsafe fn tile_rows<const B: usize>(
                 }
             }
         }
-        // The rows' outlier sums, computed apart (see `outlier_sums`), added below.
-        let mut extra = [[_mm512_setzero_si512(); B]; MR];
+        // The rows' outlier sums, computed apart (see `outlier_sums`), added below. Left
+        // uninitialized: written for exactly the rows read (those with outliers), and zeroing
+        // the tile's 1.5 KB was a `memset` call per tile.
+        let mut extra = [[MaybeUninit::<__m512i>::uninit(); B]; MR];
         let outliers = rescale.outliers.map(|o| &o[m0..(m0 + MR).min(m)]);
         if let Some(o) = outliers {
             // SAFETY: indices < k (`linear` asserts it), so their quads are in every block.
@@ -135,7 +138,9 @@ unsafe fn tile_rows<const B: usize>(
                 let mut out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, bias[b]);
                 if let Some(o) = o {
                     let ch = _mm512_mul_ps(_mm512_set1_ps(o.scale), cs[b]);
-                    out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(extra[r][b]), ch, out);
+                    // SAFETY: `outlier_sums` wrote row r (it has outliers).
+                    let e = unsafe { extra[r][b].assume_init() };
+                    out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(e), ch, out);
                 }
                 let BlockConstants { c0, width, .. } = consts[b];
                 let dst = &mut y[row * n + c0..][..width];
@@ -147,7 +152,7 @@ unsafe fn tile_rows<const B: usize>(
 }
 
 /// The outliers' sums `Σ_o q_o · w[c, index_o]` of one tile's rows (`outliers`, blocks at
-/// `wp`) into `sums`, for the epilogue to add with the same fused multiply-add as
+/// `wp`) written to `sums` (only the rows with outliers), for the epilogue to add with the same fused multiply-add as
 /// [`super::add_outliers`]. The weights are read from the packed blocks the multiply loop
 /// has just streamed through the cache: input k's weights for a block's 16 channels are byte
 /// k % 4 of each 32-bit lane of quad k / 4. Read from the transposed `[k, n]` copy instead,
@@ -162,7 +167,7 @@ unsafe fn tile_rows<const B: usize>(
 unsafe fn outlier_sums<const B: usize>(
     outliers: &[Outliers],
     wp: [*const u8; B],
-    sums: &mut [[__m512i; B]; MR],
+    sums: &mut [[MaybeUninit<__m512i>; B]; MR],
 ) {
     for (o, sums) in outliers.iter().zip(sums).filter(|(o, _)| o.len > 0) {
         // Per input: its quad's offset in a block, and the left shift that puts its byte on
@@ -175,7 +180,8 @@ unsafe fn outlier_sums<const B: usize>(
             let hi = o.q[2 * p + 1] as u16 as u32;
             _mm512_set1_epi32((lo | (hi << 16)) as i32)
         });
-        for (b, sum) in sums.iter_mut().enumerate() {
+        for (b, out) in sums.iter_mut().enumerate() {
+            let mut sum = _mm512_setzero_si512();
             for (p, &q) in q.iter().enumerate() {
                 let (i, j) = (2 * p, 2 * p + 1);
                 // SAFETY: quads index / 4 < k / 4 rounded up, all in the block.
@@ -190,8 +196,9 @@ unsafe fn outlier_sums<const B: usize>(
                 let a = _mm512_srai_epi32::<24>(_mm512_sll_epi32(a, up[i]));
                 let c = _mm512_srai_epi32::<8>(_mm512_sll_epi32(c, up[j]));
                 let pair = _mm512_mask_blend_epi16(0xAAAA_AAAA, a, c);
-                *sum = _mm512_dpwssd_epi32(*sum, pair, q);
+                sum = _mm512_dpwssd_epi32(sum, pair, q);
             }
+            out.write(sum);
         }
     }
 }
