@@ -3,21 +3,25 @@
 //! scan, a copy with the outliers zeroed, its minimum and maximum, the quantization) with a
 //! reduction per chunk.
 //!
-//! 1. Lane-wise (lane l holds positions ≡ l mod 16) magnitude peaks.
-//! 2. The outliers: the lane peaks' maxima by lane mod 4 are four values at distinct
-//!    positions, so their minimum bounds the row's 4th largest magnitude from below, and only
-//!    values above it are looked at one by one (a compare into a mask per chunk).
+//! 1. Lane-wise (lane l holds positions ≡ l mod 16) magnitude peaks. The 4th largest of them
+//!    bounds the row's 4th largest magnitude from below.
+//! 2. The outliers: the values above the bound, compressed into a short list without a
+//!    branch, then the largest four of the list.
 //! 3. The rest's minimum and maximum, the outliers' lanes masked off.
 //! 4. The quantization, the outliers' bytes then set to the zero point.
 //!
-//! Why: the portable form was a tenth of an int8 inference at 256 tokens on this host (perf
-//! record, session 21); this form takes about two thirds of its time per row (384 and 1536
-//! wide). The result is the portable
-//! form's bit for bit (same outliers, same range, round-to-nearest-even conversion).
+//! Why: the portable form was a tenth of an int8 inference at 256 tokens on this host; the
+//! timings of both forms and of this one's steps are in results/precision.md. The result is
+//! the portable form's bit for bit (same outliers, same range, round-to-nearest-even
+//! conversion).
 
 use std::arch::x86_64::*;
 
-use super::{ACTIVATION_MAX, Largest, OUTLIERS, RowQuant, from_keys, insert, magnitude_bits};
+use super::{ACTIVATION_MAX, Largest, OUTLIERS, RowQuant, from_keys, insert};
+
+/// The most values above the bound that step 2 gathers (a row past it, such as one of equal
+/// values, goes to the portable form).
+const CANDIDATES: usize = 64;
 
 /// `None` where the portable form must decide (an empty row, a non-finite value, a zero
 /// range).
@@ -40,44 +44,59 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
 
     // 1. Lane-wise magnitude peaks.
     let mut peak = _mm512_setzero_si512();
-    for i in (0..k).step_by(16) {
-        peak = _mm512_max_epu32(peak, bits(load(i, lanes(i))));
-    }
-    // Lane l of `quarters` is the largest magnitude at positions ≡ l (mod 4): four values at
-    // distinct positions, so their minimum bounds the row's 4th largest from below.
-    const _: () = assert!(OUTLIERS == 4);
-    let quarters = _mm_max_epu32(
-        _mm_max_epu32(_mm512_castsi512_si128(peak), _mm512_extracti32x4_epi32::<1>(peak)),
-        _mm_max_epu32(_mm512_extracti32x4_epi32::<2>(peak), _mm512_extracti32x4_epi32::<3>(peak)),
-    );
-    let mut lanes4 = [0u32; 4];
-    // SAFETY: 4 u32.
-    unsafe { _mm_storeu_si128(lanes4.as_mut_ptr().cast(), quarters) };
+    chunks(0, k, |i, m| peak = _mm512_max_epu32(peak, bits(load(i, m))));
+    let mut peaks = [0u32; 16];
+    // SAFETY: 16 u32.
+    unsafe { _mm512_storeu_si512(peaks.as_mut_ptr().cast(), peak) };
     // NaN's magnitude bits are above infinity's.
-    if lanes4.iter().any(|&p| p >= f32::INFINITY.to_bits()) {
+    if peaks.iter().any(|&p| p >= f32::INFINITY.to_bits()) {
         return None;
     }
+    // The 4th largest lane peak: of four values at distinct positions, so no larger than the
+    // row's 4th largest magnitude. (The bound from the peaks by position mod 4 let 6.7 values
+    // per row past the scan's first threshold on MiniLM's hidden states; this one lets 4.6,
+    // where 4 is the least, and each is a mispredicted branch.)
+    const _: () = assert!(OUTLIERS == 4);
+    let mut top4 = [0u32; 4];
+    for &p in &peaks {
+        // Inserted into the descending `top4` without branches.
+        let [t0, t1, t2, t3] = top4;
+        top4 = [t0.max(p), t1.max(t0.min(p)), t2.max(t1.min(p)), t3.max(t2.min(p))];
+    }
 
-    // 2. The outliers, as [`super::largest_above`] finds them: values above the threshold in
-    // index order (an equal one loses the tie), the threshold starting just below the bound.
-    let start = lanes4.iter().fold(u32::MAX, |m, &p| m.min(p)).saturating_sub(1);
-    // The threshold changes only where a chunk had a value above it: recomputed there alone,
-    // the chunks without one carry no dependency from one to the next (reloading it from
-    // `keys` after every chunk made the scan about half of this function's time).
-    let mut threshold = _mm512_set1_epi32(start as i32);
-    let mut keys = [0u64; OUTLIERS];
-    for i in (0..k).step_by(16) {
-        let v = load(i, lanes(i));
-        let mut above = _mm512_cmpgt_epu32_mask(bits(v), threshold);
-        if above != 0 {
-            while above != 0 {
-                let j = i + above.trailing_zeros() as usize;
-                let key = (u64::from(magnitude_bits(x[j])) << 32) | u64::from(!(j as u32));
-                insert(&mut keys, key);
-                above &= above - 1;
-            }
-            threshold = _mm512_set1_epi32(start.max((keys[OUTLIERS - 1] >> 32) as u32) as i32);
+    // 2. The outliers, as [`super::largest_above`] finds them (the largest keys, magnitude
+    // bits above and `!index` below: an equal magnitude at a later index loses the tie) among
+    // the values above the bound. Those are gathered first, every chunk compressing its values
+    // above into a list without a branch (4 to 8 of them in a row of MiniLM's); a branch per
+    // chunk with a value above, its outcome a coin toss, was most of this function's time.
+    let threshold = _mm512_set1_epi32(top4[3].saturating_sub(1) as i32);
+    let mut mags = [0u32; CANDIDATES + 16];
+    let mut indices = [0u32; CANDIDATES + 16];
+    let mut found = 0;
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    chunks(0, k, |i, m| {
+        // Past CANDIDATES the list is abandoned (the portable form decides); below, each
+        // store's 16 lanes fit.
+        if found > CANDIDATES {
+            return;
         }
+        let b = bits(load(i, m));
+        let above = _mm512_mask_cmpgt_epu32_mask(m, b, threshold);
+        let at = _mm512_add_epi32(iota, _mm512_set1_epi32(i as i32));
+        // SAFETY: found ≤ CANDIDATES, and the lists hold CANDIDATES + 16.
+        unsafe {
+            let (mp, ip) = (mags.as_mut_ptr().add(found), indices.as_mut_ptr().add(found));
+            _mm512_storeu_si512(mp.cast(), _mm512_maskz_compress_epi32(above, b));
+            _mm512_storeu_si512(ip.cast(), _mm512_maskz_compress_epi32(above, at));
+        }
+        found += above.count_ones() as usize;
+    });
+    if found > CANDIDATES {
+        return None;
+    }
+    let mut keys = [0u64; OUTLIERS];
+    for (&mag, &i) in mags[..found].iter().zip(&indices[..found]) {
+        insert(&mut keys, (u64::from(mag) << 32) | u64::from(!i));
     }
     let largest = from_keys(x, &keys);
 
@@ -99,18 +118,19 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
     let mut from = 0;
     // The stretches between the outliers' chunks without a look at them, then each such chunk.
     for &(chunk, lanes_out) in &skip[..n] {
-        for i in (from..chunk).step_by(16) {
-            let v = load(i, lanes(i));
+        // Whole chunks: `chunk` is at or before the last one.
+        chunks(from, chunk, |i, m| {
+            let v = load(i, m);
             (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
-        }
+        });
         let v = load(chunk, lanes(chunk) & !lanes_out);
         (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
         from = chunk + 16;
     }
-    for i in (from..k).step_by(16) {
-        let v = load(i, lanes(i));
+    chunks(from.min(k), k, |i, m| {
+        let v = load(i, m);
         (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
-    }
+    });
     let (lo, hi) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
     let range = hi - lo;
     if !(range > 0.0 && range.is_finite()) {
@@ -122,23 +142,37 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
     let zero = super::round_even(-lo * inv);
     let (scale, zeros) = (_mm512_set1_ps(inv), _mm512_set1_epi32(zero));
     let (floor, top) = (_mm512_setzero_si512(), _mm512_set1_epi32(i32::from(ACTIVATION_MAX)));
-    for i in (0..k).step_by(16) {
+    chunks(0, k, |i, m| {
         // The default rounding, to nearest even: `round_even` for |v · inv| ≤ 127 (an
         // outlier's lane may be anything: it is overwritten below).
-        let q =
-            _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(load(i, lanes(i)), scale)), zeros);
+        let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(load(i, m), scale)), zeros);
         let q = _mm512_min_epi32(_mm512_max_epi32(q, floor), top);
         // SAFETY: as the loads. (A narrowing store straight to memory is slow on some CPUs.)
         unsafe {
             let dst = out.as_mut_ptr().add(i);
-            match k - i >= 16 {
+            match m == !0 {
                 true => _mm_storeu_si128(dst.cast(), _mm512_cvtepi32_epi8(q)),
-                false => _mm512_mask_cvtepi32_storeu_epi8(dst.cast(), lanes(i), q),
+                false => _mm512_mask_cvtepi32_storeu_epi8(dst.cast(), m, q),
             }
         }
-    }
+    });
     for (i, _) in largest.iter() {
         out[i] = zero as u8;
     }
     Some((RowQuant { scale: range / f32::from(ACTIVATION_MAX), zero }, largest))
+}
+
+/// `f(i, lanes)` for each chunk of 16 from `from` (a multiple of 16) up to `to`: whole chunks
+/// with all lanes, then a partial one with its lanes' mask. Inlined, the whole chunks' loads
+/// are plain loads; a mask computed per chunk cost a compare, a move and a mask register
+/// write in every pass.
+#[inline(always)]
+fn chunks(from: usize, to: usize, mut f: impl FnMut(usize, __mmask16)) {
+    let whole = from + (to.saturating_sub(from)) / 16 * 16;
+    for i in (from..whole).step_by(16) {
+        f(i, !0);
+    }
+    if whole < to {
+        f(whole, (1 << (to - whole)) - 1);
+    }
 }

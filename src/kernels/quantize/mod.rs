@@ -425,9 +425,20 @@ fn to_i16(largest: &Largest) -> Outliers {
     let inv = f32::from(i16::MAX) / max;
     for (q, &v) in out.q.iter_mut().zip(&largest.value[..largest.len]) {
         // |v · inv| ≤ 32767 (+ rounding); non-finite values poison `scale` instead.
-        *q = (v * inv).round().clamp(-32767.0, 32767.0) as i16;
+        *q = round_to_i16(v * inv);
     }
     out
+}
+
+/// `x.round().clamp(-32767.0, 32767.0) as i16` (NaN → 0) without `roundf`, which is a libm
+/// call on x86_64's baseline and on armv7: the truncation, plus one away from zero where the
+/// fraction (exact for |x| < 2²³; 0 above, where every float is whole) is at least ½.
+#[inline]
+fn round_to_i16(x: f32) -> i16 {
+    let whole = x as i32; // toward zero, saturating; NaN → 0
+    let frac = x - whole as f32; // NaN for NaN and ±∞: no step
+    let step = i32::from(frac >= 0.5) - i32::from(frac <= -0.5);
+    whole.saturating_add(step).clamp(-32767, 32767) as i16
 }
 
 /// [`quantize_row`] of `x` less its [`largest_magnitudes`], which are returned as
@@ -543,9 +554,21 @@ mod tests {
     /// form, with ties, zeros, negative-only and positive-only rows, a constant row and
     /// non-finite values.
     #[test]
+    fn rounding_to_i16_is_round_then_clamp() {
+        let mut values = vec![0.5f32, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 32766.5];
+        values.extend([32767.5, -32767.5, 1e9, -1e9, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+        values.extend([8388607.5, 8388608.0, 16777217.0, f32::MIN_POSITIVE, -0.0]);
+        values.extend((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.25 + (i % 7) as f32 * 1e-3));
+        for x in values {
+            let want = if x.is_nan() { 0 } else { x.round().clamp(-32767.0, 32767.0) as i16 };
+            assert_eq!(round_to_i16(x), want, "{x}");
+        }
+    }
+
+    #[test]
     fn split_rows_match_the_portable_form() {
         for len in [16, 32, 48, 384, 1536, 4096, 4112, 1, 8, 17, 100, 200, 576] {
-            for seed in 0..8u32 {
+            for seed in 0..10u32 {
                 let mut x: Vec<f32> = (0..len as u32)
                     .map(|i| {
                         let h = i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503);
@@ -562,6 +585,16 @@ mod tests {
                     5 => x.iter_mut().for_each(|v| *v = -v.abs() - 0.5),
                     6 => x.fill(0.25),
                     7 => x[len / 2] = if len % 2 == 0 { f32::INFINITY } else { f32::NAN },
+                    // 64 and 65 values at or above the 4th largest lane peak (of 16): 50 once,
+                    // and the rest in three lanes, rising to the largest at the last. The
+                    // AVX-512 form's candidate list full, and one past it.
+                    8 | 9 if len > 16 => {
+                        let lanes = |i: &usize| i % 16 < 3;
+                        x.iter_mut().enumerate().for_each(|(i, v)| *v *= f32::from(!lanes(&i)));
+                        x[3] = 50.0;
+                        let top = (0..len).filter(lanes).take(55 + seed as usize);
+                        top.for_each(|i| x[i] = 100.0 + i as f32 * 0.01);
+                    }
                     _ => {}
                 }
                 let (mut q, mut want_q) = (vec![9u8; len], vec![9u8; len]);
