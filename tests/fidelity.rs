@@ -201,9 +201,10 @@ fn int8_compute_same_on_threads_and_in_batches() {
 #[test]
 fn one_pooled_model_serves_concurrent_callers() {
     let one = load_int8(1);
-    // Long enough to be split (≥ 32 token rows), and one that is not.
+    // Long enough to be split everywhere (≥ 32 token rows), one split on x86_64 only (≥ 8),
+    // and one that is not split.
     let long = "several words in a row ".repeat(12);
-    let texts = [long.as_str(), "a short one"];
+    let texts = [long.as_str(), "a dozen or so tokens make this sentence split on x86", "a short"];
     let want: Vec<Vec<f32>> = texts.iter().map(|t| one.embed(t).unwrap()).collect();
     for threads in [2, 4] {
         let model = load_int8(threads);

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Batch-1 latency of two or more bertlite binaries on the same bundle, taking turns: each
-# round runs every binary once per length (`bertlite bench`, 1 thread, int8, one BBC test
-# article cut to 16 and to 128 tokens), and the summary gives each binary's median over the
-# rounds and its median per-round ratio to the first. On a shared 2-core VM single runs of the
-# same binary vary by ±15%; taking turns round after round moves all of them together.
-#   tools/ab.sh ROUNDS BUNDLE NAME=BINARY NAME=BINARY...
+# round runs every binary once per length (`bertlite bench`, 1 thread unless THREADS, int8,
+# one BBC test article cut to 16 and to 128 tokens), and the summary gives each binary's
+# median over the rounds and its median per-round ratio to the first. On a shared 2-core VM
+# single runs of the same binary vary by ±15%; taking turns round after round moves all of
+# them together.
+#   tools/ab.sh ROUNDS BUNDLE NAME=BINARY NAME=BINARY...   (THREADS=2 for two threads)
 # e.g. tools/ab.sh 30 minilm-bbc.blt before=/tmp/bertlite-before after=target/release/bertlite
 set -euo pipefail
-[ $# -ge 4 ] || { sed -n 2,8p "$0"; exit 2; }
-rounds=$1 bundle=$2
+[ $# -ge 4 ] || { sed -n 2,9p "$0"; exit 2; }
+rounds=$1 bundle=$2 threads=${THREADS:-1}
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 text=$(head -1 "$root/data/bbc/test.jsonl" | python3 -c 'import sys, json; print(json.loads(sys.stdin.readline())["text"].replace("\n", " "))')
@@ -17,7 +18,7 @@ for r in $(seq "$rounds"); do
   for t in 16 128; do
     iters=$([ "$t" = 16 ] && echo 200 || echo 30)
     for nb in "$@"; do
-      p50=$("${nb#*=}" bench -m "$bundle" --threads 1 --precision int8 --truncate "$t" \
+      p50=$("${nb#*=}" bench -m "$bundle" --threads "$threads" --precision int8 --truncate "$t" \
         --iters "$iters" "$text" | grep -oE 'p50 +[0-9.]+' | awk '{print $2}')
       echo "$r $t ${nb%%=*} $p50" >> "$out"
     done

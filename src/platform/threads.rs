@@ -79,8 +79,12 @@ pub(crate) fn splits(rows: usize) -> bool {
 /// activation of a batch of 8 texts of 256 tokens (8 × 256 × 384).
 const TRACT_SPLIT_ELEMENTS: usize = 1 << 20;
 
-/// Token rows below which an inference runs on one thread ([`pool_for`]).
-const MIN_SPLIT_ROWS: usize = 32;
+/// Token rows below which an inference runs on one thread ([`pool_for`]). On x86_64 the
+/// pool's threads spin through an inference ([`run_on_pool`]), so a split costs a steal, not
+/// a wake-up, and two threads gain from 8 rows on (results/performance.md, session 23); on
+/// ARM the threads sleep between ops and a split below 32 rows cost more than it saved
+/// (results/boards.md, "Threads").
+const MIN_SPLIT_ROWS: usize = if cfg!(target_arch = "x86_64") { 8 } else { 32 };
 
 /// A plan's thread pool, with what [`run_on_pool`] needs to know about the inferences on it.
 pub(crate) struct Pool {
