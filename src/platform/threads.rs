@@ -79,12 +79,16 @@ pub(crate) fn splits(rows: usize) -> bool {
 /// activation of a batch of 8 texts of 256 tokens (8 × 256 × 384).
 const TRACT_SPLIT_ELEMENTS: usize = 1 << 20;
 
-/// Token rows below which an inference runs on one thread ([`pool_for`]). On x86_64 the
-/// pool's threads spin through an inference ([`run_on_pool`]), so a split costs a steal, not
-/// a wake-up, and two threads gain from 8 rows on (results/performance.md, session 23); on
+/// Token rows below which an inference runs on one thread ([`pool_for`]). Where the pool's
+/// threads spin through an inference ([`KEEPS_AWAKE`]), a split costs a steal, not a
+/// wake-up, and two threads gain from 8 rows on (results/performance.md, session 23); on
 /// ARM the threads sleep between ops and a split below 32 rows cost more than it saved
 /// (results/boards.md, "Threads").
-const MIN_SPLIT_ROWS: usize = if cfg!(target_arch = "x86_64") { 8 } else { 32 };
+const MIN_SPLIT_ROWS: usize = if KEEPS_AWAKE { 8 } else { 32 };
+
+/// Whether [`run_on_pool`] keeps the pool's other threads spinning through an inference: on
+/// x86_64 only (see there why not on ARM).
+const KEEPS_AWAKE: bool = cfg!(target_arch = "x86_64");
 
 /// A plan's thread pool, with what [`run_on_pool`] needs to know about the inferences on it.
 pub(crate) struct Pool {
@@ -118,7 +122,7 @@ impl Pool {
 /// meanwhile runs without (two inferences spinning for each other could each sit above the
 /// other's work).
 pub(crate) fn run_on_pool<R: Send>(pool: &Pool, f: impl FnOnce() -> R + Send) -> R {
-    let alone = cfg!(target_arch = "x86_64")
+    let alone = KEEPS_AWAKE
         && pool
             .kept_awake
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
