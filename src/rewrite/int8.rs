@@ -10,7 +10,9 @@ use tract_nnef::tract_core::ops::cast::Cast;
 use tract_nnef::tract_core::ops::einsum::EinSum;
 use tract_nnef::tract_core::ops::math::{Add, Erf, Mul};
 
-use super::pattern::{behind_reshapes, bin_inputs, element_wise_input, konst, single, with_const};
+use super::pattern::{
+    behind_reshapes, bin_inputs, const_f32, element_wise_input, konst, single, with_const,
+};
 use crate::kernels::gemm_i8;
 use crate::ops::attention::Attention;
 use crate::ops::int8::{DequantizeRows, Int8Linear, LinearI8, QuantizeRows};
@@ -134,16 +136,64 @@ pub fn has_int8_linears(model: &TypedModel) -> bool {
         .any(|n| int8_weight(model, n.inputs[1]).is_some())
 }
 
-/// What one linear's output replaces: an outlet of the graph, reached from the linear's output
-/// through `reshapes` (a fused GELU's end lies behind the reshape that follows the linear).
-struct Replaced {
-    outlet: OutletId,
-    reshapes: Vec<AxisOp>,
+/// Linears reading one input, to become one [`LinearI8`].
+struct SharedInput {
+    /// The tensor behind the input's reshapes, and the input's shape: query, key and value
+    /// each reshape the same tensor on their own.
+    key: (OutletId, ShapeFact),
+    input: OutletId,
+    name: String,
+    /// The matmul nodes.
+    matmuls: Vec<usize>,
+    /// Each linear, with the outlet its output replaces (a fused GELU's end lies behind the
+    /// reshape that follows the linear, which the linear takes in).
+    linears: Vec<(Int8Linear, OutletId)>,
 }
 
-/// Linears reading one input: (the tensor behind its reshapes and its shape, the input, op
-/// name, [(linear, what it replaces)]).
-type SharedInput = ((OutletId, ShapeFact), OutletId, String, Vec<(Int8Linear, Replaced)>);
+/// If `x`, the input of `matmuls` (linears of depth `k`), is through reshapes of its leading
+/// axes `src · c`, `c` a constant per channel (the smoothing of `bertlite-tool`'s calibrated
+/// bundles) read by nothing but those matmuls: `(src, c, the reshapes from the product to
+/// x)`. The linears can then scale their input rows themselves, before quantizing them, in
+/// place of a pass of tract's over the whole tensor on one thread.
+fn scaled_input(
+    model: &TypedModel,
+    x: OutletId,
+    k: usize,
+    matmuls: &[usize],
+) -> Option<(OutletId, Vec<f32>, Vec<AxisOp>)> {
+    let product = behind_reshapes(model, x);
+    let [a, b] = bin_inputs::<Mul>(model, product)?;
+    let ((src, c), c_at) = match const_f32(model, b) {
+        Some(c) => ((a, c), b),
+        None => ((b, const_f32(model, a)?), a),
+    };
+    let c_shape = model.outlet_fact(c_at).ok()?.shape.as_concrete()?.to_vec();
+    let per_channel = c.len() == k && c_shape.last() == Some(&k);
+    let same_shape = model.outlet_fact(src).ok()?.shape == model.outlet_fact(product).ok()?.shape;
+    let mut reshapes = Vec::new();
+    let mut o = x;
+    while o != product {
+        let node = model.node(o.node);
+        let reshape @ AxisOp::Reshape(at, from, _) = node.op_as::<AxisOp>()? else { return None };
+        let rank = model.outlet_fact(node.inputs[0]).ok()?.rank();
+        (at + from.len() < rank).then_some(())?;
+        reshapes.push(reshape.clone());
+        o = node.inputs[0];
+    }
+    reshapes.reverse();
+    fn only_matmuls(model: &TypedModel, o: OutletId, matmuls: &[usize]) -> bool {
+        model.outlet_successors(o).iter().all(|s| {
+            matmuls.contains(&s.node)
+                || (model
+                    .node(s.node)
+                    .op_as::<AxisOp>()
+                    .is_some_and(|op| matches!(op, AxisOp::Reshape(..)))
+                    && only_matmuls(model, OutletId::new(s.node, 0), matmuls))
+        })
+    }
+    (per_channel && same_shape && only_matmuls(model, product, matmuls))
+        .then_some((src, c, reshapes))
+}
 
 /// Rewrites every int8-weight matmul `x · cast(Wq)·s` into the int8 form above; returns how many.
 /// Matmuls sharing an input (query, key, value) share one quantization of it.
@@ -173,20 +223,24 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
                 channel_scales: Arc::new(channel_scales),
                 bias: bias.as_ref().map(|(_, b)| Arc::new(b.clone())),
                 gelu: gelu.is_some(),
+                reshapes: gelu.as_ref().map(|(_, r)| r.clone()).unwrap_or_default(),
             };
-            let replaced = match gelu {
-                Some((end, reshapes)) => Replaced { outlet: end, reshapes },
-                None => Replaced { outlet: linear_out, reshapes: Vec::new() },
-            };
+            let replaced = gelu.map_or(linear_out, |(end, _)| end);
             // Query, key and value each reshape the same tensor on their own: group them by
             // the tensor behind the reshapes (their inputs are then equal, element for element).
             let key = (behind_reshapes(model, x), model.outlet_fact(x)?.shape.clone());
-            match fused.iter_mut().find(|(k, ..)| *k == key) {
-                Some((.., group)) => group.push((linear, replaced)),
-                None => {
-                    let name = format!("{}.int8", node.name);
-                    fused.push((key, x, name, vec![(linear, replaced)]))
+            match fused.iter_mut().find(|group| group.key == key) {
+                Some(group) => {
+                    group.matmuls.push(node.id);
+                    group.linears.push((linear, replaced));
                 }
+                None => fused.push(SharedInput {
+                    key,
+                    input: x,
+                    name: format!("{}.int8", node.name),
+                    matmuls: vec![node.id],
+                    linears: vec![(linear, replaced)],
+                }),
             }
             continue;
         }
@@ -219,20 +273,29 @@ pub fn rewrite_linears(model: &mut TypedModel) -> TractResult<usize> {
         )?[0];
         patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
     }
-    for (_, x, name, group) in fused {
-        let tapped = patch.tap_model(model, x)?;
-        let (linears, replaced): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+    for SharedInput { input: x, name, matmuls, linears: group, .. } in fused {
+        let (mut linears, replaced): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let k = linears.first().map_or(0, |l| l.weights.k);
         // The attention's context rows are weighted means of value rows, without a token's
         // few large values: splitting them measured no gain (golden sentences 0.99906 / 0.99637
         // without, 0.99908 / 0.99588 with) for 1/4 of the selection work.
         let split_outliers = !model.node(x.node).op_is::<Attention>()
             && !model.node(behind_reshapes(model, x).node).op_is::<Attention>();
-        let outs = patch.wire_node(&name, LinearI8 { linears, split_outliers }, &[tapped])?;
-        for (j, (mut out, replaced)) in outs.into_iter().zip(replaced).enumerate() {
-            for (i, reshape) in replaced.reshapes.into_iter().enumerate() {
-                out = patch.wire_node(format!("{name}.{j}.reshape{i}"), reshape, &[out])?[0];
+        let (input, input_scales) = match scaled_input(model, x, k, &matmuls) {
+            Some((src, c, reshapes)) => {
+                // The reshapes of the leading axes apply to the outputs as they did to x.
+                for l in &mut linears {
+                    l.reshapes.splice(0..0, reshapes.iter().cloned());
+                }
+                (src, Some(Arc::new(c)))
             }
-            patch.shunt_outside(model, replaced.outlet, out)?;
+            None => (x, None),
+        };
+        let tapped = patch.tap_model(model, input)?;
+        let op = LinearI8 { linears, split_outliers, input_scales };
+        let outs = patch.wire_node(&name, op, &[tapped])?;
+        for (out, replaced) in outs.into_iter().zip(replaced) {
+            patch.shunt_outside(model, replaced, out)?;
         }
     }
     patch.apply(model)?;
@@ -362,6 +425,71 @@ mod tests {
                 x.iter().fold(0f32, |m, &v| m.max(v)) - x.iter().fold(0f32, |m, &v| m.min(v));
             let bound = 1.13 * k as f32 * (range / 127.0) * 127.0 * ws[n - 1] + 1e-5;
             assert!((e - g).abs() <= bound, "{e} vs {g} (bound {bound})");
+        }
+        Ok(())
+    }
+
+    /// The smoothing multiply before query/key/value-like linears (`x · c`, c per channel)
+    /// and the head-splitting reshapes after them are taken into the int8 op: neither a
+    /// multiply nor a reshape is left in the plan, and the outputs are bit for bit those of
+    /// the same linears fed `x · c` computed beforehand (the same f32 products).
+    #[test]
+    fn smoothing_and_reshapes_are_taken_into_the_linear() -> TractResult<()> {
+        let (n, k, t, heads) = (8usize, 16usize, 5usize, 2usize);
+        let wq: Vec<i8> = (0..n * k).map(|i| ((i * 29 % 255) as i32 - 127) as i8).collect();
+        let ws: Vec<f32> = (0..n).map(|i| 0.02 * (i + 1) as f32).collect();
+        let c: Vec<f32> = (0..k).map(|i| 0.25 + 0.37 * (i % 5) as f32).collect();
+        let xs: Vec<f32> = (0..t * k).map(|i| ((i * 7 % 23) as f32 - 11.0) / 3.0).collect();
+        // x (· c if `smooth`) → two linears, each reshaped into heads.
+        let graph = |smooth: bool| -> TractResult<TypedModel> {
+            // Tokens symbolic, as in a bundle (tract turns a reshape of known sizes into
+            // another op).
+            let mut model = TypedModel::default();
+            let s = model.symbols.sym("S");
+            let mut x = model.add_source("x", f32::fact(&[1.to_dim(), s.into(), k.to_dim()]))?;
+            if smooth {
+                let c = model.add_const("c", Tensor::from_shape(&[1, 1, k], &c)?)?;
+                x = model.wire_node("smooth", TypedBinOp(Box::new(Mul), None), &[x, c])?[0];
+            }
+            let q = model.add_const("w.q", Tensor::from_shape(&[n, k], &wq)?)?;
+            let s = model.add_const("w.scale", Tensor::from_shape(&[n, 1], &ws)?)?;
+            let qf = model.wire_node("w.cast", Cast { to: f32::datum_type() }, &[q])?[0];
+            let w = model.wire_node("w", TypedBinOp(Box::new(Mul), None), &[qf, s])?[0];
+            let mut outputs = Vec::new();
+            for name in ["a", "b"] {
+                let mm = EinSum::new("bsk,nk->bsn".parse()?, f32::datum_type());
+                let y = model.wire_node(name, mm, &[x, w])?[0];
+                let split = AxisOp::Reshape(
+                    2,
+                    tvec![n.to_dim()],
+                    tvec![heads.to_dim(), (n / heads).to_dim()],
+                );
+                outputs.push(model.wire_node(format!("{name}.heads"), split, &[y])?[0]);
+            }
+            model.select_output_outlets(&outputs)?;
+            assert_eq!(rewrite_linears(&mut model)?, 2);
+            model.into_optimized()
+        };
+        if !gemm_i8::available() {
+            return Ok(());
+        }
+        let smoothed = graph(true)?;
+        let ops: Vec<&LinearI8> = smoothed.nodes().iter().filter_map(|n| n.op_as()).collect();
+        assert!(ops.len() == 1 && ops[0].input_scales.is_some(), "{smoothed}");
+        let others = smoothed.nodes().iter().filter(|n| {
+            !n.op_is::<LinearI8>() && !n.op_is::<tract_nnef::tract_core::ops::source::TypedSource>()
+        });
+        assert_eq!(others.count(), 0, "a multiply or reshape left: {smoothed}");
+        let input = Tensor::from_shape(&[1, t, k], &xs)?;
+        let got = smoothed.into_runnable()?.run(tvec![input.into_tvalue()])?;
+        let pre: Vec<f32> = xs.iter().enumerate().map(|(i, x)| x * c[i % k]).collect();
+        let expected = graph(false)?
+            .into_runnable()?
+            .run(tvec![Tensor::from_shape(&[1, t, k], &pre)?.into_tvalue()])?;
+        for (e, g) in expected.iter().zip(&got) {
+            assert_eq!(g.shape(), [1, t, heads, n / heads]);
+            let (e, g) = (e.to_plain_array_view::<f32>()?, g.to_plain_array_view::<f32>()?);
+            assert_eq!(e, g);
         }
         Ok(())
     }
