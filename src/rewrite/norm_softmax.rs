@@ -136,8 +136,24 @@ fn match_layer_norm(model: &TypedModel, out: OutletId) -> Option<LayerNormMatch>
     let same = |o: OutletId| {
         model.outlet_fact(o).is_ok_and(|f| f.datum_type == fact.datum_type && f.shape == fact.shape)
     };
+    // `c` of shape [1, ..] if `o` is `a + c` read only here, c repeated over the first axis.
+    let repeated = |o: OutletId| {
+        let [p, q] = bin_inputs::<Add>(model, o)?;
+        let (a, c) = if same(p) { (p, q) } else { (q, p) };
+        let c_shape = model.outlet_fact(c).ok()?.shape.to_tvec();
+        let ok = same(a)
+            && c_shape.split_first().is_some_and(|(one, rest)| {
+                *one == 1.to_dim() && rest == &fact.shape.to_tvec()[1..]
+            })
+            && model.outlet_successors(o).len() == 1;
+        ok.then_some([a, c])
+    };
     let inputs = match bin_inputs::<Add>(model, x) {
-        Some([a, b]) if same(a) && same(b) => tvec![a, b],
+        Some([a, b]) if same(a) && same(b) => match (repeated(a), repeated(b)) {
+            (Some([a, c]), _) => tvec![a, b, c],
+            (_, Some([b, c])) => tvec![b, a, c],
+            _ => tvec![a, b],
+        },
         _ => tvec![x],
     };
     Some(LayerNormMatch { inputs, gamma, beta, eps })
@@ -196,15 +212,20 @@ mod tests {
         model.add_const(name, Tensor::from_shape(shape, v)?)
     }
 
-    /// `attn + x → LayerNorm` and `scores + mask → softmax`, from primitives as `bertlite-tool`
+    /// `attn + x → LayerNorm` (with `position`, `(a + p) + b` and p `[1, t, h]`, as the
+    /// embeddings are) and `scores + mask → softmax`, from primitives as `bertlite-tool`
     /// writes them; odd sizes (h = 13, t = 5) reach the vector loops' remainders.
-    fn unfused_model(h: usize, t: usize) -> TractResult<TypedModel> {
+    fn unfused_model(h: usize, t: usize, position: bool) -> TractResult<TypedModel> {
         use tract_nnef::tract_core::ops::math;
         let mut m = TypedModel::default();
-        let a = m.add_source("a", f32::fact([2, t, h]))?;
+        let mut a = m.add_source("a", f32::fact([2, t, h]))?;
         let b = m.add_source("b", f32::fact([2, t, h]))?;
         let scores = m.add_source("scores", f32::fact([2, 3, t, t]))?;
         let mask = m.add_source("mask", f32::fact([2, 1, 1, t]))?;
+        if position {
+            let p = m.add_source("p", f32::fact([1, t, h]))?;
+            a = bin(&mut m, "add_position", Box::new(Add), a, p)?;
+        }
         let x = bin(&mut m, "residual", Box::new(Add), a, b)?;
         let sum = m.wire_node("sum", Reduce::new(tvec![2], Reducer::Sum), &[x])?[0];
         let inv_h = konst(&mut m, "inv_h", &[], &[1.0 / h as f32])?;
@@ -231,23 +252,36 @@ mod tests {
 
     #[test]
     fn fused_ops_compute_what_tract_computes() -> TractResult<()> {
+        for position in [false, true] {
+            fused_ops_compute_what_tract_computes_with(position)?;
+        }
+        Ok(())
+    }
+
+    fn fused_ops_compute_what_tract_computes_with(position: bool) -> TractResult<()> {
         let (h, t) = (13, 5);
-        let model = unfused_model(h, t)?;
+        let model = unfused_model(h, t, position)?;
         let input = |shape: &[usize], f: fn(usize) -> f32| {
             let n = shape.iter().product::<usize>();
             Tensor::from_shape(shape, &(0..n).map(f).collect::<Vec<_>>()).map(|t| t.into_tvalue())
         };
-        let inputs = tvec![
+        let mut inputs = tvec![
             input(&[2, t, h], |i| ((i * 37 % 23) as f32 - 11.0) / 3.0)?,
             input(&[2, t, h], |i| (i % 7) as f32 * 0.25 + 40.0)?, // large mean: two-pass variance
             input(&[2, 3, t, t], |i| ((i * 13 % 17) as f32 - 8.0) * 1.5)?,
             // The second text's last two tokens are padding (−10000, as BERT's mask).
             input(&[2, 1, 1, t], |i| if i >= 2 * 5 - 2 { -10_000.0 } else { 0.0 })?,
         ];
+        if position {
+            inputs.push(input(&[1, t, h], |i| (i % 11) as f32 * 0.3 - 1.0)?);
+        }
         let expected = model.clone().into_runnable()?.run(inputs.clone())?;
         let mut fused_model = model;
         let fused = rewrite(&mut fused_model)?;
         assert_eq!(fused, Fused { layer_norms: 1, softmaxes: 1 });
+        // The position add is taken in: the op's third input.
+        let norm = fused_model.nodes().iter().find(|n| n.op_is::<AddLayerNorm>());
+        assert_eq!(norm.map(|n| n.inputs.len()), Some(if position { 3 } else { 2 }));
         let got = fused_model.into_optimized()?.into_runnable()?.run(inputs)?;
         for (e, g) in expected.iter().zip(&got) {
             let (e, g) = (e.to_plain_array_view::<f32>()?, g.to_plain_array_view::<f32>()?);
