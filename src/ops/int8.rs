@@ -393,12 +393,10 @@ impl TypedOp for LinearI8 {
             let x = patch.tap_model(model, node.inputs[0])?;
             let outs = patch.wire_node(&node.name, op, &[x])?;
             for (j, out) in outs.into_iter().enumerate() {
-                let old = if j == slot { next.id } else { node.id };
-                patch.shunt_outside(
-                    model,
-                    OutletId::new(old, if j == slot { 0 } else { j }),
-                    out,
-                )?;
+                // The taken-in reshape's output stands for this slot's.
+                let old =
+                    if j == slot { OutletId::new(next.id, 0) } else { OutletId::new(node.id, j) };
+                patch.shunt_outside(model, old, out)?;
             }
             return Ok(Some(patch));
         }
