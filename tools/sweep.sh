@@ -22,6 +22,8 @@ points=(
   "flops50:--target-flops 0.5"
   "flops35:--target-flops 0.35"
   "lat55:--target-flops 0.5 --target-latency 0.55"
+  "ffn50-layers2-distill:--prune-ffn 0.5 --drop-layers 2 --distill"
+  "flops50-distill:--target-flops 0.5 --distill"
 )
 # Measured once and kept out of the default run (results/compression-latency.md,
 # results/compression-uniform.md); POINTS can still name them.

@@ -37,6 +37,8 @@ compile onnx-paraphrase-int8.blt --onnx $para "${tok[@]}"
 compile minilm-pruned.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 --drop-layers 2 \
   --calibration data/bbc/train.jsonl --calibration-texts 32
 # The same neurons and heads removed (no layers), with and without the least-squares repair.
+compile minilm-pruned-distill.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 \
+  --drop-layers 2 --calibration data/bbc/train.jsonl --calibration-texts 32 --distill
 compile minilm-ffn50-heads25.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 \
   --calibration data/bbc/train.jsonl --calibration-texts 32
 compile minilm-ffn50-heads25-norepair.blt --model-dir $model --prune-ffn 0.5 --prune-heads 0.25 \

@@ -48,7 +48,8 @@ def main():
         speed, speed_sd = mean_sd([b["int8"]["latency_p50_ms"] / b[p]["latency_p50_ms"] for b in by])
         flops = 100 * rows[0]["gflops_per_text"] / by[0]["fp32"]["gflops_per_text"]
         pr = (rows[0].get("pruning") or "—").split(";")
-        pr = pr[0].replace("structured: ", "") + (" (repaired)" if any("refitted" in x for x in pr) else "")
+        how = [w for w, key in (("repaired", "refitted"), ("distilled", "distilled")) if any(key in x for x in pr)]
+        pr = pr[0].replace("structured: ", "") + (f" ({', '.join(how)})" if how else "")
         print(f"| {p} | {pr} | {flops:.0f}% | {acc:.4f} ± {acc_sd:.4f} | {d:+.2f} ± {d_sd:.2f} | "
               f"{min(deltas):+.2f} | {cos:.4f} | {p50:.1f} | {speed:.2f}× ± {speed_sd:.2f} | "
               f"{rows[0]['size_bytes'] / 1e6:.2f} |")

@@ -45,6 +45,10 @@ pub fn threads_default() -> usize {
 
 pub fn compile(opts: &CompileOptions) -> Result<()> {
     let start = Instant::now();
+    ensure!(
+        opts.prune.distill.is_none() || opts.prune.is_active(),
+        "--distill trains a pruned encoder toward the unpruned one: give --prune-ffn, --prune-heads, --drop-layers, --target-flops or --target-latency"
+    );
     let mut ckpt = Checkpoint::open(&opts.source, opts.max_len)?;
     // An ONNX file was read by name and pattern: prove the reading against the file itself.
     let onnx_check = match &opts.source {
@@ -89,30 +93,27 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             flops: opts.prune.target_flops,
             latency: opts.prune.target_latency,
         };
-        pruning = Some(match target.flops.is_some() || target.latency.is_some() {
+        // Texts apart from the calibration ones, for what must not be judged on the texts it
+        // was fitted to (in-sample, a refit on few texts looks better than it is): the
+        // budget's scoring of cuts and distillation's check of each layer. The calibration
+        // texts only when the file has no others.
+        let used = texts.len() * step;
+        let rest: Vec<&str> = examples
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % step != 0 || *i >= used)
+            .map(|(_, e)| e.text.as_str())
+            .collect();
+        let every = (rest.len() / crate::budget::SENSITIVITY_TEXTS).max(1);
+        let held_out: Vec<&str> =
+            rest.into_iter().step_by(every).take(crate::budget::SENSITIVITY_TEXTS).collect();
+        let scoring = match held_out.is_empty() {
+            true => None,
+            false => Some(encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &held_out, 128)?),
+        };
+        let teacher = opts.prune.distill.map(|_| ckpt.bert.clone());
+        let mut description = match target.flops.is_some() || target.latency.is_some() {
             true => {
-                // The cuts are scored on texts the repair was not fitted to (in-sample, a
-                // refit on few texts looks better than it is); the calibration texts only
-                // when the file has no others.
-                let used = texts.len() * step;
-                let rest: Vec<&str> = examples
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % step != 0 || *i >= used)
-                    .map(|(_, e)| e.text.as_str())
-                    .collect();
-                let every = (rest.len() / crate::budget::SENSITIVITY_TEXTS).max(1);
-                let held_out: Vec<&str> = rest
-                    .into_iter()
-                    .step_by(every)
-                    .take(crate::budget::SENSITIVITY_TEXTS)
-                    .collect();
-                let scoring = match held_out.is_empty() {
-                    true => None,
-                    false => {
-                        Some(encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &held_out, 128)?)
-                    }
-                };
                 // FLOPs are counted at the texts' lengths as they will run (up to the model's
                 // limit), not as cut for scoring.
                 let counted = if held_out.is_empty() { &texts } else { &held_out };
@@ -135,7 +136,14 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
                 description
             }
             false => prune(&mut ckpt.bert, &importance, &opts.prune)?,
-        });
+        };
+        if let (Some(distill), Some(teacher)) = (&opts.prune.distill, &teacher) {
+            let check = scoring.as_deref().unwrap_or(&calibration);
+            let report =
+                crate::distill::distill(&mut ckpt.bert, teacher, &calibration, check, distill)?;
+            description = format!("{description}; {}", report.describe(calibration.len(), distill));
+        }
+        pruning = Some(description);
     }
     let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
     let hessians = match precision {

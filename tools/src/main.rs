@@ -20,6 +20,7 @@ mod graph;
 // the commands' work.
 mod budget;
 mod compile;
+mod distill;
 mod eval;
 mod onnx_check;
 mod prune;
@@ -158,6 +159,14 @@ enum Command {
         /// by least squares on the calibration activations).
         #[arg(long)]
         no_repair: bool,
+        /// After pruning, train each kept layer toward the unpruned model's output at the same
+        /// depth, on the calibration texts (no labels); a layer that does not get closer on
+        /// other texts of the file keeps its weights.
+        #[arg(long)]
+        distill: bool,
+        /// Passes over the calibration texts per layer, with --distill.
+        #[arg(long, default_value_t = crate::distill::DistillOptions::default().epochs, requires = "distill")]
+        distill_epochs: usize,
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
@@ -237,6 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             calibration_texts,
             round_to_nearest,
             no_repair,
+            distill,
+            distill_epochs,
             pooled_output,
             encoder_outputs,
         } => {
@@ -258,6 +269,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     repair: !no_repair,
                     target_flops,
                     target_latency,
+                    distill: distill.then(|| crate::distill::DistillOptions {
+                        epochs: distill_epochs,
+                        ..Default::default()
+                    }),
                 },
                 calibration,
                 calibration_texts,

@@ -42,6 +42,9 @@ pub struct PruneOptions {
     pub target_flops: Option<f32>,
     /// And/or this fraction of its estimated batch-1 latency (`budget.rs`'s cost model).
     pub target_latency: Option<f32>,
+    /// After the cuts (and the repair), train what remains layer by layer toward the
+    /// unpruned model's outputs (`distill.rs`).
+    pub distill: Option<crate::distill::DistillOptions>,
 }
 
 impl Default for PruneOptions {
@@ -53,6 +56,7 @@ impl Default for PruneOptions {
             repair: true,
             target_flops: None,
             target_latency: None,
+            distill: None,
         }
     }
 }

@@ -237,6 +237,37 @@ fn pruning_shrinks_the_graph_and_still_runs() {
     expect_error(compile(&dir, &temp("never2.blt"), &["--prune-ffn", "0.5"]), "--calibration");
 }
 
+/// `--distill`: the pruned tiny model is trained layer by layer toward the unpruned one and
+/// says so in its metadata; asked without pruning, or its epochs without it, a clear error.
+#[test]
+fn distilling_a_pruned_model() {
+    let cal = calibration_file("calibration-distill.jsonl");
+    let dir = repo().join("models/tiny-bert-cls");
+    let out_path = temp("tiny-distilled.blt");
+    let cal = cal.to_str().unwrap();
+    let prune = ["--calibration", cal, "--prune-ffn", "0.5", "--drop-layers", "1"];
+    let out =
+        compile(&dir, &out_path, &[&prune[..], &["--distill", "--distill-epochs", "3"]].concat());
+    assert_ok(&out);
+    let model = Model::load(&out_path).unwrap();
+    let pruning = model.metadata().pruning.clone().unwrap_or_default();
+    assert!(
+        pruning.contains("distilled layer by layer") && pruning.contains("3 epochs"),
+        "{pruning}"
+    );
+    assert_eq!(model.classify("the market rose").unwrap().scores.len(), 3);
+    let never = temp("never-distilled.blt");
+    expect_error(
+        compile(&dir, &never, &["--calibration", cal, "--distill"]),
+        "--distill trains a pruned encoder",
+    );
+    expect_error(
+        compile(&dir, &never, &[&prune[..], &["--distill-epochs", "3"]].concat()),
+        "--distill",
+    );
+    assert!(!never.exists(), "nothing written on failure");
+}
+
 /// `--target-flops`: the plan stays within the budget and the bundle says how it was chosen;
 /// a budget no pruning can reach, or one mixed with fractions, is a clear error.
 #[test]
