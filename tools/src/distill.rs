@@ -11,7 +11,8 @@
 //!
 //! Written by hand (forward and backward of one BERT layer on `matrixmultiply`, which tract
 //! already builds) rather than on a training framework: the one model shape it trains needs a
-//! few hundred lines, where candle or burn would add minutes to every cold build of the tool.
+//! few hundred lines, where candle or burn would add a framework (and its own matmul crates) to
+//! every cold build of the tool.
 //! The gradients are checked against finite differences (`tests`).
 //!
 //! A layer whose loss on held-out texts (texts apart from the training ones) does not go down
@@ -36,6 +37,10 @@ pub struct DistillOptions {
 }
 
 impl Default for DistillOptions {
+    /// The step size as measured on the first BBC split of tools/sweep.sh (`--target-flops 0.5`,
+    /// 128 calibration texts): at 5e-5 the held-out error fell 5–10% per layer, at 2e-4 6–17%
+    /// (and 6–49% with ffn −50% and two layers dropped: the layer after them halved). No layer
+    /// was refused at either.
     fn default() -> Self {
         DistillOptions { epochs: 8, lr: 2e-4, batch: 8 }
     }
