@@ -443,47 +443,38 @@ impl Grads {
     }
 }
 
-/// The layer's trained parameters, in a fixed order (the order of [`Grads`]).
+/// The layer's trained parameters, in a fixed order (the order of [`Grads`]), borrowed with
+/// `$($borrow)+` (`&` or `&mut`): one list for [`params`] and [`params_mut`].
+macro_rules! layer_params {
+    ($l:expr, $($borrow:tt)+) => {{
+        let l = $l;
+        vec![
+            $($borrow)+ l.query.weight.data[..],
+            $($borrow)+ l.query.bias[..],
+            $($borrow)+ l.key.weight.data[..],
+            $($borrow)+ l.key.bias[..],
+            $($borrow)+ l.value.weight.data[..],
+            $($borrow)+ l.value.bias[..],
+            $($borrow)+ l.attn_out.weight.data[..],
+            $($borrow)+ l.attn_out.bias[..],
+            $($borrow)+ l.attn_norm.gamma[..],
+            $($borrow)+ l.attn_norm.beta[..],
+            $($borrow)+ l.ffn_in.weight.data[..],
+            $($borrow)+ l.ffn_in.bias[..],
+            $($borrow)+ l.ffn_out.weight.data[..],
+            $($borrow)+ l.ffn_out.bias[..],
+            $($borrow)+ l.ffn_norm.gamma[..],
+            $($borrow)+ l.ffn_norm.beta[..],
+        ]
+    }};
+}
+
 fn params(l: &Layer) -> Vec<&[f32]> {
-    vec![
-        &l.query.weight.data,
-        &l.query.bias,
-        &l.key.weight.data,
-        &l.key.bias,
-        &l.value.weight.data,
-        &l.value.bias,
-        &l.attn_out.weight.data,
-        &l.attn_out.bias,
-        &l.attn_norm.gamma,
-        &l.attn_norm.beta,
-        &l.ffn_in.weight.data,
-        &l.ffn_in.bias,
-        &l.ffn_out.weight.data,
-        &l.ffn_out.bias,
-        &l.ffn_norm.gamma,
-        &l.ffn_norm.beta,
-    ]
+    layer_params!(l, &)
 }
 
 fn params_mut(l: &mut Layer) -> Vec<&mut [f32]> {
-    vec![
-        &mut l.query.weight.data,
-        &mut l.query.bias,
-        &mut l.key.weight.data,
-        &mut l.key.bias,
-        &mut l.value.weight.data,
-        &mut l.value.bias,
-        &mut l.attn_out.weight.data,
-        &mut l.attn_out.bias,
-        &mut l.attn_norm.gamma,
-        &mut l.attn_norm.beta,
-        &mut l.ffn_in.weight.data,
-        &mut l.ffn_in.bias,
-        &mut l.ffn_out.weight.data,
-        &mut l.ffn_out.bias,
-        &mut l.ffn_norm.gamma,
-        &mut l.ffn_norm.beta,
-    ]
+    layer_params!(l, &mut)
 }
 
 /// Accumulates into `grads` the gradient of `Σ dy · y2` (`dy`: the loss's gradient at the
