@@ -52,7 +52,7 @@ pub use tokenizer::{Encoding, Span};
 #[doc(hidden)]
 pub mod internal {
     pub use crate::bundle::{FORMAT_VERSION, write_atomic};
-    pub use crate::encoder::{Batch, Encoder};
+    pub use crate::encoder::{Batch, Encoder, PART_ROWS};
     pub use crate::kernels::gemm_i8;
     pub use crate::model::head::{Dense, Head};
     pub use crate::report::{info, plan_details};

@@ -211,6 +211,28 @@ fn int8_compute_same_on_threads_and_in_batches() {
     }
 }
 
+/// A batch of more rows than the encoder runs at once goes in parts of whole texts
+/// (`encoder::PART_ROWS`); texts of one length need no padding, so each must get exactly its
+/// own answer, on one thread and on two.
+#[test]
+fn a_batch_run_in_parts_gives_each_text_its_own_answer() {
+    let texts: Vec<String> = ["alpha", "beta", "gamma", "delta", "epsilon"]
+        .iter()
+        .map(|w| format!("{w} ").repeat(100))
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for threads in [1, 2] {
+        let model = load_int8(threads);
+        let lengths: Vec<usize> = texts.iter().map(|t| model.encode(t).unwrap().len()).collect();
+        assert!(lengths.iter().all(|&l| l == lengths[0]), "{lengths:?}");
+        assert!(lengths[0] * texts.len() > bertlite::internal::PART_ROWS, "{lengths:?}");
+        let batch = model.embed_batch(&texts).unwrap();
+        for (t, b) in texts.iter().zip(&batch) {
+            assert_eq!(&model.embed(t).unwrap(), b, "{threads} thread(s): {}", &t[..6]);
+        }
+    }
+}
+
 /// One model on a pool of two (four) threads, called from four (eight) threads at once, as a
 /// server or the C API's callers would: every inference runs on a pool thread with the others
 /// kept awake (`platform::threads::run_on_pool`), so concurrent callers queue for the pool and

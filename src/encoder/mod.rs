@@ -115,6 +115,7 @@ fn dot<T: Copy>(row: &[T], x: &[f32], f: impl Fn(T) -> f32) -> f32 {
 }
 
 /// A batch of encodings padded to the longest one, as the graph wants it.
+#[derive(Clone)]
 pub struct Batch {
     pub batch: usize,
     pub seq: usize,
@@ -123,7 +124,39 @@ pub struct Batch {
     pub token_type_ids: Vec<i64>,
 }
 
+/// The most rows (texts × padded length) the encoder runs at once: a larger batch runs in
+/// parts of whole texts. At 8 texts × 64 to 256 tokens every activation outgrows the 1 MB L2
+/// of the x86 host (the FFN's intermediate alone is 8 × 128 × 1536 × 4 B = 6 MB) and each op
+/// then streams its inputs from L3 or DRAM; in parts of 256 rows they stay close.
+/// Interleaved A/B in results/performance.md ("Session 26"): ×0.89–0.95 per text at 1
+/// thread, ×0.92–0.96 at 2; parts of 128 rows were slower at 2 threads (×1.24 at 64 tokens).
+pub const PART_ROWS: usize = 256;
+
 impl Batch {
+    /// The batch in parts of at most [`PART_ROWS`] rows (at least one text each), at the same
+    /// padded length; the batch itself when it is small enough.
+    fn parts(&self) -> impl Iterator<Item = std::borrow::Cow<'_, Batch>> {
+        let per = (PART_ROWS / self.seq.max(1)).max(1);
+        let whole = self.batch <= per;
+        let starts = if whole { 0..0 } else { 0..self.batch.div_ceil(per) };
+        let parts = starts.map(move |i| {
+            std::borrow::Cow::Owned(self.texts(i * per..((i + 1) * per).min(self.batch)))
+        });
+        whole.then_some(std::borrow::Cow::Borrowed(self)).into_iter().chain(parts)
+    }
+
+    /// The texts `range` of the batch, at the same padded length.
+    fn texts(&self, range: std::ops::Range<usize>) -> Batch {
+        let rows = range.start * self.seq..range.end * self.seq;
+        Batch {
+            batch: range.len(),
+            seq: self.seq,
+            input_ids: self.input_ids[rows.clone()].to_vec(),
+            attention_mask: self.attention_mask[rows.clone()].to_vec(),
+            token_type_ids: self.token_type_ids[rows].to_vec(),
+        }
+    }
+
     /// Pads only within the batch: a lone text runs at its own length.
     pub fn new(encodings: &[&Encoding], pad_id: u32) -> Batch {
         let seq = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
@@ -266,22 +299,26 @@ impl Encoder {
         by_node: bool,
     ) -> Result<Vec<(String, std::time::Duration)>> {
         let mut times: std::collections::HashMap<String, std::time::Duration> = Default::default();
+        // In the parts `run` cuts the batch into, so the profile is of what `run` does.
+        let parts: Vec<_> = batch.parts().collect();
         for _ in 0..iters.max(1) {
-            let mut state =
-                self.plan.spawn().map_err(|e| Error::inference("cannot start the plan", e))?;
-            state
-                .run_plan_with_eval(self.inputs(batch)?, |ctx, op_state, node, inputs| {
-                    let start = std::time::Instant::now();
-                    let out = tract_nnef::tract_core::plan::eval(ctx, op_state, node, inputs);
-                    let key = if by_node {
-                        format!("{} {}", node.op().name(), node.name)
-                    } else {
-                        node.op().name().to_string()
-                    };
-                    *times.entry(key).or_default() += start.elapsed();
-                    out
-                })
-                .map_err(|e| Error::inference("the encoder failed to run", e))?;
+            for part in &parts {
+                let mut state =
+                    self.plan.spawn().map_err(|e| Error::inference("cannot start the plan", e))?;
+                state
+                    .run_plan_with_eval(self.inputs(part)?, |ctx, op_state, node, inputs| {
+                        let start = std::time::Instant::now();
+                        let out = tract_nnef::tract_core::plan::eval(ctx, op_state, node, inputs);
+                        let key = if by_node {
+                            format!("{} {}", node.op().name(), node.name)
+                        } else {
+                            node.op().name().to_string()
+                        };
+                        *times.entry(key).or_default() += start.elapsed();
+                        out
+                    })
+                    .map_err(|e| Error::inference("the encoder failed to run", e))?;
+            }
         }
         let mut times: Vec<_> = times.into_iter().collect();
         times.sort_by_key(|t| std::cmp::Reverse(t.1));
@@ -339,7 +376,19 @@ impl Encoder {
     }
 
     /// Runs the encoder; returns the last hidden state, row-major `[batch, seq, hidden]`.
+    /// A batch of more than [`PART_ROWS`] rows runs in parts of whole texts, one after the
+    /// other; each text's outputs are the same as in one run (every op works per row or
+    /// per text).
     pub fn run(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(batch.batch * batch.seq * self.hidden);
+        for part in batch.parts() {
+            out.extend(self.run_one(&part)?);
+        }
+        Ok(out)
+    }
+
+    /// One part of a batch, run whole.
+    fn run_one(&self, batch: &Batch) -> Result<Vec<f32>> {
         self.on_pool(batch, || {
             let outputs = self.run_plan(batch)?;
             let first = outputs.first().ok_or_else(|| Error::bundle("the graph has no output"))?;
@@ -441,6 +490,36 @@ mod tests {
             assert_eq!(f64::from(dot(&row, &x, f32::from)), want, "n = {n}");
             let rowf: Vec<f32> = row.iter().map(|&w| f32::from(w)).collect();
             assert_eq!(f64::from(dot(&rowf, &x, |w| w)), want, "n = {n}");
+        }
+    }
+
+    /// Parts of whole texts, in order, each at most `PART_ROWS` rows (but one text), that put
+    /// back together are the batch; a batch that fits is not copied.
+    #[test]
+    fn a_batch_splits_into_parts_of_whole_texts() {
+        let text = |i: u32, len: usize| Encoding {
+            ids: (0..len as u32).map(|j| 1000 * i + j).collect(),
+            type_ids: (0..len).map(|_| 0).collect(),
+            ..Default::default()
+        };
+        for (texts, len, want) in [
+            (3, 80, vec![3]),
+            (5, 100, vec![2, 2, 1]),
+            (4, 128, vec![2, 2]),
+            (3, 300, vec![1, 1, 1]),
+            (1, 512, vec![1]),
+        ] {
+            let encodings: Vec<Encoding> = (0..texts).map(|i| text(i, len)).collect();
+            let refs: Vec<&Encoding> = encodings.iter().collect();
+            let batch = Batch::new(&refs, 0);
+            let parts: Vec<_> = batch.parts().collect();
+            let sizes: Vec<usize> = parts.iter().map(|p| p.batch).collect();
+            assert_eq!(sizes, want, "{texts} texts of {len}");
+            let owned = parts.iter().any(|p| matches!(p, std::borrow::Cow::Owned(_)));
+            assert_eq!(owned, want.len() > 1, "{texts} texts of {len}");
+            let ids: Vec<i64> = parts.iter().flat_map(|p| p.input_ids.clone()).collect();
+            assert_eq!(ids, batch.input_ids);
+            assert!(parts.iter().all(|p| p.seq == len && p.input_ids.len() == p.batch * len));
         }
     }
 }

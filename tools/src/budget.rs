@@ -12,6 +12,7 @@
 
 use anyhow::{Context, Result, ensure};
 use bertlite::Encoding;
+use rayon::prelude::*;
 use tract_core::internal::*;
 
 use crate::graph::{self, Precision};
@@ -63,25 +64,46 @@ pub fn plan(
             .sum::<f64>()
             / texts.len() as f64)
     };
-    let pb = crate::embed::progress(n * (FFN_CUTS.len() + HEAD_CUTS.len() - 1), "sensitivity");
-    // Per layer: the loss of each FFN cut, each head cut, and of dropping it.
+    // Per layer: the loss of each FFN cut, each head cut, and of dropping it. The candidates
+    // are independent (each its own pruned copy and plan), so they run on the threads; each
+    // loss lands in its own slot, so the choice is the same whatever the thread count.
+    #[derive(Clone, Copy)]
+    enum Slot {
+        Ffn(usize),
+        Heads(usize),
+        Drop,
+    }
+    let mut trials: Vec<(usize, Slot, LayerCut)> = Vec::new();
+    for l in 0..n {
+        for (i, &ffn) in FFN_CUTS.iter().enumerate().skip(1) {
+            trials.push((l, Slot::Ffn(i), LayerCut { ffn, ..LayerCut::NONE }));
+        }
+        for (j, &heads) in HEAD_CUTS.iter().enumerate().skip(1) {
+            trials.push((l, Slot::Heads(j), LayerCut { heads, ..LayerCut::NONE }));
+        }
+        if n > 1 {
+            trials.push((l, Slot::Drop, LayerCut { drop: true, ..LayerCut::NONE }));
+        }
+    }
+    let pb = crate::embed::progress(trials.len(), "sensitivity");
+    let losses: Vec<f64> = trials
+        .par_iter()
+        .map(|&(l, _, cut)| {
+            let loss = loss_of(l, cut);
+            pb.inc(1);
+            loss
+        })
+        .collect::<Result<_>>()?;
     let mut ffn_loss = vec![vec![0f64; FFN_CUTS.len()]; n];
     let mut head_loss = vec![vec![0f64; HEAD_CUTS.len()]; n];
-    let mut drop_loss = vec![0f64; n];
-    for l in 0..n {
-        for (i, &f) in FFN_CUTS.iter().enumerate().skip(1) {
-            ffn_loss[l][i] = loss_of(l, LayerCut { ffn: f, ..LayerCut::NONE })?;
-            pb.inc(1);
+    // One layer cannot be dropped.
+    let mut drop_loss = vec![f64::INFINITY; n];
+    for (&(l, slot, _), loss) in trials.iter().zip(losses) {
+        match slot {
+            Slot::Ffn(i) => ffn_loss[l][i] = loss,
+            Slot::Heads(j) => head_loss[l][j] = loss,
+            Slot::Drop => drop_loss[l] = loss,
         }
-        for (i, &h) in HEAD_CUTS.iter().enumerate().skip(1) {
-            head_loss[l][i] = loss_of(l, LayerCut { heads: h, ..LayerCut::NONE })?;
-            pb.inc(1);
-        }
-        drop_loss[l] = match n > 1 {
-            true => loss_of(l, LayerCut { drop: true, ..LayerCut::NONE })?,
-            false => f64::INFINITY,
-        };
-        pb.inc(1);
     }
     pb.finish_and_clear();
 
