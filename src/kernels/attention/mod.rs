@@ -90,7 +90,10 @@ simd_dispatch!(pub(crate) attention_head(
     // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
     #[cfg(target_arch = "aarch64")]
     let done = neon::gather_keys(k, (w, off, dh), t, kt);
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512 F is present.
+    let done = if avx512 { unsafe { avx512::gather_keys(k, (w, off, dh), t, kt) } } else { 0 };
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     let done = 0;
     for j in done..t {
         let (tile, c) = (j / KC, j % KC);
@@ -107,8 +110,9 @@ simd_dispatch!(pub(crate) attention_head(
         // The query rows transposed, `[dh][QR]`, zero past the last row.
         #[cfg(target_arch = "aarch64")]
         let done = rows == QR && neon::gather_queries(&q[i0 * w..], (w, off, dh), qt);
+        // (With AVX-512 the scores read the query rows where they are.)
         #[cfg(not(target_arch = "aarch64"))]
-        let done = false;
+        let done = avx512;
         if !done {
             qt.fill(0.0);
             for r in 0..rows {
@@ -136,9 +140,12 @@ simd_dispatch!(pub(crate) attention_head(
         {
             #[cfg(target_arch = "x86_64")]
             if avx512 {
-                // SAFETY: AVX-512 F is present; kt holds t16 / KC whole tiles, qt dh × QR
-                // values, scores QR × t16.
-                unsafe { avx512::scores(kt, qt, dh, t16, scores) };
+                // Rows past the last (a tile of fewer than QR) repeat it; their scores are
+                // not used.
+                let q = std::array::from_fn(|r| &q[(i0 + r.min(rows - 1)) * w + off..][..dh]);
+                // SAFETY: AVX-512 F is present; kt holds t16 / KC whole tiles, each query row
+                // dh values, scores QR × t16.
+                unsafe { avx512::scores(kt, q, dh, t16, scores) };
             }
             if !avx512 {
                 for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
