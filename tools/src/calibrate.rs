@@ -3,6 +3,7 @@
 
 use anyhow::{Result, ensure};
 use bertlite::Encoding;
+use rayon::prelude::*;
 use tract_core::internal::*;
 
 use crate::gptq::{LayerHessians, add_outer_products};
@@ -28,33 +29,50 @@ pub fn collect(bert: &Bert, calibration: &[Encoding]) -> Result<Vec<LayerHessian
     let mut totals: Vec<[Vec<f64>; 4]> =
         bert.layers.iter().map(|l| widths(l).map(|k| vec![0f64; k * k])).collect();
     let pb = crate::embed::progress(calibration.len(), "calibrating the int8 rounding");
-    let mut waiting = 0;
-    for (n, e) in calibration.iter().enumerate() {
+    // Each text's taps, as f32 rows: layer input, context, GELU activations, attention
+    // LayerNorm output.
+    let taps = |e: &Encoding| -> Result<Vec<[Vec<f32>; 4]>> {
         let s = e.len();
         let input = |v: &[u32]| -> Result<TValue> {
             Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
                 .into())
         };
         let outputs = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
-        for (l, bufs) in pending.iter_mut().enumerate() {
-            // Taps: layer input, context, GELU activations, attention LayerNorm output.
-            for (buf, tap) in bufs.iter_mut().zip([1, 2, 4, 3]) {
-                let t = outputs[tap + l * TAPS_PER_LAYER].to_plain_array_view::<f32>()?;
-                buf.extend(t.iter());
-            }
-        }
-        waiting += s;
-        // Many tokens per product: short texts alone would leave the matrix multiply idle.
-        if waiting >= 512 || n + 1 == calibration.len() {
-            for (bufs, sums) in pending.iter_mut().zip(&mut totals) {
-                for (buf, sum) in bufs.iter_mut().zip(sums.iter_mut()) {
-                    add_outer_products(buf, waiting, sum)?;
-                    buf.clear();
+        (0..bert.layers.len())
+            .map(|l| {
+                let tap = |tap: usize| -> Result<Vec<f32>> {
+                    let t = outputs[tap + l * TAPS_PER_LAYER].to_plain_array_view::<f32>()?;
+                    Ok(t.iter().copied().collect())
+                };
+                Ok([tap(1)?, tap(2)?, tap(4)?, tap(3)?])
+            })
+            .collect()
+    };
+    let mut waiting = 0;
+    // The texts' forward passes on the threads, a few at a time (their taps are large); the
+    // rows are summed in the texts' order, so the bundle is the same whatever the threads.
+    let group = rayon::current_num_threads().max(1);
+    for (g, texts) in calibration.chunks(group).enumerate() {
+        let outputs: Vec<Vec<[Vec<f32>; 4]>> = texts.par_iter().map(taps).collect::<Result<_>>()?;
+        for (i, (e, layers)) in texts.iter().zip(outputs).enumerate() {
+            for (bufs, taps) in pending.iter_mut().zip(layers) {
+                for (buf, tap) in bufs.iter_mut().zip(taps) {
+                    buf.extend(tap);
                 }
             }
-            waiting = 0;
+            waiting += e.len();
+            // Many tokens per product: short texts alone would leave the matrix multiply idle.
+            if waiting >= 512 || g * group + i + 1 == calibration.len() {
+                for (bufs, sums) in pending.iter_mut().zip(&mut totals) {
+                    for (buf, sum) in bufs.iter_mut().zip(sums.iter_mut()) {
+                        add_outer_products(buf, waiting, sum)?;
+                        buf.clear();
+                    }
+                }
+                waiting = 0;
+            }
+            pb.inc(1);
         }
-        pb.inc(1);
     }
     pb.finish_and_clear();
     Ok(totals
