@@ -128,8 +128,11 @@ pub struct Batch {
 /// parts of whole texts. At 8 texts × 64 to 256 tokens every activation outgrows the 1 MB L2
 /// of the x86 host (the FFN's intermediate alone is 8 × 128 × 1536 × 4 B = 6 MB) and each op
 /// then streams its inputs from L3 or DRAM; in parts of 256 rows they stay close.
-/// Interleaved A/B in results/performance.md ("Session 26"): ×0.89–0.95 per text at 1
-/// thread, ×0.92–0.96 at 2; parts of 128 rows were slower at 2 threads (×1.24 at 64 tokens).
+/// Interleaved A/B at batch 8 (results/performance.md, "Session 26"): ×0.84–0.92 per text at
+/// 2 threads, at 1 thread ×0.90 at 256 tokens and within the noise below; parts of 128 rows
+/// were slower at 2 threads (×1.24 at 64 tokens). The boards' caches are smaller still (the
+/// Pi 4's 1 MB L2 is shared by four cores), but qemu counts instructions, not cache misses:
+/// there it is not measured.
 pub const PART_ROWS: usize = 256;
 
 impl Batch {
