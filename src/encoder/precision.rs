@@ -111,7 +111,7 @@ pub fn decide(choice: PrecisionChoice, cpu: &[String], weights: Weights) -> Deci
         }
         PrecisionChoice::Auto if int8_bundle && has("x86_64") && has("avx512vnni") => decision(
             Precision::Int8,
-            "auto: int8 weights and AVX-512 VNNI (bertlite's u8×s8 kernel)",
+            "auto: int8 weights and AVX-512 VNNI (bertlite's u8×s8 kernels, AMX tiles where present)",
         ),
         PrecisionChoice::Auto if int8_bundle && has("x86_64") && has("avx2") => {
             decision(Precision::Int8, "auto: int8 weights and AVX2 (bertlite's u8×s8 kernel)")

@@ -10,6 +10,9 @@ pub struct Features {
     pub avx2_fma: bool,
     /// x86_64 AVX-512 F, BW and VNNI (`vpdpbusd`: the int8 kernel where the CPU has it).
     pub avx512_vnni: bool,
+    /// x86_64 AMX-TILE and AMX-INT8 (`tdpbusd`), granted to this process by the OS, with
+    /// everything [`Features::avx512_vnni`] says (the AMX kernel's epilogue and tails).
+    pub amx_int8: bool,
     /// x86_64 AVX-512 F (the fused attention's 16-wide tiles).
     pub avx512f: bool,
     /// aarch64 dot-product instructions (SDOT: Cortex-A76/A78, Pi 5, Jetson Orin).
@@ -30,12 +33,14 @@ pub fn features() -> Features {
 fn detect() -> Features {
     #[cfg(target_arch = "x86_64")]
     {
+        let avx512_vnni = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni");
         Features {
+            amx_int8: avx512_vnni && amx::int8() && amx::granted(),
             avx2_fma: std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma"),
-            avx512_vnni: std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vnni"),
+            avx512_vnni,
             avx512f: std::arch::is_x86_feature_detected!("avx512f"),
             ..Features::default()
         }
@@ -62,6 +67,53 @@ fn detect() -> Features {
 /// `avx512`): what the precision choice and `bertlite info` read.
 pub fn isa_names() -> Vec<String> {
     tract_linalg::isa::native().iter().map(|isa| isa.name().to_owned()).collect()
+}
+
+/// AMX: whether the CPU has it, and the process's permission to use it.
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    /// CPUID leaf 7's AMX-TILE (EDX bit 24) and AMX-INT8 (bit 25). `is_x86_feature_detected!`
+    /// does not take AMX's names on stable Rust.
+    pub(super) fn int8() -> bool {
+        // Leaf 7 exists where leaf 0 says so.
+        let max = std::arch::x86_64::__cpuid(0).eax;
+        if max < 7 {
+            return false;
+        }
+        let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+        let want = (1 << 24) | (1 << 25);
+        edx & want == want
+    }
+
+    /// Asks Linux for AMX's tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+    /// XFEATURE_XTILEDATA)`): without it the first tile instruction kills the process with
+    /// SIGILL. The permission is the whole process's, asked once (`features` is cached).
+    #[cfg(target_os = "linux")]
+    pub(super) fn granted() -> bool {
+        const SYS_ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+        const XFEATURE_XTILEDATA: i64 = 18;
+        let ret: i64;
+        // SAFETY: a system call that only sets a permission; it clobbers rcx and r11, and
+        // returns 0 or a negative errno (EINVAL on a kernel without AMX support).
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL => ret,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            )
+        };
+        ret == 0
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn granted() -> bool {
+        false
+    }
 }
 
 /// The kernel's hardware capabilities for this process (`AT_HWCAP` in `/proc/self/auxv`,

@@ -182,7 +182,7 @@ unsafe fn tile_rows<const B: usize>(
 /// AVX-512 F, BW and VNNI are present; every index < k; `wp[b]` is block b's packed weights.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn outlier_sums<const B: usize>(
+pub(super) unsafe fn outlier_sums<const B: usize>(
     outliers: &[Outliers],
     wp: [*const u8; B],
     sums: &mut [[MaybeUninit<__m512i>; B]; MR],

@@ -16,6 +16,9 @@
 //! - x86_64 with AVX-512 VNNI ([`Kernel::Avx512Vnni`]): `vpdpbusd` sums four u8 × i8 products
 //!   into each i32 lane of a zmm register (16 channels): one instruction per 64 products,
 //!   nothing to widen, always exact.
+//! - x86_64 with AMX-INT8 ([`Kernel::Avx512Amx`]): `tdpbusd` multiplies a tile of 16 rows × 64
+//!   u8 by one of 64 × 16 channels into 16 × 16 i32 sums: one instruction per 16 384
+//!   products, always exact; the VNNI kernel's packing (a block's 16 quads are one tile).
 //! - aarch64 with dot-product ([`Kernel::NeonDot`]): `sdot` sums four i8 × i8 products into
 //!   each i32 lane (activations ≤ 127 are the same bytes as u8 or i8), by element: one
 //!   instruction per 16 products, nothing to widen, always exact.
@@ -34,7 +37,7 @@
 //! NEON: four channels per q register, which is exactly what `sdot` by element wants). A
 //! quantized activation row is u8 with k padded to a multiple of 16 (whole groups of four
 //! quads), so a 32-bit broadcast (x86) or a lane of a q register (NEON) is a quad. The
-//! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows × 48, SMULL: 2 rows).
+//! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows × 48, AMX: 16 × 48, SMULL: 2 rows).
 
 mod outliers;
 #[cfg(target_arch = "arm")]
@@ -48,6 +51,8 @@ pub use outliers::add_outliers;
 
 use crate::kernels::quantize::Outliers;
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg(target_arch = "x86_64")]
@@ -76,6 +81,10 @@ pub enum Kernel {
     Avx2,
     /// x86_64 AVX-512 VNNI: u8 × s8 `vpdpbusd`, four products per i32 lane, no i16 stage.
     Avx512Vnni,
+    /// x86_64 AMX-INT8 (Intel Xeon from Sapphire Rapids on): `tdpbusd` on 16-row tiles, 64
+    /// products per i32 lane; [`Kernel::Avx512Vnni`]'s packing, and that kernel for the rows
+    /// and shapes that do not fill a tile.
+    Avx512Amx,
     /// aarch64 with dot-product (Cortex-A76/A78): `sdot` by element.
     NeonDot,
     /// aarch64 without dot-product (Cortex-A72/A57: Pi 4, Jetson Nano): `smull`/`smlal`,
@@ -92,7 +101,9 @@ impl Kernel {
     /// The fastest kernel this CPU runs.
     pub fn native() -> Kernel {
         let cpu = crate::platform::cpu::features();
-        if cfg!(target_arch = "x86_64") && cpu.avx512_vnni {
+        if cfg!(target_arch = "x86_64") && cpu.amx_int8 {
+            Kernel::Avx512Amx
+        } else if cfg!(target_arch = "x86_64") && cpu.avx512_vnni {
             Kernel::Avx512Vnni
         } else if cfg!(target_arch = "x86_64") && cpu.avx2_fma {
             Kernel::Avx2
@@ -112,6 +123,7 @@ impl Kernel {
         match self {
             Kernel::Avx2 => "bertlite_avx2_u8s8_4x16",
             Kernel::Avx512Vnni => "bertlite_avx512vnni_u8s8_8x48",
+            Kernel::Avx512Amx => "bertlite_amx_u8s8_16x48",
             Kernel::NeonDot => "bertlite_neon_sdot_4x16",
             Kernel::NeonMull => "bertlite_neon_smull_2x16",
             Kernel::Armv7Neon => "bertlite_armv7_neon_vmull_1x16",
@@ -131,7 +143,9 @@ impl Kernel {
             Kernel::NeonMull | Kernel::Armv7Neon => (0..kp / 16)
                 .flat_map(|g| (0..4).map(move |t| [0, 4, 8, 12].map(|d| 16 * g + t + d)))
                 .collect(),
-            Kernel::Avx512Vnni | Kernel::NeonDot | Kernel::Portable => Vec::new(),
+            Kernel::Avx512Vnni | Kernel::Avx512Amx | Kernel::NeonDot | Kernel::Portable => {
+                Vec::new()
+            }
         }
     }
 
@@ -331,6 +345,13 @@ pub fn linear(x: &[u8], m: usize, w: &PackedWeights, rescale: &Rescale, y: &mut 
             unsafe { avx512::linear(x, m, w, rescale, y) };
             true
         }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512Amx if crate::platform::cpu::features().amx_int8 => {
+            // SAFETY: AMX-INT8 is present and granted to the process, AVX-512 F, BW and VNNI
+            // present (`amx_int8` says both); shapes asserted above, the outliers' indices < k.
+            unsafe { amx::linear(x, m, w, rescale, y) };
+            true
+        }
         #[cfg(target_arch = "aarch64")]
         Kernel::NeonDot if crate::platform::cpu::features().dotprod => {
             // SAFETY: dot-product is present (checked); bounds as for AVX2 above: rows
@@ -474,9 +495,10 @@ mod tests {
 
     /// Every kernel, whichever this CPU runs: those it cannot run fall back to the portable
     /// loops, which must agree too.
-    const KERNELS: [Kernel; 6] = [
+    const KERNELS: [Kernel; 7] = [
         Kernel::Avx2,
         Kernel::Avx512Vnni,
+        Kernel::Avx512Amx,
         Kernel::NeonDot,
         Kernel::NeonMull,
         Kernel::Armv7Neon,
@@ -490,6 +512,14 @@ mod tests {
     #[test]
     fn matches_a_plain_triple_loop_at_every_tile_edge() {
         let mut shapes = vec![(530, 20, 384), (3, 40, 1536)];
+        // The AMX kernel's 16-row tiles over k in whole steps of 64 (and one that is not).
+        for m in [15, 16, 17, 31, 32, 33, 48] {
+            for n in [1, 16, 17, 33, 49, 65] {
+                for k in [64, 128, 192, 100] {
+                    shapes.push((m, n, k));
+                }
+            }
+        }
         for m in [1, 3, 4, 5, 8, 9] {
             // n = 33, 49, 65: the AVX-512 kernel's 3-block tiles, alone and followed by 1 or 2.
             for n in [1, 15, 16, 17, 33, 49, 65] {
@@ -513,10 +543,10 @@ mod tests {
     #[test]
     fn outliers_in_the_epilogue_match_a_second_pass() {
         use crate::kernels::quantize::OUTLIERS;
-        let k = 40;
-        for kernel in KERNELS {
+        // k = 128 runs the AMX kernel's tiles (whole steps of 64), 40 its VNNI fallback.
+        for (kernel, k) in KERNELS.into_iter().flat_map(|kernel| [(kernel, 40), (kernel, 128)]) {
             for n in [1, 15, 16, 17, 33, 48, 50, 64, 97, 384] {
-                for m in [1, 8, 9, 17] {
+                for m in [1, 8, 9, 17, 33] {
                     let w: Vec<i8> =
                         (0..n * k).map(|i| ((i * 97 + 13) % 256) as u8 as i8).collect();
                     let packed = PackedWeights::pack(&w, n, k, kernel);

@@ -1,0 +1,256 @@
+//! The x86_64 AMX micro-kernel of [`super::linear`]: tiles of 16 rows × 48 channels, each
+//! `tdpbusd` summing 16 rows × 16 channels × 64 u8 × s8 products into i32 in one instruction
+//! (the VNNI kernel's `vpdpbusd` does 16 channels × 4 products of one row).
+//!
+//! Why: where the CPU has AMX (Intel Xeon from Sapphire Rapids on), ONNX Runtime's MLAS runs
+//! its u8 × s8 products on it, and the VNNI kernel's linears lose to it from 128 rows on
+//! (results/performance.md, "Session 27"). The packed weights are the VNNI kernel's, which is
+//! already the layout `tdpbusd` wants for its second operand: 16 quads of a block (64 k) are
+//! 16 rows of 64 bytes, channel c's four weights at bytes `4c..4c + 4`, one contiguous 1 KB
+//! tile. The activation rows (u8, [`super::padded_k`] apart) are the first operand as they are.
+//! The sums are the same exact integers as every other kernel's, so the results are too.
+//!
+//! Tiles: `tmm0`–`tmm2` hold the sums of three blocks, `tmm3` the 16 rows' 64 activations of
+//! the step, `tmm4`–`tmm6` the three blocks' weights. The i32 sums are stored to a buffer and
+//! rescaled to f32 with AVX-512, as the VNNI kernel's epilogue does (outliers included). Rows
+//! past the last whole tile of 16, and any k that is not a multiple of 64, run on the VNNI
+//! kernel: a padded tile would multiply zeros.
+//!
+//! The tile registers are not allocated by the compiler (no AMX intrinsics are stable): they
+//! are named in `asm!` and nothing else in the process touches them. Linux hands AMX's
+//! state to a process only after it asks (`platform::cpu` does, once).
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+
+use super::avx512::{self, outlier_sums};
+use super::{BlockConstants, NB, PackedWeights, Rescale};
+
+/// Rows per tile (the most a tile register holds).
+const TM: usize = 16;
+/// Quads per step: a tile row is 64 bytes.
+const TQ: usize = 16;
+
+/// `ldtilecfg`'s 64-byte operand (palette 1).
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    /// Bytes per row of each tile register.
+    colsb: [u16; 16],
+    /// Rows of each tile register.
+    rows: [u8; 16],
+}
+
+/// Whether [`linear`] runs `w` on AMX tiles (else the VNNI kernel runs all of it).
+pub(super) fn fits(m: usize, w: &PackedWeights) -> bool {
+    m >= TM && w.quads().is_multiple_of(TQ) && w.quads() > 0
+}
+
+/// # Safety
+/// AMX-INT8 must be present and granted to the process, and AVX-512 F, BW and VNNI present
+/// (`platform::cpu::Features::amx_int8` says both); shapes as [`super::linear`] asserts them.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn linear(
+    x: &[u8],
+    m: usize,
+    w: &PackedWeights,
+    rescale: &Rescale,
+    y: &mut [f32],
+) {
+    let full = if fits(m, w) { m / TM * TM } else { 0 };
+    if full > 0 {
+        let mut config = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb: [0; 16],
+            rows: [0; 16],
+        };
+        for t in 0..7 {
+            config.colsb[t] = 64;
+            config.rows[t] = TM as u8;
+        }
+        // SAFETY: AMX is present and granted (the caller's contract); the config is 64
+        // aligned bytes with every tile at 16 × 64 bytes, within palette 1's limits.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
+        let blocks = w.n.div_ceil(NB);
+        let mut block = 0;
+        while block < blocks {
+            let tile = (blocks - block).min(3);
+            // SAFETY: as this function's; blocks `block..block + tile` exist, rows below
+            // `full` are whole tiles of 16, quads a whole number of steps.
+            unsafe {
+                match tile {
+                    3 => tile_rows::<3>(x, full, w, rescale, y, block),
+                    2 => tile_rows::<2>(x, full, w, rescale, y, block),
+                    _ => tile_rows::<1>(x, full, w, rescale, y, block),
+                }
+            }
+            block += tile;
+        }
+        // SAFETY: AMX is present; the tiles' state goes back to its initial one (a thread
+        // switched out with it costs nothing to save).
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+    if full < m {
+        let kp = w.quads() * 4;
+        let rest = Rescale {
+            rows: &rescale.rows[full..],
+            zeros: &rescale.zeros[full..],
+            channels: rescale.channels,
+            bias: rescale.bias,
+            outliers: rescale.outliers.map(|o| &o[full..]),
+        };
+        // SAFETY: AVX-512 F, BW and VNNI are present; the rows past `full` with their own
+        // slices of every per-row input, shaped as `linear` asserts.
+        unsafe { avx512::linear(&x[full * kp..], m - full, w, &rest, &mut y[full * w.n..]) };
+    }
+}
+
+/// Every 16-row tile of blocks `first..first + B`, rows `0..m` (a multiple of 16).
+///
+/// # Safety
+/// As [`linear`], with the tile configuration loaded; `m` a multiple of 16, the quads a
+/// multiple of 16; blocks `first..first + B` exist.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_rows<const B: usize>(
+    x: &[u8],
+    m: usize,
+    w: &PackedWeights,
+    rescale: &Rescale,
+    y: &mut [f32],
+    first: usize,
+) {
+    let kq = w.quads();
+    let kp = kq * 4;
+    let n = w.n;
+    // SAFETY (the tile loads below): block b holds kq quads × 64 bytes, step s's 16 quads
+    // at byte s × 1024; rows m0..m0 + 16 ≤ m hold kp bytes each, step s's at s × 64.
+    let wp: [*const u8; B] =
+        std::array::from_fn(|b| unsafe { w.data.as_ptr().add((first + b) * kq * NB * 4) as _ });
+    let consts: [BlockConstants; B] =
+        std::array::from_fn(|b| BlockConstants::new(w, rescale, first + b));
+    let (cs, bias, sums): ([__m512; B], [__m512; B], [__m512i; B]) = unsafe {
+        (
+            std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.scales.as_ptr())),
+            std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.bias.as_ptr())),
+            std::array::from_fn(|b| {
+                _mm512_loadu_si512(consts[b].lanes.sums.as_ptr() as *const __m512i)
+            }),
+        )
+    };
+    let masks: [__mmask16; B] = std::array::from_fn(|b| {
+        let width = consts[b].width;
+        if width == NB { !0 } else { (1 << width) - 1 }
+    });
+    // Each block's 16 × 16 i32 sums, as `tilestored` writes them (rows of 64 bytes).
+    let mut acc = [[[0i32; NB]; TM]; B];
+    for m0 in (0..m).step_by(TM) {
+        let rows = unsafe { x.as_ptr().add(m0 * kp) };
+        // SAFETY: AMX present, configuration loaded; the loads as above.
+        unsafe {
+            match B {
+                3 => {
+                    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", options(nostack, nomem))
+                }
+                2 => asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem)),
+                _ => asm!("tilezero tmm0", options(nostack, nomem)),
+            }
+            for s in 0..kq / TQ {
+                let a = rows.add(s * 64);
+                let step = s * TQ * NB * 4;
+                match B {
+                    3 => asm!(
+                        "tileloadd tmm3, [{a} + {kp}*1]",
+                        "tileloadd tmm4, [{b0} + {w}*1]",
+                        "tdpbusd tmm0, tmm3, tmm4",
+                        "tileloadd tmm5, [{b1} + {w}*1]",
+                        "tdpbusd tmm1, tmm3, tmm5",
+                        "tileloadd tmm6, [{b2} + {w}*1]",
+                        "tdpbusd tmm2, tmm3, tmm6",
+                        a = in(reg) a, kp = in(reg) kp, w = in(reg) 64usize,
+                        b0 = in(reg) wp[0].add(step),
+                        b1 = in(reg) wp[1 % B].add(step),
+                        b2 = in(reg) wp[2 % B].add(step),
+                        options(nostack, readonly),
+                    ),
+                    2 => asm!(
+                        "tileloadd tmm3, [{a} + {kp}*1]",
+                        "tileloadd tmm4, [{b0} + {w}*1]",
+                        "tdpbusd tmm0, tmm3, tmm4",
+                        "tileloadd tmm5, [{b1} + {w}*1]",
+                        "tdpbusd tmm1, tmm3, tmm5",
+                        a = in(reg) a, kp = in(reg) kp, w = in(reg) 64usize,
+                        b0 = in(reg) wp[0].add(step),
+                        b1 = in(reg) wp[1 % B].add(step),
+                        options(nostack, readonly),
+                    ),
+                    _ => asm!(
+                        "tileloadd tmm3, [{a} + {kp}*1]",
+                        "tileloadd tmm4, [{b0} + {w}*1]",
+                        "tdpbusd tmm0, tmm3, tmm4",
+                        a = in(reg) a, kp = in(reg) kp, w = in(reg) 64usize,
+                        b0 = in(reg) wp[0].add(step),
+                        options(nostack, readonly),
+                    ),
+                }
+            }
+            let c: [*mut i32; B] = std::array::from_fn(|b| acc[b].as_mut_ptr().cast());
+            match B {
+                3 => asm!(
+                    "tilestored [{c0} + {s}*1], tmm0",
+                    "tilestored [{c1} + {s}*1], tmm1",
+                    "tilestored [{c2} + {s}*1], tmm2",
+                    c0 = in(reg) c[0], c1 = in(reg) c[1 % B], c2 = in(reg) c[2 % B],
+                    s = in(reg) 64usize, options(nostack),
+                ),
+                2 => asm!(
+                    "tilestored [{c0} + {s}*1], tmm0",
+                    "tilestored [{c1} + {s}*1], tmm1",
+                    c0 = in(reg) c[0], c1 = in(reg) c[1 % B],
+                    s = in(reg) 64usize, options(nostack),
+                ),
+                _ => asm!(
+                    "tilestored [{c0} + {s}*1], tmm0",
+                    c0 = in(reg) c[0], s = in(reg) 64usize, options(nostack),
+                ),
+            }
+        }
+        // The rows' outlier sums, eight rows at a time (the VNNI kernel's helper), written
+        // for exactly the rows that have outliers and read only for those.
+        let mut extra = [[[MaybeUninit::<__m512i>::uninit(); B]; 8]; 2];
+        let outliers = rescale.outliers.map(|o| &o[m0..m0 + TM]);
+        if let Some(o) = outliers {
+            for (half, extra) in extra.iter_mut().enumerate() {
+                // SAFETY: indices < k (`super::linear` asserts it); `wp` are the blocks.
+                unsafe { outlier_sums(&o[half * 8..][..8], wp, extra) };
+            }
+        }
+        for r in 0..TM {
+            let row = m0 + r;
+            let zero = _mm512_set1_epi32(rescale.zeros[row]);
+            let rs = _mm512_set1_ps(rescale.rows[row]);
+            let o = outliers.map(|o| &o[r]).filter(|o| o.len > 0);
+            for b in 0..B {
+                // SAFETY: 16 i32 in the row of the block's stored sums.
+                let sum = unsafe { _mm512_loadu_si512(acc[b][r].as_ptr().cast()) };
+                let scale = _mm512_mul_ps(rs, cs[b]);
+                let exact = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, sums[b]));
+                let mut out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, bias[b]);
+                if let Some(o) = o {
+                    let ch = _mm512_mul_ps(_mm512_set1_ps(o.scale), cs[b]);
+                    // SAFETY: `outlier_sums` wrote row r (it has outliers).
+                    let e = unsafe { extra[r / 8][r % 8][b].assume_init() };
+                    out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(e), ch, out);
+                }
+                let BlockConstants { c0, width, .. } = consts[b];
+                let dst = &mut y[row * n + c0..][..width];
+                // SAFETY: the mask writes `width` floats, all inside `dst`.
+                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), masks[b], out) };
+            }
+        }
+    }
+}
