@@ -1,4 +1,4 @@
-//! The x86_64 AMX micro-kernel of [`super::linear`]: tiles of 16 rows × 48 channels, each
+//! The x86_64 AMX micro-kernel of [`super::linear`]: tiles of 32 rows × 32 channels, each
 //! `tdpbusd` summing 16 rows × 16 channels × 64 u8 × s8 products into i32 in one instruction
 //! (the VNNI kernel's `vpdpbusd` does 16 channels × 4 products of one row).
 //!
@@ -10,8 +10,9 @@
 //! tile. The activation rows (u8, [`super::padded_k`] apart) are the first operand as they are.
 //! The sums are the same exact integers as every other kernel's, so the results are too.
 //!
-//! Tiles: `tmm0`–`tmm2` hold the sums of three blocks, `tmm3` the 16 rows' 64 activations of
-//! the step, `tmm4`–`tmm6` the three blocks' weights. The i32 sums are stored to a buffer and
+//! Tiles: `tmm0`–`tmm3` hold the sums of two row tiles × two blocks (32 rows × 32 channels),
+//! `tmm4`–`tmm5` the two row tiles' 64 activations of the step, `tmm6`–`tmm7` the two
+//! blocks' weights. The i32 sums are stored to a buffer and
 //! rescaled to f32 with AVX-512, as the VNNI kernel's epilogue does (outliers included). Rows
 //! past the last whole tile of 16, and any k that is not a multiple of 64, run on the VNNI
 //! kernel: a padded tile would multiply zeros.
@@ -69,27 +70,24 @@ pub(super) unsafe fn linear(
             colsb: [0; 16],
             rows: [0; 16],
         };
-        for t in 0..7 {
+        for t in 0..8 {
             config.colsb[t] = 64;
             config.rows[t] = TM as u8;
         }
         // SAFETY: AMX is present and granted (the caller's contract); the config is 64
-        // aligned bytes with every tile at 16 × 64 bytes, within palette 1's limits.
+        // aligned bytes with all eight tiles at 16 × 64 bytes, within palette 1's limits.
         unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
         let blocks = w.n.div_ceil(NB);
-        let mut block = 0;
-        while block < blocks {
-            let tile = (blocks - block).min(3);
-            // SAFETY: as this function's; blocks `block..block + tile` exist, rows below
-            // `full` are whole tiles of 16, quads a whole number of steps.
+        for block in (0..blocks).step_by(2) {
+            // SAFETY: as this function's; blocks `block..block + 2` (or the last one) exist,
+            // rows below `full` are whole tiles of 16, quads a whole number of steps.
             unsafe {
-                match tile {
-                    3 => tile_rows::<3>(x, full, w, rescale, y, block),
-                    2 => tile_rows::<2>(x, full, w, rescale, y, block),
-                    _ => tile_rows::<1>(x, full, w, rescale, y, block),
+                if blocks - block >= 2 {
+                    tile_rows::<2>(x, 0..full, w, rescale, y, block);
+                } else {
+                    tile_rows::<1>(x, 0..full, w, rescale, y, block);
                 }
             }
-            block += tile;
         }
         // SAFETY: AMX is present; the tiles' state goes back to its initial one (a thread
         // switched out with it costs nothing to save).
@@ -110,115 +108,61 @@ pub(super) unsafe fn linear(
     }
 }
 
-/// Every 16-row tile of blocks `first..first + B`, rows `0..m` (a multiple of 16).
-///
-/// # Safety
-/// As [`linear`], with the tile configuration loaded; `m` a multiple of 16, the quads a
-/// multiple of 16; blocks `first..first + B` exist.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_rows<const B: usize>(
-    x: &[u8],
-    m: usize,
-    w: &PackedWeights,
-    rescale: &Rescale,
-    y: &mut [f32],
-    first: usize,
-) {
-    let kq = w.quads();
-    let kp = kq * 4;
-    let n = w.n;
-    // SAFETY (the tile loads below): block b holds kq quads × 64 bytes, step s's 16 quads
-    // at byte s × 1024; rows m0..m0 + 16 ≤ m hold kp bytes each, step s's at s × 64.
-    let wp: [*const u8; B] =
-        std::array::from_fn(|b| unsafe { w.data.as_ptr().add((first + b) * kq * NB * 4) as _ });
-    let consts: [BlockConstants; B] =
-        std::array::from_fn(|b| BlockConstants::new(w, rescale, first + b));
-    let (cs, bias, sums): ([__m512; B], [__m512; B], [__m512i; B]) = unsafe {
-        (
-            std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.scales.as_ptr())),
-            std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.bias.as_ptr())),
-            std::array::from_fn(|b| {
-                _mm512_loadu_si512(consts[b].lanes.sums.as_ptr() as *const __m512i)
-            }),
-        )
-    };
-    let masks: [__mmask16; B] = std::array::from_fn(|b| {
-        let width = consts[b].width;
-        if width == NB { !0 } else { (1 << width) - 1 }
-    });
-    // Each block's 16 × 16 i32 sums, as `tilestored` writes them (rows of 64 bytes).
-    let mut acc = [[[0i32; NB]; TM]; B];
-    for m0 in (0..m).step_by(TM) {
-        let rows = unsafe { x.as_ptr().add(m0 * kp) };
-        // SAFETY: AMX present, configuration loaded; the loads as above.
-        unsafe {
-            match B {
-                3 => {
-                    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", options(nostack, nomem))
-                }
-                2 => asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem)),
-                _ => asm!("tilezero tmm0", options(nostack, nomem)),
-            }
-            for s in 0..kq / TQ {
-                let a = rows.add(s * 64);
-                let step = s * TQ * NB * 4;
-                match B {
-                    3 => asm!(
-                        "tileloadd tmm3, [{a} + {kp}*1]",
-                        "tileloadd tmm4, [{b0} + {w}*1]",
-                        "tdpbusd tmm0, tmm3, tmm4",
-                        "tileloadd tmm5, [{b1} + {w}*1]",
-                        "tdpbusd tmm1, tmm3, tmm5",
-                        "tileloadd tmm6, [{b2} + {w}*1]",
-                        "tdpbusd tmm2, tmm3, tmm6",
-                        a = in(reg) a, kp = in(reg) kp, w = in(reg) 64usize,
-                        b0 = in(reg) wp[0].add(step),
-                        b1 = in(reg) wp[1 % B].add(step),
-                        b2 = in(reg) wp[2 % B].add(step),
-                        options(nostack, readonly),
-                    ),
-                    2 => asm!(
-                        "tileloadd tmm3, [{a} + {kp}*1]",
-                        "tileloadd tmm4, [{b0} + {w}*1]",
-                        "tdpbusd tmm0, tmm3, tmm4",
-                        "tileloadd tmm5, [{b1} + {w}*1]",
-                        "tdpbusd tmm1, tmm3, tmm5",
-                        a = in(reg) a, kp = in(reg) kp, w = in(reg) 64usize,
-                        b0 = in(reg) wp[0].add(step),
-                        b1 = in(reg) wp[1 % B].add(step),
-                        options(nostack, readonly),
-                    ),
-                    _ => asm!(
-                        "tileloadd tmm3, [{a} + {kp}*1]",
-                        "tileloadd tmm4, [{b0} + {w}*1]",
-                        "tdpbusd tmm0, tmm3, tmm4",
-                        a = in(reg) a, kp = in(reg) kp, w = in(reg) 64usize,
-                        b0 = in(reg) wp[0].add(step),
-                        options(nostack, readonly),
-                    ),
-                }
-            }
-            let c: [*mut i32; B] = std::array::from_fn(|b| acc[b].as_mut_ptr().cast());
-            match B {
-                3 => asm!(
-                    "tilestored [{c0} + {s}*1], tmm0",
-                    "tilestored [{c1} + {s}*1], tmm1",
-                    "tilestored [{c2} + {s}*1], tmm2",
-                    c0 = in(reg) c[0], c1 = in(reg) c[1 % B], c2 = in(reg) c[2 % B],
-                    s = in(reg) 64usize, options(nostack),
-                ),
-                2 => asm!(
-                    "tilestored [{c0} + {s}*1], tmm0",
-                    "tilestored [{c1} + {s}*1], tmm1",
-                    c0 = in(reg) c[0], c1 = in(reg) c[1 % B],
-                    s = in(reg) 64usize, options(nostack),
-                ),
-                _ => asm!(
-                    "tilestored [{c0} + {s}*1], tmm0",
-                    c0 = in(reg) c[0], s = in(reg) 64usize, options(nostack),
-                ),
-            }
-        }
+/// Blocks `first..first + B`: what the epilogue of every row tile reads.
+struct Blocks<const B: usize> {
+    /// Each block's packed weights.
+    wp: [*const u8; B],
+    consts: [BlockConstants; B],
+    cs: [__m512; B],
+    bias: [__m512; B],
+    sums: [__m512i; B],
+    /// Stores of each block's channels only (all 16 but in the last block of an odd n).
+    masks: [__mmask16; B],
+}
+
+impl<const B: usize> Blocks<B> {
+    /// # Safety
+    /// AVX-512 F is present; blocks `first..first + B` exist.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn new(w: &PackedWeights, rescale: &Rescale, first: usize) -> Blocks<B> {
+        let kq = w.quads();
+        // SAFETY: block b holds kq quads × 64 bytes.
+        let wp = std::array::from_fn(|b| unsafe {
+            w.data.as_ptr().add((first + b) * kq * NB * 4) as *const u8
+        });
+        let consts: [BlockConstants; B] =
+            std::array::from_fn(|b| BlockConstants::new(w, rescale, first + b));
+        // SAFETY: 16 lanes each.
+        let (cs, bias, sums) = unsafe {
+            (
+                std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.scales.as_ptr())),
+                std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.bias.as_ptr())),
+                std::array::from_fn(|b| {
+                    _mm512_loadu_si512(consts[b].lanes.sums.as_ptr() as *const __m512i)
+                }),
+            )
+        };
+        let masks = std::array::from_fn(|b| {
+            let width = consts[b].width;
+            if width == NB { !0 } else { (1 << width) - 1 }
+        });
+        Blocks { wp, consts, cs, bias, sums, masks }
+    }
+
+    /// Rows `m0..m0 + 16` of the blocks' outputs from their i32 sums `acc` (as `tilestored`
+    /// wrote them): the VNNI kernel's epilogue, outliers included.
+    ///
+    /// # Safety
+    /// AVX-512 F, BW and VNNI are present; rows `m0..m0 + 16` exist; outlier indices < k.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn store(
+        &self,
+        acc: &[[[i32; NB]; TM]; B],
+        m0: usize,
+        n: usize,
+        rescale: &Rescale,
+        y: &mut [f32],
+    ) {
         // The rows' outlier sums, eight rows at a time (the VNNI kernel's helper), written
         // for exactly the rows that have outliers and read only for those.
         let mut extra = [[[MaybeUninit::<__m512i>::uninit(); B]; 8]; 2];
@@ -226,7 +170,7 @@ unsafe fn tile_rows<const B: usize>(
         if let Some(o) = outliers {
             for (half, extra) in extra.iter_mut().enumerate() {
                 // SAFETY: indices < k (`super::linear` asserts it); `wp` are the blocks.
-                unsafe { outlier_sums(&o[half * 8..][..8], wp, extra) };
+                unsafe { outlier_sums(&o[half * 8..][..8], self.wp, extra) };
             }
         }
         for r in 0..TM {
@@ -237,20 +181,134 @@ unsafe fn tile_rows<const B: usize>(
             for b in 0..B {
                 // SAFETY: 16 i32 in the row of the block's stored sums.
                 let sum = unsafe { _mm512_loadu_si512(acc[b][r].as_ptr().cast()) };
-                let scale = _mm512_mul_ps(rs, cs[b]);
-                let exact = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, sums[b]));
-                let mut out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, bias[b]);
+                let scale = _mm512_mul_ps(rs, self.cs[b]);
+                let exact = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, self.sums[b]));
+                let mut out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, self.bias[b]);
                 if let Some(o) = o {
-                    let ch = _mm512_mul_ps(_mm512_set1_ps(o.scale), cs[b]);
+                    let ch = _mm512_mul_ps(_mm512_set1_ps(o.scale), self.cs[b]);
                     // SAFETY: `outlier_sums` wrote row r (it has outliers).
                     let e = unsafe { extra[r / 8][r % 8][b].assume_init() };
                     out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(e), ch, out);
                 }
-                let BlockConstants { c0, width, .. } = consts[b];
+                let BlockConstants { c0, width, .. } = self.consts[b];
                 let dst = &mut y[row * n + c0..][..width];
                 // SAFETY: the mask writes `width` floats, all inside `dst`.
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), masks[b], out) };
+                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), self.masks[b], out) };
             }
         }
+    }
+}
+
+/// Rows `rows` (whole tiles of 16) of blocks `first..first + B`: pairs of row tiles against
+/// the blocks two at a time: four chains of sums in flight, each row tile and block tile
+/// loaded once for two products. `tdpbusd`'s latency is several times its issue interval,
+/// and three chains (one row tile against three blocks) were slower (results/performance.md,
+/// "Session 27").
+///
+/// # Safety
+/// As [`linear`], with the tile configuration loaded; `rows` whole tiles of 16, the quads a
+/// multiple of 16; blocks `first..first + B` exist.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_rows<const B: usize>(
+    x: &[u8],
+    rows: std::ops::Range<usize>,
+    w: &PackedWeights,
+    rescale: &Rescale,
+    y: &mut [f32],
+    first: usize,
+) {
+    let kq = w.quads();
+    let kp = kq * 4;
+    // SAFETY: the caller's contract.
+    let blocks = unsafe { Blocks::<B>::new(w, rescale, first) };
+    let wp = blocks.wp;
+    let mut acc = [[[[0i32; NB]; TM]; B]; 2];
+    let mut spare = [[0i32; NB]; TM];
+    let mut m0 = rows.start;
+    while m0 < rows.end {
+        let pair = rows.end - m0 >= 2 * TM;
+        // SAFETY (the tile loads): block b holds kq quads × 64 bytes, step s's 16 quads at
+        // byte s × 1024; rows m0..m0 + 16 (+ 16 for a pair) < rows.end hold kp bytes each,
+        // step s's at s × 64. AMX present, configuration loaded.
+        unsafe {
+            let a0 = x.as_ptr().add(m0 * kp);
+            let a1 = x.as_ptr().add((m0 + if pair { TM } else { 0 }) * kp);
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
+            for s in 0..kq / TQ {
+                let (a0, a1) = (a0.add(s * 64), a1.add(s * 64));
+                let step = s * TQ * NB * 4;
+                let (b0, b1) = (wp[0].add(step), wp[B - 1].add(step));
+                match (pair, B) {
+                    (true, 2) => asm!(
+                        "tileloadd tmm4, [{a0} + {kp}*1]",
+                        "tileloadd tmm6, [{b0} + {w}*1]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        "tileloadd tmm7, [{b1} + {w}*1]",
+                        "tdpbusd tmm1, tmm4, tmm7",
+                        "tileloadd tmm5, [{a1} + {kp}*1]",
+                        "tdpbusd tmm2, tmm5, tmm6",
+                        "tdpbusd tmm3, tmm5, tmm7",
+                        a0 = in(reg) a0, a1 = in(reg) a1, kp = in(reg) kp, w = in(reg) 64usize,
+                        b0 = in(reg) b0, b1 = in(reg) b1,
+                        options(nostack, readonly),
+                    ),
+                    (true, _) => asm!(
+                        "tileloadd tmm4, [{a0} + {kp}*1]",
+                        "tileloadd tmm6, [{b0} + {w}*1]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        "tileloadd tmm5, [{a1} + {kp}*1]",
+                        "tdpbusd tmm2, tmm5, tmm6",
+                        a0 = in(reg) a0, a1 = in(reg) a1, kp = in(reg) kp, w = in(reg) 64usize,
+                        b0 = in(reg) b0,
+                        options(nostack, readonly),
+                    ),
+                    (false, 2) => asm!(
+                        "tileloadd tmm4, [{a0} + {kp}*1]",
+                        "tileloadd tmm6, [{b0} + {w}*1]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        "tileloadd tmm7, [{b1} + {w}*1]",
+                        "tdpbusd tmm1, tmm4, tmm7",
+                        a0 = in(reg) a0, kp = in(reg) kp, w = in(reg) 64usize,
+                        b0 = in(reg) b0, b1 = in(reg) b1,
+                        options(nostack, readonly),
+                    ),
+                    _ => asm!(
+                        "tileloadd tmm4, [{a0} + {kp}*1]",
+                        "tileloadd tmm6, [{b0} + {w}*1]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        a0 = in(reg) a0, kp = in(reg) kp, w = in(reg) 64usize,
+                        b0 = in(reg) b0,
+                        options(nostack, readonly),
+                    ),
+                }
+            }
+            // Row tile t, block b: tmm(2t + b); with one block, tmm1 and tmm3 (zeros) go to
+            // a spare buffer.
+            let spare = spare.as_mut_ptr().cast::<i32>();
+            let mut c = |t: usize, b: usize| {
+                if b < B { acc[t][b].as_mut_ptr().cast::<i32>() } else { spare }
+            };
+            asm!(
+                "tilestored [{c00} + {s}*1], tmm0",
+                "tilestored [{c01} + {s}*1], tmm1",
+                "tilestored [{c10} + {s}*1], tmm2",
+                "tilestored [{c11} + {s}*1], tmm3",
+                c00 = in(reg) c(0, 0), c01 = in(reg) c(0, 1),
+                c10 = in(reg) c(1, 0), c11 = in(reg) c(1, 1),
+                s = in(reg) 64usize, options(nostack),
+            );
+        }
+        let n = w.n;
+        for (t, acc) in acc.iter().enumerate().take(if pair { 2 } else { 1 }) {
+            // SAFETY: rows m0 + 16t .. + 16 exist; the caller's contract.
+            unsafe { blocks.store(acc, m0 + t * TM, n, rescale, y) };
+        }
+        m0 += if pair { 2 * TM } else { TM };
     }
 }
