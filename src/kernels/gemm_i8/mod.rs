@@ -37,7 +37,7 @@
 //! NEON: four channels per q register, which is exactly what `sdot` by element wants). A
 //! quantized activation row is u8 with k padded to a multiple of 16 (whole groups of four
 //! quads), so a 32-bit broadcast (x86) or a lane of a q register (NEON) is a quad. The
-//! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows × 48, AMX: 16 × 48, SMULL: 2 rows).
+//! micro-kernels compute 4 rows × 16 channels (AVX-512: 8 rows × 48, AMX: 32 × 32, SMULL: 2 rows).
 
 mod outliers;
 #[cfg(target_arch = "arm")]
@@ -123,7 +123,7 @@ impl Kernel {
         match self {
             Kernel::Avx2 => "bertlite_avx2_u8s8_4x16",
             Kernel::Avx512Vnni => "bertlite_avx512vnni_u8s8_8x48",
-            Kernel::Avx512Amx => "bertlite_amx_u8s8_16x48",
+            Kernel::Avx512Amx => "bertlite_amx_u8s8_32x32",
             Kernel::NeonDot => "bertlite_neon_sdot_4x16",
             Kernel::NeonMull => "bertlite_neon_smull_2x16",
             Kernel::Armv7Neon => "bertlite_armv7_neon_vmull_1x16",
