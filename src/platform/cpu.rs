@@ -88,6 +88,8 @@ mod amx {
     /// Asks Linux for AMX's tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
     /// XFEATURE_XTILEDATA)`): without it the first tile instruction kills the process with
     /// SIGILL. The permission is the whole process's, asked once (`features` is cached).
+    /// Refused (a kernel before 5.16, or a C host whose alternate signal stack is too small
+    /// for the 8 KB of tile state: ENOSPC), the VNNI kernel runs instead.
     #[cfg(target_os = "linux")]
     pub(super) fn granted() -> bool {
         const SYS_ARCH_PRCTL: i64 = 158;
