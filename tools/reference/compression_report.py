@@ -14,6 +14,22 @@ def name(row):
     return row["name"].removesuffix(".blt")
 
 
+def machine():
+    """The CPU the latencies were measured on: the speed-ups depend on it (an AMX host runs the
+    int8 linears much faster than the attention, so pruning's gains there are smaller)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = "AMX" if "amx_int8" in flags else "AVX-512 VNNI" if "avx512_vnni" in flags else "no VNNI"
+    return f"{model}, {os.cpu_count()} cores, {isa}"
+
+
 def mean_sd(xs):
     m = statistics.mean(xs)
     return m, (statistics.stdev(xs) if len(xs) > 1 else 0.0)
@@ -34,6 +50,7 @@ def main():
           f"40 test articles (mean {statistics.mean(r['mean_tokens'] for r in runs):.0f} tokens per article), "
           "`--precision auto`, each article's time the median of 5 runs, the bundles taking turns "
           "article by article (`bertlite-tool eval`).\n")
+    print(f"Machine: {machine()}.\n")
     command = os.environ.get("REGENERATE", "tools/sweep.sh 1 2 3")
     print(f"Regenerate: `{command}` (after `tools/setup.sh`).\n")
     print("| bundle | pruning | FLOPs vs full | accuracy | Δ vs int8 (pt) | worst split Δ | cosine to fp32 (mean) | p50 ms | speed-up vs int8 | MB |")
