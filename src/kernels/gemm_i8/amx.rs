@@ -25,7 +25,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::avx512::{self, outlier_sums};
+use super::avx512::{self, Blocks, outlier_sums};
 use super::{BlockConstants, NB, PackedWeights, Rescale};
 
 /// Rows per tile (the most a tile register holds).
@@ -108,47 +108,7 @@ pub(super) unsafe fn linear(
     }
 }
 
-/// Blocks `first..first + B`: what the epilogue of every row tile reads.
-struct Blocks<const B: usize> {
-    /// Each block's packed weights.
-    wp: [*const u8; B],
-    consts: [BlockConstants; B],
-    cs: [__m512; B],
-    bias: [__m512; B],
-    sums: [__m512i; B],
-    /// Stores of each block's channels only (all 16 but in the last block of an odd n).
-    masks: [__mmask16; B],
-}
-
 impl<const B: usize> Blocks<B> {
-    /// # Safety
-    /// AVX-512 F is present; blocks `first..first + B` exist.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn new(w: &PackedWeights, rescale: &Rescale, first: usize) -> Blocks<B> {
-        let kq = w.quads();
-        // SAFETY: block b holds kq quads × 64 bytes.
-        let wp = std::array::from_fn(|b| unsafe {
-            w.data.as_ptr().add((first + b) * kq * NB * 4) as *const u8
-        });
-        let consts: [BlockConstants; B] =
-            std::array::from_fn(|b| BlockConstants::new(w, rescale, first + b));
-        // SAFETY: 16 lanes each.
-        let (cs, bias, sums) = unsafe {
-            (
-                std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.scales.as_ptr())),
-                std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.bias.as_ptr())),
-                std::array::from_fn(|b| {
-                    _mm512_loadu_si512(consts[b].lanes.sums.as_ptr() as *const __m512i)
-                }),
-            )
-        };
-        let masks = std::array::from_fn(|b| {
-            let width = consts[b].width;
-            if width == NB { !0 } else { (1 << width) - 1 }
-        });
-        Blocks { wp, consts, cs, bias, sums, masks }
-    }
-
     /// Rows `m0..m0 + 16` of the blocks' outputs from their i32 sums `acc` (as `tilestored`
     /// wrote them): the VNNI kernel's epilogue, outliers included.
     ///

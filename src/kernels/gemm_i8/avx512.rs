@@ -62,6 +62,49 @@ pub(super) unsafe fn linear(
     }
 }
 
+/// Blocks `first..first + B` of a tile: their weights and what the epilogue of every row
+/// reads (this kernel's and the AMX kernel's).
+pub(super) struct Blocks<const B: usize> {
+    /// Each block's packed weights.
+    pub(super) wp: [*const u8; B],
+    pub(super) consts: [BlockConstants; B],
+    pub(super) cs: [__m512; B],
+    pub(super) bias: [__m512; B],
+    pub(super) sums: [__m512i; B],
+    /// Stores of each block's channels only (all 16 but in the last block of an odd n).
+    pub(super) masks: [__mmask16; B],
+}
+
+impl<const B: usize> Blocks<B> {
+    /// # Safety
+    /// AVX-512 F is present; blocks `first..first + B` exist.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn new(w: &PackedWeights, rescale: &Rescale, first: usize) -> Blocks<B> {
+        let kq = w.quads();
+        // SAFETY: block b holds kq quads × 64 bytes.
+        let wp = std::array::from_fn(|b| unsafe {
+            w.data.as_ptr().add((first + b) * kq * NB * 4) as *const u8
+        });
+        let consts: [BlockConstants; B] =
+            std::array::from_fn(|b| BlockConstants::new(w, rescale, first + b));
+        // SAFETY: 16 lanes each.
+        let (cs, bias, sums) = unsafe {
+            (
+                std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.scales.as_ptr())),
+                std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.bias.as_ptr())),
+                std::array::from_fn(|b| {
+                    _mm512_loadu_si512(consts[b].lanes.sums.as_ptr() as *const __m512i)
+                }),
+            )
+        };
+        let masks = std::array::from_fn(|b| {
+            let width = consts[b].width;
+            if width == NB { !0 } else { (1 << width) - 1 }
+        });
+        Blocks { wp, consts, cs, bias, sums, masks }
+    }
+}
+
 /// Every row tile of blocks `first..first + B`.
 ///
 /// # Safety
@@ -78,26 +121,10 @@ unsafe fn tile_rows<const B: usize>(
     let kq = w.quads();
     let n = w.n;
     let xp = x.as_ptr();
-    // SAFETY (all raw reads below): block b holds kq quads × 64 bytes; rows hold kq × 4 bytes
-    // and their index is clamped to m − 1.
-    let wp: [*const u8; B] =
-        std::array::from_fn(|b| unsafe { w.data.as_ptr().add((first + b) * kq * NB * 4) as _ });
-    let consts: [BlockConstants; B] =
-        std::array::from_fn(|b| BlockConstants::new(w, rescale, first + b));
-    let (cs, bias, sums): ([__m512; B], [__m512; B], [__m512i; B]) = unsafe {
-        (
-            std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.scales.as_ptr())),
-            std::array::from_fn(|b| _mm512_loadu_ps(consts[b].lanes.bias.as_ptr())),
-            std::array::from_fn(|b| {
-                _mm512_loadu_si512(consts[b].lanes.sums.as_ptr() as *const __m512i)
-            }),
-        )
-    };
-    // Stores of each block's channels only (all 16 but in the last block of an odd n).
-    let masks: [__mmask16; B] = std::array::from_fn(|b| {
-        let width = consts[b].width;
-        if width == NB { !0 } else { (1 << width) - 1 }
-    });
+    // SAFETY (the raw reads below): rows hold kq × 4 bytes and their index is clamped to
+    // m − 1; blocks `first..first + B` exist.
+    let Blocks { wp, consts, cs, bias, sums, masks } =
+        unsafe { Blocks::<B>::new(w, rescale, first) };
     for m0 in (0..m).step_by(MR) {
         let rows: [*const i32; MR] =
             std::array::from_fn(|r| unsafe { xp.add((m0 + r).min(m - 1) * kq * 4) as *const i32 });
