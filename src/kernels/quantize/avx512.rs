@@ -5,9 +5,9 @@
 //!
 //! 1. Lane-wise (lane l holds positions ≡ l mod 16) magnitude peaks. The 4th largest of them
 //!    bounds the row's 4th largest magnitude from below.
-//! 2. The outliers: the values above the bound, compressed into a short list without a
-//!    branch, then the largest four of the list.
-//! 3. The rest's minimum and maximum, the outliers' lanes masked off.
+//! 2. The outliers: which lanes are above the bound, noted per chunk without a branch, then
+//!    the largest four of those.
+//! 3. The rest's minimum and maximum, the outliers' lanes masked off (four accumulators).
 //! 4. The quantization, the outliers' bytes then set to the zero point.
 //!
 //! Why: the portable form was a tenth of an int8 inference at 256 tokens on this host; the
@@ -19,9 +19,9 @@ use std::arch::x86_64::*;
 
 use super::{ACTIVATION_MAX, Largest, OUTLIERS, RowQuant, from_keys, insert};
 
-/// The most values above the bound that step 2 gathers (a row past it, such as one of equal
-/// values, goes to the portable form).
-const CANDIDATES: usize = 64;
+/// Longest row step 2 notes on the stack, in chunks of 16 (BERT-large's FFN output reads
+/// 4096 values); a longer one goes to the portable form.
+const MAX_CHUNKS: usize = 256;
 
 /// `None` where the portable form must decide (an empty row, a non-finite value, a zero
 /// range).
@@ -31,7 +31,7 @@ const CANDIDATES: usize = 64;
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(RowQuant, Largest)> {
     let k = x.len();
-    if k == 0 || out.len() != k {
+    if k == 0 || out.len() != k || k > 16 * MAX_CHUNKS {
         return None;
     }
     // Lanes `i..i + 16` of the row, as a mask (all 16 but in the last partial step).
@@ -66,37 +66,35 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
 
     // 2. The outliers, as [`super::largest_above`] finds them (the largest keys, magnitude
     // bits above and `!index` below: an equal magnitude at a later index loses the tie) among
-    // the values above the bound. Those are gathered first, every chunk compressing its values
-    // above into a list without a branch (4 to 8 of them in a row of MiniLM's); a branch per
-    // chunk with a value above, its outcome a coin toss, was most of this function's time.
+    // the values above the bound (4 to 8 of them in a row of MiniLM's). The scan only notes
+    // which lanes of which chunks are above, with no branch and no chain from chunk to chunk;
+    // the few chunks noted are then read bit by bit. (A branch per chunk with a value above,
+    // its outcome a coin toss, was most of this function's time; compressing each chunk's
+    // values into a list made the list's length a chain of ~7 cycles per chunk.)
     let threshold = _mm512_set1_epi32(top4[3].saturating_sub(1) as i32);
-    let mut mags = [0u32; CANDIDATES + 16];
-    let mut indices = [0u32; CANDIDATES + 16];
-    let mut found = 0;
-    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut above = [0u16; MAX_CHUNKS];
+    let mut hit = [0u64; MAX_CHUNKS / 64];
     chunks(0, k, |i, m| {
-        // Past CANDIDATES the list is abandoned (the portable form decides); below, each
-        // store's 16 lanes fit.
-        if found > CANDIDATES {
-            return;
-        }
-        let b = bits(load(i, m));
-        let above = _mm512_mask_cmpgt_epu32_mask(m, b, threshold);
-        let at = _mm512_add_epi32(iota, _mm512_set1_epi32(i as i32));
-        // SAFETY: found ≤ CANDIDATES, and the lists hold CANDIDATES + 16.
-        unsafe {
-            let (mp, ip) = (mags.as_mut_ptr().add(found), indices.as_mut_ptr().add(found));
-            _mm512_storeu_si512(mp.cast(), _mm512_maskz_compress_epi32(above, b));
-            _mm512_storeu_si512(ip.cast(), _mm512_maskz_compress_epi32(above, at));
-        }
-        found += above.count_ones() as usize;
+        let (c, lanes) = (i / 16, _mm512_mask_cmpgt_epu32_mask(m, bits(load(i, m)), threshold));
+        above[c] = lanes;
+        hit[c / 64] |= u64::from(lanes != 0) << (c % 64);
     });
-    if found > CANDIDATES {
-        return None;
-    }
     let mut keys = [0u64; OUTLIERS];
-    for (&mag, &i) in mags[..found].iter().zip(&indices[..found]) {
-        insert(&mut keys, (u64::from(mag) << 32) | u64::from(!i));
+    for (word, &bits) in hit.iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            let c = word * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let mut lanes = above[c];
+            while lanes != 0 {
+                let i = c * 16 + lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                insert(
+                    &mut keys,
+                    (u64::from(x[i].to_bits() & 0x7fff_ffff) << 32) | u64::from(!(i as u32)),
+                );
+            }
+        }
     }
     let largest = from_keys(x, &keys);
 
@@ -114,23 +112,27 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
             n += 1;
         }
     }
-    let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    // Four minima and maxima in turn: one of each was a 4-cycle chain of `vminps` / `vmaxps`
+    // per chunk, the slowest of the four passes (`perf annotate`). Same range in any order.
+    let mut lo = [_mm512_setzero_ps(); 4];
+    let mut hi = lo;
+    let mut take = |i: usize, m: __mmask16, j: usize| {
+        let v = load(i, m);
+        (lo[j], hi[j]) = (_mm512_min_ps(lo[j], v), _mm512_max_ps(hi[j], v));
+    };
     let mut from = 0;
     // The stretches between the outliers' chunks without a look at them, then each such chunk.
     for &(chunk, lanes_out) in &skip[..n] {
         // Whole chunks: `chunk` is at or before the last one.
-        chunks(from, chunk, |i, m| {
-            let v = load(i, m);
-            (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
-        });
-        let v = load(chunk, lanes(chunk) & !lanes_out);
-        (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
+        chunks4(from, chunk, &mut take);
+        take(chunk, lanes(chunk) & !lanes_out, 0);
         from = chunk + 16;
     }
-    chunks(from.min(k), k, |i, m| {
-        let v = load(i, m);
-        (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
-    });
+    chunks4(from.min(k), k, &mut take);
+    let (lo, hi) = (
+        _mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3])),
+        _mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3])),
+    );
     let (lo, hi) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
     let range = hi - lo;
     if !(range > 0.0 && range.is_finite()) {
@@ -160,6 +162,27 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
         out[i] = zero as u8;
     }
     Some((RowQuant { scale: range / f32::from(ACTIVATION_MAX), zero }, largest))
+}
+
+/// [`chunks`] with `f(i, lanes, j)`, `j` taking turns 0..4 over the whole chunks (each turn its
+/// own accumulators: no chain of dependent operations from chunk to chunk).
+#[inline(always)]
+fn chunks4(from: usize, to: usize, f: &mut impl FnMut(usize, __mmask16, usize)) {
+    let whole = from + (to.saturating_sub(from)) / 16 * 16;
+    let mut i = from;
+    while i + 64 <= whole {
+        for j in 0..4 {
+            f(i + 16 * j, !0, j);
+        }
+        i += 64;
+    }
+    while i < whole {
+        f(i, !0, 0);
+        i += 16;
+    }
+    if whole < to {
+        f(whole, (1 << (to - whole)) - 1, 1);
+    }
 }
 
 /// `f(i, lanes)` for each chunk of 16 from `from` (a multiple of 16) up to `to`: whole chunks

@@ -586,8 +586,8 @@ mod tests {
                     6 => x.fill(0.25),
                     7 => x[len / 2] = if len % 2 == 0 { f32::INFINITY } else { f32::NAN },
                     // 64 and 65 values at or above the 4th largest lane peak (of 16): 50 once,
-                    // and the rest in three lanes, rising to the largest at the last. The
-                    // AVX-512 form's candidate list full, and one past it.
+                    // and the rest in three lanes, rising to the largest at the last (many
+                    // candidates for the AVX-512 form's step 2).
                     8 | 9 if len > 16 => {
                         let lanes = |i: &usize| i % 16 < 3;
                         x.iter_mut().enumerate().for_each(|(i, v)| *v *= f32::from(!lanes(&i)));
