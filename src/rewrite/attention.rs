@@ -162,8 +162,19 @@ mod tests {
         // leave partial query and key tiles; later texts end in two padding tokens. (Batch ≥ 2:
         // with a concrete batch of 1 the NNEF loader drops the batch merges; bundles have a
         // symbolic batch.) 70 and 40 tokens: the AVX-512 score tiles of 4 + 1 and 2 + 1 key
-        // tiles, and partial 4-row context tiles.
-        let shapes = [(2, 5, 3, 32), (2, 19, 2, 64), (3, 7, 4, 8), (2, 70, 2, 32), (2, 40, 2, 64)];
+        // tiles, and partial 4-row context tiles. With AVX-512: 13 tokens, an 8-row query block
+        // and one of 5 (a full and a partial half); head widths 16, 48 and 128 take its other
+        // context tiles.
+        let shapes = [
+            (2, 5, 3, 32),
+            (2, 19, 2, 64),
+            (3, 7, 4, 8),
+            (2, 70, 2, 32),
+            (2, 40, 2, 64),
+            (2, 13, 2, 16),
+            (2, 21, 2, 48),
+            (2, 11, 2, 128),
+        ];
         for &(batch, seq, heads, dh) in &shapes {
             let model = host_attention(batch, seq, heads, dh)?;
             let n = batch * seq * heads * dh;

@@ -14,9 +14,10 @@
 //! The 1/√dh scale is already folded into the query weights by `bertlite-tool`. The pattern is
 //! matched on the graph as loaded (the einsums, reshapes and moves tract's declutter leaves for
 //! `bshd,bthd->bhst` and `bhst,bthd->bshd`); anything else stays with tract. x86_64 with
-//! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops. With AVX-512 the
-//! tiles and the softmax rows run 16 lanes wide (`avx512.rs`), on aarch64 hand-scheduled NEON
-//! (`neon.rs`); elsewhere the loops below, compiled for AVX2 + FMA.
+//! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops. With AVX-512 a
+//! head runs 16 lanes wide in blocks of 8 query rows (`avx512.rs`, head widths 16 to 64 and
+//! 128), on aarch64 with hand-scheduled NEON tiles (`neon.rs`); elsewhere the loops below,
+//! compiled for AVX2 + FMA.
 
 #[cfg(not(target_arch = "aarch64"))]
 use super::softmax::masked_exp_row;
@@ -43,6 +44,12 @@ pub(crate) struct Dims {
     pub(crate) out_stride: usize,
 }
 
+/// Rows of scores a block of queries keeps: the AVX-512 form takes two blocks of [`QR`] at once.
+#[cfg(target_arch = "x86_64")]
+const SCORE_ROWS: usize = avx512::QB;
+#[cfg(not(target_arch = "x86_64"))]
+const SCORE_ROWS: usize = QR;
+
 /// Per-op buffers, reused across heads: keys by tile `[t16 / KC, dh, KC]` (t padded to the
 /// tile), values `[t, dh]`, one tile of query rows `[dh, QR]`, scores `[QR, t16]` and
 /// probabilities `[QR, t]`.
@@ -63,7 +70,7 @@ impl Scratch {
             kt: vec![0.0; dh * t16],
             v: vec![0.0; seq * dh],
             q: vec![0.0; QR * dh],
-            scores: vec![0.0; QR * t16],
+            scores: vec![0.0; SCORE_ROWS * t16],
             probs: vec![0.0; QR * seq],
             mask: vec![f32::NEG_INFINITY; t16],
         }
@@ -104,15 +111,19 @@ simd_dispatch!(pub(crate) attention_head(
     for j in 0..t {
         vh[j * dh..][..dh].copy_from_slice(&v[j * w + off..][..dh]);
     }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512 F is present; the shapes are the op's (Scratch::new for t and dh).
+    if avx512 && unsafe { avx512::head(q, (w, off, dh), t, kt, vh, mask16, scores, (out, out_stride)) } {
+        return;
+    }
     let mut sums = [0f32; QR];
     for i0 in (0..t).step_by(QR) {
         let rows = QR.min(t - i0);
         // The query rows transposed, `[dh][QR]`, zero past the last row.
         #[cfg(target_arch = "aarch64")]
         let done = rows == QR && neon::gather_queries(&q[i0 * w..], (w, off, dh), qt);
-        // (With AVX-512 the scores read the query rows where they are.)
         #[cfg(not(target_arch = "aarch64"))]
-        let done = avx512;
+        let done = false;
         if !done {
             qt.fill(0.0);
             for r in 0..rows {
@@ -138,42 +149,15 @@ simd_dispatch!(pub(crate) attention_head(
         }
         #[cfg(not(target_arch = "aarch64"))]
         {
-            #[cfg(target_arch = "x86_64")]
-            if avx512 {
-                // Rows past the last (a tile of fewer than QR) repeat it; their scores are
-                // not used.
-                let q = std::array::from_fn(|r| &q[(i0 + r.min(rows - 1)) * w + off..][..dh]);
-                // SAFETY: AVX-512 F is present; kt holds t16 / KC whole tiles, each query row
-                // dh values, scores QR × t16.
-                unsafe { avx512::scores(kt, q, dh, t16, scores) };
-            }
-            if !avx512 {
-                for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
-                    let acc = scores_tile(keys, qt);
-                    for (r, acc) in acc.iter().enumerate() {
-                        scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
-                    }
+            for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
+                let acc = scores_tile(keys, qt);
+                for (r, acc) in acc.iter().enumerate() {
+                    scores[r * t16 + tile * KC..][..KC].copy_from_slice(acc);
                 }
             }
             for (r, sum) in sums.iter_mut().enumerate().take(rows) {
                 let (s, p) = (&scores[r * t16..][..t], &mut probs[r * t..][..t]);
-                #[cfg(target_arch = "x86_64")]
-                if avx512 {
-                    // SAFETY: AVX-512 F is present.
-                    *sum = unsafe { avx512::masked_exp_row(s, mask, p) };
-                    continue;
-                }
                 *sum = masked_exp_row(s, mask, p);
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx512 {
-            let inv = sums.map(|s| 1.0 / s);
-            let out = &mut out[i0 * out_stride..];
-            // SAFETY: AVX-512 F is present; probs holds QR × t values, vh t × dh, and out
-            // reaches row i0 + rows − 1 of this head.
-            if unsafe { avx512::context(probs, t, rows, vh, dh, &inv, out, out_stride) } {
-                continue;
             }
         }
         let mut r = 0;

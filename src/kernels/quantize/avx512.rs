@@ -74,11 +74,19 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
     let threshold = _mm512_set1_epi32(top4[3].saturating_sub(1) as i32);
     let mut above = [0u16; MAX_CHUNKS];
     let mut hit = [0u64; MAX_CHUNKS / 64];
+    // The current word of `hit` in a register (or-ed in memory, it was a store-to-load chain).
+    let mut word = 0u64;
     chunks(0, k, |i, m| {
         let (c, lanes) = (i / 16, _mm512_mask_cmpgt_epu32_mask(m, bits(load(i, m)), threshold));
         above[c] = lanes;
-        hit[c / 64] |= u64::from(lanes != 0) << (c % 64);
+        word |= u64::from(lanes != 0) << (c % 64);
+        if c % 64 == 63 {
+            (hit[c / 64], word) = (word, 0);
+        }
     });
+    if k.div_ceil(16) % 64 != 0 {
+        hit[k.div_ceil(16) / 64] = word;
+    }
     let mut keys = [0u64; OUTLIERS];
     for (word, &bits) in hit.iter().enumerate() {
         let mut bits = bits;
