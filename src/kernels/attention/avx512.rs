@@ -58,6 +58,9 @@ pub(super) unsafe fn gather_keys(
 /// crowd the loads).
 pub(super) const QB: usize = 2 * QR;
 
+/// [`context_rows`] for one head width.
+type ContextRows = unsafe fn(&[f32], usize, usize, &[f32], &[f32; QB], &mut [f32], usize);
+
 /// One head of one text, after its keys (`kt`, by tile, `[t16 / KC][dh][KC]`) and values
 /// (`v`, `[t][dh]`) are gathered: for each block of [`QB`] query rows the scores with the mask
 /// added and each row's maximum taken while they are in registers, `exp(s − max)` in place,
@@ -81,7 +84,7 @@ pub(super) unsafe fn head(
     (out, stride): (&mut [f32], usize),
 ) -> bool {
     let t16 = t.div_ceil(KC) * KC;
-    let context: unsafe fn(&[f32], usize, usize, &[f32], &[f32; QB], &mut [f32], usize) = match dh {
+    let context: ContextRows = match dh {
         16 => context_rows::<1, 8>,
         32 => context_rows::<2, 8>,
         48 => context_rows::<3, 4>,

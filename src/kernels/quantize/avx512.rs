@@ -84,7 +84,7 @@ pub(super) unsafe fn quantize_row_split(x: &[f32], out: &mut [u8]) -> Option<(Ro
             (hit[c / 64], word) = (word, 0);
         }
     });
-    if k.div_ceil(16) % 64 != 0 {
+    if !k.div_ceil(16).is_multiple_of(64) {
         hit[k.div_ceil(16) / 64] = word;
     }
     let mut keys = [0u64; OUTLIERS];
