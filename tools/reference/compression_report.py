@@ -82,7 +82,8 @@ def main():
         print("\nWhat the budget (`--target-flops`, `--target-latency`) chose per layer (first split; each split calibrates its own):\n")
         for p, desc in budgets:
             per_layer = next((x.strip() for x in desc.split(";") if x.strip().startswith("per layer")), "")
-            print(f"- {p}: {per_layer.removeprefix('per layer: ')}")
+            model = next((x.strip() for x in desc.split(";") if x.strip().startswith("latency model")), "")
+            print(f"- {p}: {per_layer.removeprefix('per layer: ')}" + (f" ({model})" if model else ""))
     svg = os.environ.get("REPORT_NAME", "compression") + ".svg"
     print(f"\n![accuracy vs latency, first split]({svg})\n")
     print("Cosine is of the pooled embedding to the fp32 model's: pruned encoders are other models, "

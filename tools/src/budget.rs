@@ -29,14 +29,15 @@ const STEPS: f64 = 2048.0;
 
 /// Chooses one cut per layer for `target` (0..1) of the encoder FLOPs at `lengths`, scoring
 /// the candidates on `scoring` (`held_out`: texts apart from those the importance and repair
-/// were measured on); returns it and a description for the bundle metadata.
+/// were measured on), timing them with `costs`; returns it and a description for the bundle
+/// metadata.
 pub fn plan(
     bert: &Bert,
     imp: &Importance,
-    scoring: &[Encoding],
-    held_out: bool,
+    (scoring, held_out): (&[Encoding], bool),
     lengths: Lengths,
     target: Target,
+    costs: &Costs,
     repair: bool,
 ) -> Result<(Vec<LayerCut>, String)> {
     let Target { flops: target_flops, latency: target_latency } = target;
@@ -119,7 +120,7 @@ pub fn plan(
                         cut,
                         ffn_loss[l][i] + head_loss[l][j],
                         layer_flops(bert, l, cut, lengths),
-                        layer_time(bert, l, cut, lengths),
+                        layer_time(bert, l, cut, lengths, costs),
                     ));
                 }
             }
@@ -127,7 +128,7 @@ pub fn plan(
         })
         .collect();
     let full: u64 = (0..n).map(|l| layer_flops(bert, l, LayerCut::NONE, lengths)).sum();
-    let full_time: f64 = (0..n).map(|l| layer_time(bert, l, LayerCut::NONE, lengths)).sum();
+    let full_time: f64 = (0..n).map(|l| layer_time(bert, l, LayerCut::NONE, lengths, costs)).sum();
     let units = |f: u64| (f as f64 / full as f64 * STEPS).ceil() as usize;
     let budget = (f64::from(target) * STEPS).floor() as usize;
     let unreachable = || anyhow::anyhow!("the pruning budget is below what pruning can reach here");
@@ -195,12 +196,16 @@ pub fn plan(
     };
     let description = format!(
         "budget: {asked}, {:.1}% of the FLOPs and {:.1}% of the estimated latency reached (at \
-         {} texts' own lengths, mean {:.0} tokens); per layer: {}; cuts chosen by \
-         measured loss (1 - pooled cosine to the unpruned model) on {} texts {}; {}",
+         {} texts' own lengths, mean {:.0} tokens); latency model: an attention multiply-add \
+         {:.2} int8 ones, {:.0} per token and hidden unit per layer, {}; per layer: {}; cuts \
+         chosen by measured loss (1 - pooled cosine to the unpruned model) on {} texts {}; {}",
         flops as f64 / full as f64 * 100.0,
         time_share * 100.0,
         lengths.texts,
         lengths.tokens as f64 / lengths.texts as f64,
+        costs.attention,
+        costs.fixed,
+        costs.origin,
         per_layer.join(", "),
         texts.len(),
         if held_out { "apart from the calibration" } else { "of the calibration" },
@@ -278,16 +283,61 @@ pub struct Target {
 }
 
 /// The latency model: batch-1 time in units of one int8 linear multiply-add. An attention
-/// multiply-add costs [`ATTENTION_COST`] of them (f32 products, the softmax's exponentials and
-/// the heads' gathers come with it), and every kept layer [`FIXED_COST`] per token and hidden
-/// unit for what no cut shrinks (LayerNorms, quantizing the hidden-wide rows). Fitted on this
-/// x86_64 host (AVX-512 VNNI, 1 thread) to three MiniLM-L6 bundles at BBC's ~251 tokens, the
-/// unpruned one and two pruned to 50% of the FLOPs, one mostly by FFN neurons and one mostly
-/// by heads (38.7, 21.8 and 18.7 ms: the same FLOPs, 1.77× and 2.07× faster): the attention
-/// is a tenth of the FLOPs and a third of the time. results/compression-latency.md has the
-/// bundles it picks, measured.
-const ATTENTION_COST: f64 = 4.85;
-const FIXED_COST: f64 = 715.0;
+/// multiply-add costs `attention` of them (f32 products, the softmax's exponentials and the
+/// heads' gathers come with it), and every kept layer `fixed` per token and hidden unit for
+/// what no cut shrinks (LayerNorms, quantizing the hidden-wide rows). `compile` measures both
+/// on the machine it runs on (`latency.rs`); where that measurement cannot be trusted, the
+/// [`Costs::fitted`] ones.
+#[derive(Clone, Debug)]
+pub struct Costs {
+    pub attention: f64,
+    pub fixed: f64,
+    /// Where they come from, for the bundle's metadata.
+    pub origin: String,
+}
+
+impl Costs {
+    /// Fitted on session 21's x86_64 host (AMD, AVX-512 VNNI, 1 thread) to three MiniLM-L6
+    /// bundles at BBC's ~251 tokens, the unpruned one and two pruned to 50% of the FLOPs, one
+    /// mostly by FFN neurons and one mostly by heads (38.7, 21.8 and 18.7 ms: the same FLOPs,
+    /// 1.77× and 2.07× faster). On an AMX host the linears are faster and an attention
+    /// multiply-add costs about twice as many of them: why they are measured.
+    pub fn fitted() -> Costs {
+        Costs {
+            attention: 4.85,
+            fixed: 715.0,
+            origin: "fitted on an x86_64 host with AVX-512 VNNI".into(),
+        }
+    }
+
+    /// The costs that explain three measured times (ms) of the same texts, each bundle given
+    /// as its (linear, attention, fixed) units ([`parts`]): `ms = c_lin · linear + c_att ·
+    /// attention + c_fix · fixed` solved for the three (Cramer's rule), returned as c_att /
+    /// c_lin and c_fix / c_lin. Measured with the unpruned encoder, one with FFN neurons cut
+    /// (linear units move) and one with heads cut (attention units too). `None` if the times do
+    /// not fit the model (a cost at or below zero: noise larger than the cuts' differences).
+    pub fn solve(parts: [(f64, f64, f64); 3], ms: [f64; 3]) -> Option<(f64, f64)> {
+        let det = |m: [[f64; 3]; 3]| {
+            m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+                - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+        };
+        let a = parts.map(|(l, at, f)| [l, at, f]);
+        let d = det(a);
+        let cost = |col: usize| {
+            let mut m = a;
+            for (row, &t) in m.iter_mut().zip(&ms) {
+                row[col] = t;
+            }
+            det(m) / d
+        };
+        let (linear, attention, fixed) = (cost(0), cost(1), cost(2));
+        let ok = |x: f64| x.is_finite() && x > 0.0;
+        // The fixed part is small and may come out just below zero: none, then.
+        (ok(linear) && ok(attention) && fixed.is_finite())
+            .then(|| (attention / linear, fixed.max(0.0) / linear))
+    }
+}
 
 /// Layer `l`'s widths after `cut` (not dropped): hidden, the heads' total, the FFN's.
 fn widths(bert: &Bert, l: usize, cut: LayerCut) -> (u64, u64, u64) {
@@ -297,16 +347,31 @@ fn widths(bert: &Bert, l: usize, cut: LayerCut) -> (u64, u64, u64) {
     (bert.hidden as u64, inner as u64, ffn as u64)
 }
 
-/// The estimated time of layer `l` after `cut`, summed over texts of `lengths` (see
-/// [`ATTENTION_COST`]).
-fn layer_time(bert: &Bert, l: usize, cut: LayerCut, lengths: Lengths) -> f64 {
+/// Layer `l` after `cut` at `lengths`: its linear multiply-adds, its attention multiply-adds
+/// and its fixed units (tokens × hidden); zeros if dropped.
+fn layer_parts(bert: &Bert, l: usize, cut: LayerCut, lengths: Lengths) -> (f64, f64, f64) {
     if cut.drop {
-        return 0.0;
+        return (0.0, 0.0, 0.0);
     }
     let (h, inner, ffn) = widths(bert, l, cut);
     let linear = ((4 * h * inner + 2 * h * ffn) * lengths.tokens) as f64;
     let attention = (2 * inner * lengths.squares) as f64;
-    linear + ATTENTION_COST * attention + FIXED_COST * (h * lengths.tokens) as f64
+    (linear, attention, (h * lengths.tokens) as f64)
+}
+
+/// [`layer_parts`] summed over the layers of `bert` cut by `plan`.
+pub fn parts(bert: &Bert, plan: &[LayerCut], lengths: Lengths) -> (f64, f64, f64) {
+    plan.iter()
+        .enumerate()
+        .map(|(l, &cut)| layer_parts(bert, l, cut, lengths))
+        .fold((0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+}
+
+/// The estimated time of layer `l` after `cut`, summed over texts of `lengths` (see
+/// [`Costs`]).
+fn layer_time(bert: &Bert, l: usize, cut: LayerCut, lengths: Lengths, costs: &Costs) -> f64 {
+    let (linear, attention, fixed) = layer_parts(bert, l, cut, lengths);
+    linear + costs.attention * attention + costs.fixed * fixed
 }
 
 /// Multiply-adds of layer `l` after `cut`, summed over texts of `lengths`.
@@ -350,6 +415,22 @@ fn pooled(bert: &Bert, texts: &[Encoding]) -> Result<Vec<Vec<f32>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Times made from known costs give those costs back; times where a cut measured slower
+    /// than the unpruned encoder give none.
+    #[test]
+    fn costs_are_what_explains_the_times() {
+        // MiniLM-L6 at 251 tokens: unpruned, FFN -50%, heads -50% (linear, attention, fixed).
+        let parts = [(2.67e9, 3.02e8, 5.78e5), (1.78e9, 3.02e8, 5.78e5), (2.22e9, 1.51e8, 5.78e5)];
+        let (lin, att, fix) = (5e-9, 4e-8, 3e-6);
+        let ms = parts.map(|(l, a, f)| lin * l + att * a + fix * f);
+        let (attention, fixed) = Costs::solve(parts, ms).expect("solvable");
+        assert!(
+            (attention - 8.0).abs() < 1e-6 && (fixed - 600.0).abs() < 1e-3,
+            "{attention} {fixed}"
+        );
+        assert!(Costs::solve(parts, [ms[0], ms[0] * 1.01, ms[2]]).is_none());
+    }
 
     /// Two layers, budget for one full layer's worth: the knapsack must put the cut where it
     /// is cheap (layer 1), and keep at least one layer even when dropping both is cheapest.

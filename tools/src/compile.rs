@@ -123,13 +123,19 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
                     counted,
                     ckpt.tokenizer.max_len,
                 )?);
+                // The latency model only decides with a latency target; without one it only
+                // estimates the share reached, and the fitted costs do for that.
+                let costs = match target.latency {
+                    Some(_) => crate::latency::measure(&mut ckpt, &importance, counted)?,
+                    None => crate::budget::Costs::fitted(),
+                };
                 let (plan, description) = crate::budget::plan(
                     &ckpt.bert,
                     &importance,
-                    scoring.as_deref().unwrap_or(&calibration),
-                    scoring.is_some(),
+                    (scoring.as_deref().unwrap_or(&calibration), scoring.is_some()),
                     lengths,
                     target,
+                    &costs,
                     opts.prune.repair,
                 )?;
                 apply(&mut ckpt.bert, &importance, &plan, opts.prune.repair)?;

@@ -22,6 +22,7 @@ mod budget;
 mod compile;
 mod distill;
 mod eval;
+mod latency;
 mod onnx_check;
 mod prune;
 
@@ -146,9 +147,9 @@ enum Command {
         #[arg(long, conflicts_with_all = ["prune_ffn", "prune_heads", "drop_layers"])]
         target_flops: Option<f32>,
         /// Prune to this fraction of the encoder's estimated batch-1 latency (e.g. 0.55 for a
-        /// 1.8× speed-up), alone or with --target-flops: the cost model counts an attention
-        /// multiply-add as about five int8 linear ones (measured on x86_64), so it cuts heads
-        /// before FFN neurons where both cost alike.
+        /// 1.8× speed-up), alone or with --target-flops. The latency model is measured on this
+        /// machine first (three bundles timed on the calibration texts, a few seconds): what an
+        /// attention multiply-add and a layer's fixed work cost against an int8 linear one.
         #[arg(long, conflicts_with_all = ["prune_ffn", "prune_heads", "drop_layers"])]
         target_latency: Option<f32>,
         /// Texts to measure pruning importance and to calibrate the int8 rounding on (JSONL/CSV;
