@@ -51,8 +51,8 @@ const SCORE_ROWS: usize = avx512::QB;
 const SCORE_ROWS: usize = QR;
 
 /// Per-op buffers, reused across heads: keys by tile `[t16 / KC, dh, KC]` (t padded to the
-/// tile), values `[t, dh]`, one tile of query rows `[dh, QR]`, scores `[QR, t16]` and
-/// probabilities `[QR, t]`.
+/// tile), values `[t, dh]`, one tile of query rows `[dh, QR]`, scores `[SCORE_ROWS, t16]`
+/// and probabilities `[QR, t]` (the AVX-512 form takes them in place of the scores).
 pub(crate) struct Scratch {
     kt: Vec<f32>,
     v: Vec<f32>,
