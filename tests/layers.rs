@@ -37,6 +37,7 @@ const TOOL_ALLOWED: &[(&str, &[&str])] = &[
     ("distill", &["embed", "graph", "model"]),
     ("prune", &["distill", "embed", "graph", "model"]),
     ("budget", &["embed", "graph", "model", "prune"]),
+    ("latency", &["budget", "bundle", "graph", "model", "prune"]),
     ("onnx_check", &["bundle", "graph", "model"]),
     ("eval", &["bundle", "data", "embed", "graph", "model", "source"]),
     (
@@ -49,6 +50,7 @@ const TOOL_ALLOWED: &[(&str, &[&str])] = &[
             "distill",
             "embed",
             "graph",
+            "latency",
             "model",
             "onnx_check",
             "prune",
