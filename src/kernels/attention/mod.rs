@@ -90,8 +90,7 @@ simd_dispatch!(pub(crate) attention_head(
     let Dims { seq: t, heads, dh, head, out_stride } = dims;
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
     let Scratch { kt, v: vh, q: qt, scores, probs, mask: mask16 } = scratch;
-    // (Never set off x86_64.)
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "x86_64")]
     let avx512 = crate::platform::cpu::features().avx512f;
     mask16[..t].copy_from_slice(&mask[..t]);
     // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
