@@ -25,12 +25,14 @@ points=(
 )
 # Measured once and kept out of the default run (results/compression-latency.md,
 # results/compression-uniform.md, results/compression-distill.md: distillation takes minutes
-# per bundle and did not move accuracy); POINTS can still name them.
+# per bundle and did not move accuracy; results/compression-calibration.md: 512 calibration
+# texts instead of 128 did not either); POINTS can still name them.
 more_points=(
   "ffn50-layers2-distill:--prune-ffn 0.5 --drop-layers 2 --distill"
   "flops50-distill:--target-flops 0.5 --distill"
   "lat50:--target-flops 0.5 --target-latency 0.5"
   "lat57:--target-flops 0.5 --target-latency 0.57"
+  "ffn50-layers2-cal512:--prune-ffn 0.5 --drop-layers 2 --calibration-texts 512"
   "heads75-ffn33:--prune-heads 0.75 --prune-ffn 0.33"
 )
 if [ -n "${POINTS:-}" ]; then
