@@ -26,7 +26,8 @@ points=(
 # Measured once and kept out of the default run (results/compression-latency.md,
 # results/compression-uniform.md, results/compression-distill.md: distillation takes minutes
 # per bundle and did not move accuracy; results/compression-calibration.md: 512 calibration
-# texts instead of 128 did not either); POINTS can still name them.
+# texts instead of 128 did not either; results/compression-task.md: scoring the budget's cuts by
+# a head's logits instead of pooled cosine did not either); POINTS can still name them.
 more_points=(
   "ffn50-layers2-distill:--prune-ffn 0.5 --drop-layers 2 --distill"
   "flops50-distill:--target-flops 0.5 --distill"
@@ -34,6 +35,8 @@ more_points=(
   "lat57:--target-flops 0.5 --target-latency 0.57"
   "ffn50-layers2-cal512:--prune-ffn 0.5 --drop-layers 2 --calibration-texts 512"
   "heads75-ffn33:--prune-heads 0.75 --prune-ffn 0.33"
+  "flops50-task:--target-flops 0.5 --prune-score task"
+  "lat55-task:--target-flops 0.5 --target-latency 0.55 --prune-score task"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()

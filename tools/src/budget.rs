@@ -9,6 +9,12 @@
 //! minimizing the summed losses within the FLOPs budget. Summing assumes the layers' losses
 //! add up, which they only roughly do; the choice is judged by the pruned model's measured
 //! accuracy (results/compression.md), not by the sum.
+//!
+//! With labeled training text (`--prune-score task`), the loss is instead how far the cut moves
+//! the logits of a classification head fitted to the unpruned model's embeddings of those
+//! texts: pooled cosine weighs all hidden directions alike, while a classifier reads a few, so
+//! a cut that disturbs only directions the classes do not differ along costs nothing there
+//! (the task-aware scoring of Kwon et al. 2022, with a head instead of their fine-tuned model).
 
 use anyhow::{Context, Result, ensure};
 use bertlite::Encoding;
@@ -18,6 +24,7 @@ use tract_core::internal::*;
 use crate::graph::{self, Precision};
 use crate::model::Bert;
 use crate::prune::{Importance, LayerCut, apply, how, kept};
+use crate::train::{TrainOptions, choose_l2, train};
 
 /// The fractions tried: of each layer's FFN neurons and of its heads.
 const FFN_CUTS: [f32; 6] = [0.0, 0.25, 0.5, 0.625, 0.75, 0.875];
@@ -27,19 +34,89 @@ pub const SENSITIVITY_TEXTS: usize = 32;
 /// The budget's resolution: a layer's FLOPs in units of 1/STEPS of the whole encoder's.
 const STEPS: f64 = 2048.0;
 
+/// What a candidate cut's loss is measured as, per scoring text, against the unpruned model.
+pub enum Score {
+    /// 1 − cosine of the pooled embeddings.
+    Cosine,
+    /// Mean squared change of the logits of a head `(weight [k][d], bias [k])` fitted to the
+    /// unpruned model's pooled embeddings of labeled texts, over its `k` outputs; `texts` is how
+    /// many it was fitted on (for the description).
+    Logits { weight: Vec<f32>, classes: usize, texts: usize },
+}
+
+impl Score {
+    /// Fits the head of [`Score::Logits`] to the f32 model's pooled embeddings of `texts`, with
+    /// `targets` as `train` takes them (one row per text).
+    pub fn task(
+        bert: &Bert,
+        texts: &[Encoding],
+        targets: &[Vec<f32>],
+        multi: bool,
+    ) -> Result<Score> {
+        ensure!(texts.len() == targets.len() && !texts.is_empty(), "no labeled texts to score on");
+        let xs = pooled(bert, texts)?;
+        let opts = TrainOptions { multi_label: multi, ..Default::default() };
+        let (l2, _) = choose_l2(&xs, targets, &opts);
+        let (weight, _) = train(&xs, targets, &TrainOptions { l2, ..opts });
+        let classes = targets[0].len();
+        Ok(Score::Logits { weight, classes, texts: texts.len() })
+    }
+
+    /// The loss of `got` against `reference` (both pooled, normalized).
+    fn loss(&self, reference: &[f32], got: &[f32]) -> f64 {
+        match self {
+            Score::Cosine => 1.0 - f64::from(bertlite::cosine(reference, got)),
+            Score::Logits { weight, classes, .. } => {
+                // The bias cancels in the difference.
+                let d = reference.len();
+                weight
+                    .chunks_exact(d)
+                    .map(|w| {
+                        let dz: f64 = w
+                            .iter()
+                            .zip(reference.iter().zip(got))
+                            .map(|(&w, (&a, &b))| f64::from(w) * f64::from(b - a))
+                            .sum();
+                        dz * dz
+                    })
+                    .sum::<f64>()
+                    / *classes as f64
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Score::Cosine => "1 - pooled cosine to the unpruned model".into(),
+            Score::Logits { texts, .. } => format!(
+                "mean squared change of a head's logits, the head fitted to the unpruned model's \
+                 embeddings of {texts} labeled texts"
+            ),
+        }
+    }
+}
+
+/// What the candidate cuts are scored on and by.
+pub struct Scoring<'a> {
+    pub texts: &'a [Encoding],
+    /// Whether `texts` are apart from those the importance and repair were measured on.
+    pub held_out: bool,
+    pub score: &'a Score,
+}
+
 /// Chooses one cut per layer for `target` (0..1) of the encoder FLOPs at `lengths`, scoring
-/// the candidates on `scoring` (`held_out`: texts apart from those the importance and repair
-/// were measured on), timing them with `costs`; returns it and a description for the bundle
-/// metadata.
+/// the candidates as `scoring` says, timing them with `costs`; returns it and a description
+/// for the bundle metadata.
 pub fn plan(
     bert: &Bert,
     imp: &Importance,
-    (scoring, held_out): (&[Encoding], bool),
+    scoring: Scoring,
     lengths: Lengths,
     target: Target,
     costs: &Costs,
     repair: bool,
 ) -> Result<(Vec<LayerCut>, String)> {
+    let Scoring { texts: scoring, held_out, score } = scoring;
     let Target { flops: target_flops, latency: target_latency } = target;
     let target = target_flops.unwrap_or(1.0);
     ensure!(target > 0.0 && target <= 1.0, "--target-flops must be in (0, 1), got {target}");
@@ -58,11 +135,7 @@ pub fn plan(
         let mut pruned = bert.clone();
         apply(&mut pruned, imp, &plan, repair)?;
         let got = pooled(&pruned, texts)?;
-        Ok(reference
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| 1.0 - f64::from(bertlite::cosine(a, b)))
-            .sum::<f64>()
+        Ok(reference.iter().zip(&got).map(|(a, b)| score.loss(a, b)).sum::<f64>()
             / texts.len() as f64)
     };
     // Per layer: the loss of each FFN cut, each head cut, and of dropping it. The candidates
@@ -198,7 +271,7 @@ pub fn plan(
         "budget: {asked}, {:.1}% of the FLOPs and {:.1}% of the estimated latency reached (at \
          {} texts' own lengths, mean {:.0} tokens); latency model: an attention multiply-add \
          {:.2} int8 ones, {:.0} per token and hidden unit per layer, {}; per layer: {}; cuts \
-         chosen by measured loss (1 - pooled cosine to the unpruned model) on {} texts {}; {}",
+         chosen by measured loss ({}) on {} texts {}; {}",
         flops as f64 / full as f64 * 100.0,
         time_share * 100.0,
         lengths.texts,
@@ -207,6 +280,7 @@ pub fn plan(
         costs.fixed,
         costs.origin,
         per_layer.join(", "),
+        score.describe(),
         texts.len(),
         if held_out { "apart from the calibration" } else { "of the calibration" },
         how(imp, repair)
@@ -390,7 +464,7 @@ fn pooled(bert: &Bert, texts: &[Encoding]) -> Result<Vec<Vec<f32>>> {
         .into_runnable()?;
     let hidden = bert.hidden;
     texts
-        .iter()
+        .par_iter()
         .map(|e| {
             let s = e.len();
             let input = |v: &[u32]| -> Result<TValue> {
@@ -430,6 +504,22 @@ mod tests {
             "{attention} {fixed}"
         );
         assert!(Costs::solve(parts, [ms[0], ms[0] * 1.01, ms[2]]).is_none());
+    }
+
+    /// The task score sees only what the head reads: a move along a direction no class weight
+    /// has costs nothing there (but costs under cosine), a move along a class weight costs its
+    /// squared logit change over the classes.
+    #[test]
+    fn the_task_score_reads_only_the_heads_directions() {
+        // Two classes reading dimension 0 with weights 2 and -1; dimension 1 is unread.
+        let task = Score::Logits { weight: vec![2.0, 0.0, -1.0, 0.0], classes: 2, texts: 1 };
+        let reference = [0.6f32, 0.8];
+        let aside = [0.6f32, -0.8];
+        assert_eq!(task.loss(&reference, &aside), 0.0);
+        assert!(Score::Cosine.loss(&reference, &aside) > 1.0);
+        let along = [0.8f32, 0.6];
+        // Δ = 0.2 on dimension 0: logits move 0.4 and -0.2, (0.16 + 0.04) / 2.
+        assert!((task.loss(&reference, &along) - 0.1).abs() < 1e-6);
     }
 
     /// Two layers, budget for one full layer's worth: the knapsack must put the cut where it

@@ -8,12 +8,13 @@ use bertlite::EncoderOptions;
 use bertlite::internal::Head;
 use bertlite::{Bundle, HeadInfo, HeadKind, PoolingMode, Task, TaskInfo};
 
+use crate::budget::Score;
 use crate::bundle::{build_bundle_with, head_section};
 use crate::data::{Example, label_targets, read_examples};
 use crate::embed::embed_all;
 use crate::graph::Precision;
 use crate::model::Checkpoint;
-use crate::prune::{PruneOptions, apply, encode_calibration, measure, prune};
+use crate::prune::{PruneOptions, PruneScore, apply, encode_calibration, measure, prune};
 use crate::source::Source;
 use crate::train::{TrainOptions, choose_l2, train};
 
@@ -48,6 +49,12 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     ensure!(
         opts.prune.distill.is_none() || opts.prune.is_active(),
         "--distill trains a pruned encoder toward the unpruned one: give --prune-ffn, --prune-heads, --drop-layers, --target-flops or --target-latency"
+    );
+    ensure!(
+        opts.prune.score == PruneScore::Cosine
+            || opts.prune.target_flops.is_some()
+            || opts.prune.target_latency.is_some(),
+        "--prune-score scores the cuts of --target-flops / --target-latency: give one of them"
     );
     let mut ckpt = Checkpoint::open(&opts.source, opts.max_len)?;
     // An ONNX file was read by name and pattern: prove the reading against the file itself.
@@ -129,10 +136,18 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
                     Some(_) => crate::latency::measure(&mut ckpt, &importance, counted)?,
                     None => crate::budget::Costs::fitted(),
                 };
+                let score = match opts.prune.score {
+                    PruneScore::Cosine => Score::Cosine,
+                    PruneScore::Task => task_score(&ckpt, &examples, opts.multi_label)?,
+                };
                 let (plan, description) = crate::budget::plan(
                     &ckpt.bert,
                     &importance,
-                    (scoring.as_deref().unwrap_or(&calibration), scoring.is_some()),
+                    crate::budget::Scoring {
+                        texts: scoring.as_deref().unwrap_or(&calibration),
+                        held_out: scoring.is_some(),
+                        score: &score,
+                    },
                     lengths,
                     target,
                     &costs,
@@ -318,6 +333,30 @@ fn train_head(
         origin: String::new(),
     };
     Ok((Head::from_parts(info, ckpt.bert.hidden, &w)?, origin))
+}
+
+/// Texts the head of `--prune-score task` is fitted on: at most this many of the labeled file,
+/// evenly spread over it.
+const TASK_SCORE_TEXTS: usize = 512;
+
+/// The budget's task score ([`Score::task`]): a head fitted to the unpruned model's embeddings
+/// of labeled calibration texts, cut to 128 tokens like the texts the cuts are scored on.
+fn task_score(ckpt: &Checkpoint, examples: &[Example], multi_label: bool) -> Result<Score> {
+    ensure!(
+        examples.iter().all(|e| !e.labels.is_empty()),
+        "--prune-score task needs labeled texts (--train, or a labeled --calibration file)"
+    );
+    let step = (examples.len() / TASK_SCORE_TEXTS).max(1);
+    let chosen: Vec<&Example> = examples.iter().step_by(step).take(TASK_SCORE_TEXTS).collect();
+    let owned: Vec<Example> = chosen.iter().map(|&e| e.clone()).collect();
+    let (labels, targets) = label_targets(&owned, multi_label)?;
+    ensure!(
+        labels.len() >= 2,
+        "--prune-score task needs at least two distinct labels, found {labels:?}"
+    );
+    let texts: Vec<&str> = chosen.iter().map(|e| e.text.as_str()).collect();
+    let encoded = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
+    Score::task(&ckpt.bert, &encoded, &targets, multi_label)
 }
 
 /// `<folder>.blt` for a checkpoint folder, `<file stem>.blt` for an ONNX file.

@@ -152,6 +152,11 @@ enum Command {
         /// attention multiply-add and a layer's fixed work cost against an int8 linear one.
         #[arg(long, conflicts_with_all = ["prune_ffn", "prune_heads", "drop_layers"])]
         target_latency: Option<f32>,
+        /// What --target-flops / --target-latency score each candidate cut by: `cosine` (how far
+        /// the pooled embedding moves) or `task` (how far the logits of a head fitted to the
+        /// labeled calibration texts move; needs labels).
+        #[arg(long, value_enum, default_value_t = prune::PruneScore::Cosine)]
+        prune_score: prune::PruneScore,
         /// Texts to measure pruning importance and to calibrate the int8 rounding on (JSONL/CSV;
         /// default: the --train file; the rounding also uses a built-in varied sample).
         #[arg(long)]
@@ -243,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop_layers,
             target_flops,
             target_latency,
+            prune_score,
             calibration,
             calibration_texts,
             round_to_nearest,
@@ -270,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     repair: !no_repair,
                     target_flops,
                     target_latency,
+                    score: prune_score,
                     distill: distill.then(|| crate::distill::DistillOptions {
                         epochs: distill_epochs,
                         ..Default::default()

@@ -42,6 +42,8 @@ pub struct PruneOptions {
     pub target_flops: Option<f32>,
     /// And/or this fraction of its estimated batch-1 latency (`budget.rs`'s cost model).
     pub target_latency: Option<f32>,
+    /// What the budget scores candidate cuts by (`budget.rs`).
+    pub score: PruneScore,
     /// After the cuts (and the repair), train what remains layer by layer toward the
     /// unpruned model's outputs (`distill.rs`).
     pub distill: Option<crate::distill::DistillOptions>,
@@ -56,6 +58,7 @@ impl Default for PruneOptions {
             repair: true,
             target_flops: None,
             target_latency: None,
+            score: PruneScore::Cosine,
             distill: None,
         }
     }
@@ -69,6 +72,15 @@ impl PruneOptions {
             || self.target_flops.is_some()
             || self.target_latency.is_some()
     }
+}
+
+/// How `--target-flops` / `--target-latency` measure what a cut costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PruneScore {
+    /// How far the pooled embedding moves (1 − cosine to the unpruned model's).
+    Cosine,
+    /// How far the logits of a head fitted to the labeled calibration texts move.
+    Task,
 }
 
 /// What one layer loses: fractions of its FFN neurons and of its heads, or all of it.

@@ -316,6 +316,63 @@ fn pruning_to_a_flops_budget() {
     );
 }
 
+/// `--prune-score task`: the budget's cuts are scored by a head fitted to the labeled
+/// calibration texts, within the same budget, and the bundle says so; with one label, or
+/// without a budget to score, a clear error.
+#[test]
+fn pruning_to_a_budget_scored_by_the_task() {
+    let dir = repo().join("models/tiny-bert-cls");
+    let cal = temp("calibration-task.jsonl");
+    let lines: String = CALIBRATION_TEXTS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{{\"text\": \"{t}\", \"label\": \"{}\"}}\n", ["a", "b"][i % 2]))
+        .collect();
+    std::fs::write(&cal, lines).unwrap();
+    let cal = cal.to_str().unwrap();
+    let out_path = temp("tiny-budget-task.blt");
+    let args = ["--calibration", cal, "--target-flops", "0.5", "--prune-score", "task"];
+    assert_ok(&compile(&dir, &out_path, &args));
+    let model = Model::load(&out_path).unwrap();
+    let pruning = model.metadata().pruning.clone().unwrap_or_default();
+    assert!(
+        pruning.contains("budget: 50%") && pruning.contains("change of a head's logits"),
+        "{pruning}"
+    );
+    let full = temp("tiny-full-task.blt");
+    assert!(compile(&dir, &full, &[]).status.success());
+    let flops = |m: &Model| m.metadata().encoder.flops(16);
+    let (pruned, unpruned) = (flops(&model), flops(&Model::load(&full).unwrap()));
+    // Half at the calibration texts' lengths; at 16 tokens the attention's share differs a little.
+    assert!(pruned * 10 <= unpruned * 6, "{pruned} FLOPs against {unpruned}");
+    let one_label = calibration_file("calibration-task-one.jsonl");
+    let never = temp("never-task.blt");
+    expect_error(
+        compile(
+            &dir,
+            &never,
+            &[
+                "--calibration",
+                one_label.to_str().unwrap(),
+                "--target-flops",
+                "0.5",
+                "--prune-score",
+                "task",
+            ],
+        ),
+        "two distinct labels",
+    );
+    expect_error(
+        compile(
+            &dir,
+            &never,
+            &["--calibration", cal, "--prune-ffn", "0.5", "--prune-score", "task"],
+        ),
+        "--prune-score",
+    );
+    assert!(!never.exists(), "nothing written on failure");
+}
+
 /// `--target-latency`, alone and beside `--target-flops`: the plan the bundle describes
 /// reaches both shares it was asked for, and a share no pruning reaches is a clear error.
 #[test]
