@@ -36,7 +36,7 @@ const TOOL_ALLOWED: &[(&str, &[&str])] = &[
     ("embed", &[]),
     ("distill", &["embed", "graph", "model"]),
     ("prune", &["distill", "embed", "graph", "model"]),
-    ("budget", &["embed", "graph", "model", "prune"]),
+    ("budget", &["embed", "graph", "model", "prune", "train"]),
     ("latency", &["budget", "bundle", "graph", "model", "prune"]),
     ("onnx_check", &["bundle", "graph", "model"]),
     ("eval", &["bundle", "data", "embed", "graph", "model", "source"]),
