@@ -274,7 +274,8 @@ pub enum Outputs {
 /// the attention block's LayerNorm output (the FFN's input).
 pub const TAPS_PER_LAYER: usize = 4;
 
-/// As [`build`]; with `taps`, outputs are `[hidden, then TAPS_PER_LAYER per layer]`.
+/// The encoder as a tract graph at `precision`: the last hidden state, then what `extra`
+/// adds ([`Outputs`]; with `Taps`, [`TAPS_PER_LAYER`] per layer).
 pub fn build_with_outputs(bert: &Bert, precision: Precision, extra: Outputs) -> Result<TypedModel> {
     let (bert, smoothing) = prepare(bert, precision);
     let bert = &bert;

@@ -111,7 +111,7 @@ enum Command {
     Compile {
         #[command(flatten)]
         source: SourceArgs,
-        /// Output bundle (default: <model dir name>.blt).
+        /// Output bundle (default: the model folder's or ONNX file's name, with .blt).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Labeled examples (JSONL {"text","label"} or CSV with text,label) to train a head on.
