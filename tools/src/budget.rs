@@ -38,10 +38,10 @@ const STEPS: f64 = 2048.0;
 pub enum Score {
     /// 1 − cosine of the pooled embeddings.
     Cosine,
-    /// Mean squared change of the logits of a head `(weight [k][d], bias [k])` fitted to the
-    /// unpruned model's pooled embeddings of labeled texts, over its `k` outputs; `texts` is how
-    /// many it was fitted on (for the description).
-    Logits { weight: Vec<f32>, classes: usize, texts: usize },
+    /// Mean squared change of the logits of a head (`weight`, `[k][d]`; its bias cancels in the
+    /// change) fitted to the unpruned model's pooled embeddings of labeled texts, over its `k`
+    /// outputs; `texts` is how many it was fitted on (for the description).
+    Logits { weight: Vec<f32>, texts: usize },
 }
 
 impl Score {
@@ -58,17 +58,16 @@ impl Score {
         let opts = TrainOptions { multi_label: multi, ..Default::default() };
         let (l2, _) = choose_l2(&xs, targets, &opts);
         let (weight, _) = train(&xs, targets, &TrainOptions { l2, ..opts });
-        let classes = targets[0].len();
-        Ok(Score::Logits { weight, classes, texts: texts.len() })
+        Ok(Score::Logits { weight, texts: texts.len() })
     }
 
     /// The loss of `got` against `reference` (both pooled, normalized).
     fn loss(&self, reference: &[f32], got: &[f32]) -> f64 {
         match self {
             Score::Cosine => 1.0 - f64::from(bertlite::cosine(reference, got)),
-            Score::Logits { weight, classes, .. } => {
-                // The bias cancels in the difference.
+            Score::Logits { weight, .. } => {
                 let d = reference.len();
+                let classes = weight.len() / d;
                 weight
                     .chunks_exact(d)
                     .map(|w| {
@@ -80,7 +79,7 @@ impl Score {
                         dz * dz
                     })
                     .sum::<f64>()
-                    / *classes as f64
+                    / classes as f64
             }
         }
     }
@@ -512,7 +511,7 @@ mod tests {
     #[test]
     fn the_task_score_reads_only_the_heads_directions() {
         // Two classes reading dimension 0 with weights 2 and -1; dimension 1 is unread.
-        let task = Score::Logits { weight: vec![2.0, 0.0, -1.0, 0.0], classes: 2, texts: 1 };
+        let task = Score::Logits { weight: vec![2.0, 0.0, -1.0, 0.0], texts: 1 };
         let reference = [0.6f32, 0.8];
         let aside = [0.6f32, -0.8];
         assert_eq!(task.loss(&reference, &aside), 0.0);

@@ -347,9 +347,9 @@ fn task_score(ckpt: &Checkpoint, examples: &[Example], multi_label: bool) -> Res
         "--prune-score task needs labeled texts (--train, or a labeled --calibration file)"
     );
     let step = (examples.len() / TASK_SCORE_TEXTS).max(1);
-    let chosen: Vec<&Example> = examples.iter().step_by(step).take(TASK_SCORE_TEXTS).collect();
-    let owned: Vec<Example> = chosen.iter().map(|&e| e.clone()).collect();
-    let (labels, targets) = label_targets(&owned, multi_label)?;
+    let chosen: Vec<Example> =
+        examples.iter().step_by(step).take(TASK_SCORE_TEXTS).cloned().collect();
+    let (labels, targets) = label_targets(&chosen, multi_label)?;
     ensure!(
         labels.len() >= 2,
         "--prune-score task needs at least two distinct labels, found {labels:?}"
