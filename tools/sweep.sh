@@ -27,7 +27,9 @@ points=(
 # results/compression-uniform.md, results/compression-distill.md: distillation takes minutes
 # per bundle and did not move accuracy; results/compression-calibration.md: 512 calibration
 # texts instead of 128 did not either; results/compression-task.md: scoring the budget's cuts by
-# a head's logits instead of pooled cosine did not either); POINTS can still name them.
+# a head's logits instead of pooled cosine did not either; results/compression-select.md:
+# choosing neurons and heads by greedy least-squares removal instead of norms did not either);
+# POINTS can still name them.
 more_points=(
   "ffn50-layers2-distill:--prune-ffn 0.5 --drop-layers 2 --distill"
   "flops50-distill:--target-flops 0.5 --distill"
@@ -37,6 +39,7 @@ more_points=(
   "heads75-ffn33:--prune-heads 0.75 --prune-ffn 0.33"
   "flops50-task:--target-flops 0.5 --prune-score task"
   "lat55-task:--target-flops 0.5 --target-latency 0.55 --prune-score task"
+  "ffn50-heads50-select:--prune-ffn 0.5 --prune-heads 0.5 --prune-select repair"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()

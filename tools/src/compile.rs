@@ -14,7 +14,10 @@ use crate::data::{Example, label_targets, read_examples};
 use crate::embed::embed_all;
 use crate::graph::Precision;
 use crate::model::Checkpoint;
-use crate::prune::{PruneOptions, PruneScore, apply, encode_calibration, measure, prune};
+use crate::prune::{
+    PruneOptions, PruneScore, PruneSelect, apply, encode_calibration, measure, prune,
+    rank_by_repair,
+};
 use crate::source::Source;
 use crate::train::{TrainOptions, choose_l2, train};
 
@@ -95,7 +98,10 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             "pruning measures importance on text: give --calibration FILE or --train FILE",
         )?;
         let calibration = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
-        let importance = measure(&ckpt.bert, &calibration)?;
+        let mut importance = measure(&ckpt.bert, &calibration)?;
+        if opts.prune.select == PruneSelect::Repair && opts.prune.repair {
+            rank_by_repair(&ckpt.bert, &mut importance)?;
+        }
         let target = crate::budget::Target {
             flops: opts.prune.target_flops,
             latency: opts.prune.target_latency,

@@ -157,6 +157,11 @@ enum Command {
         /// labeled calibration texts move; needs labels).
         #[arg(long, value_enum, default_value_t = prune::PruneScore::Cosine)]
         prune_score: prune::PruneScore,
+        /// How each layer's FFN neurons and heads are chosen for its cut: `norms` (largest
+        /// activation × weight norm) or `repair` (greedy removal of what the least-squares
+        /// repair can best do without; with --no-repair, the norms).
+        #[arg(long, value_enum, default_value_t = prune::PruneSelect::Norms)]
+        prune_select: prune::PruneSelect,
         /// Texts to measure pruning importance and to calibrate the int8 rounding on (JSONL/CSV;
         /// default: the --train file; the rounding also uses a built-in varied sample).
         #[arg(long)]
@@ -249,6 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target_flops,
             target_latency,
             prune_score,
+            prune_select,
             calibration,
             calibration_texts,
             round_to_nearest,
@@ -277,6 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     target_flops,
                     target_latency,
                     score: prune_score,
+                    select: prune_select,
                     distill: distill.then(|| crate::distill::DistillOptions {
                         epochs: distill_epochs,
                         ..Default::default()

@@ -373,6 +373,28 @@ fn pruning_to_a_budget_scored_by_the_task() {
     assert!(!never.exists(), "nothing written on failure");
 }
 
+/// `--prune-select repair`: each layer's neurons and heads are chosen by greedy least-squares
+/// removal (`prune::removal_ranks`, held to brute force in its unit test), the bundle says so
+/// and classifies; with `--no-repair` the norms choose, since the greedy order assumes the refit.
+#[test]
+fn pruning_with_structures_chosen_for_the_repair() {
+    let cal = calibration_file("calibration-select.jsonl");
+    let cal = cal.to_str().unwrap();
+    let dir = repo().join("models/tiny-bert-cls");
+    let cut = ["--calibration", cal, "--prune-ffn", "0.5", "--prune-heads", "0.5"];
+    let pruning = |extra: &[&str], name: &str| {
+        let path = temp(name);
+        assert_ok(&compile(&dir, &path, &[&cut[..], extra].concat()));
+        let model = Model::load(&path).unwrap();
+        assert_eq!(model.classify("the market rose").unwrap().scores.len(), 3);
+        model.metadata().pruning.clone().unwrap_or_default()
+    };
+    let chosen = pruning(&["--prune-select", "repair"], "tiny-select.blt");
+    assert!(chosen.contains("chosen by greedy least-squares removal"), "{chosen}");
+    let plain = pruning(&["--prune-select", "repair", "--no-repair"], "tiny-select-plain.blt");
+    assert!(plain.contains("activation x weight norm"), "{plain}");
+}
+
 /// `--target-latency`, alone and beside `--target-flops`: the plan the bundle describes
 /// reaches both shares it was asked for, and a share no pruning reaches is a clear error.
 #[test]
