@@ -156,6 +156,13 @@ impl Gram {
         Gram { n, sums: vec![0.0; n * n] }
     }
 
+    /// The ridge added to the diagonal of the gram of inputs `idx` before a solve: 1e-6 of
+    /// their mean square, so the solve stays well-posed when inputs are nearly collinear.
+    fn ridge(&self, idx: &[usize]) -> f64 {
+        let mean = idx.iter().map(|&i| self.sums[i * self.n + i]).sum::<f64>() / idx.len() as f64;
+        1e-6 * mean.max(1e-12)
+    }
+
     /// Adds `x xᵀ` for every row `x` of `rows` (`[tokens][n - 1]`), with a constant 1 appended.
     fn add_rows(&mut self, rows: &[f32], tokens: usize) {
         let n = self.n;
@@ -335,8 +342,7 @@ pub fn removal_ranks(l: &Linear, gram: &Gram, width: usize) -> Result<Vec<f32>> 
     ensure!(gram.n == n_in + 1, "calibration statistics do not fit the layer");
     ensure!(width > 0 && n_in.is_multiple_of(width), "{n_in} inputs in groups of {width}");
     let (n, groups) = (gram.n, n_in / width);
-    let mean_diag = (0..n).map(|i| gram.sums[i * n + i]).sum::<f64>() / n as f64;
-    let ridge = 1e-6 * mean_diag.max(1e-12);
+    let ridge = gram.ridge(&(0..n).collect::<Vec<_>>());
     let mut h = gram.sums.clone();
     for i in 0..n {
         h[i * n + i] += ridge;
@@ -405,18 +411,10 @@ pub fn removal_ranks(l: &Linear, gram: &Gram, width: usize) -> Result<Vec<f32>> 
                 m[i * n + j] = c;
             }
         }
-        for row in w.chunks_exact_mut(n) {
+        // Ŵ −= Ŵ_B M and H⁻¹ −= H⁻¹_·B M: the same update of every row by its block.
+        for row in w.chunks_exact_mut(n).chain(hinv.chunks_exact_mut(n)) {
             wb.copy_from_slice(&row[b0..b0 + width]);
-            for (i, &a) in wb.iter().enumerate() {
-                row.iter_mut().zip(&m[i * n..(i + 1) * n]).for_each(|(r, &mm)| *r -= a * mm);
-            }
-        }
-        for row in hinv.chunks_exact_mut(n) {
-            wb.copy_from_slice(&row[b0..b0 + width]);
-            if wb.iter().all(|&v| v == 0.0) {
-                continue;
-            }
-            for (i, &a) in wb.iter().enumerate() {
+            for (i, &a) in wb.iter().enumerate().filter(|(_, a)| **a != 0.0) {
                 row.iter_mut().zip(&m[i * n..(i + 1) * n]).for_each(|(r, &mm)| *r -= a * mm);
             }
         }
@@ -600,8 +598,7 @@ fn refit(l: &Linear, keep: &[usize], gram: &Gram) -> Result<Linear> {
     let idx: Vec<usize> = keep.iter().copied().chain([n_in]).collect();
     let m = idx.len();
     let g = |i: usize, j: usize| gram.sums[i * gram.n + j];
-    let mean_diag = idx.iter().map(|&i| g(i, i)).sum::<f64>() / m as f64;
-    let ridge = 1e-6 * mean_diag.max(1e-12);
+    let ridge = gram.ridge(&idx);
     let mut a: Vec<f64> = Vec::with_capacity(m * m);
     for &i in &idx {
         a.extend(idx.iter().map(|&j| g(i, j) + if i == j { ridge } else { 0.0 }));
