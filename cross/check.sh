@@ -138,10 +138,11 @@ fi
 expect_paths "$out/a76.info" "6 attention, 13 layer norm, 0 masked softmax, 36 int8 linear (bertlite_neon_sdot_4x16)"
 golden_pair "$out/a76" cortex-a76 cross/run-aarch64.sh "$a64"
 python3 cross/compare.py "$out/x86.int8.classify" "$out/a76.classify" "$out/x86.int8.embed" "$out/a76.embed" --int8
-# The runtime's unit tests on this CPU too: the SDOT kernel's exact test only runs where
-# dot-product exists (cortex-a72 above runs the SMULL kernel's).
+# The runtime's unit tests on this CPU too: the SDOT kernels' exact tests (the int8 linear and
+# the attention's int8 scores) only run where dot-product exists (cortex-a72 above runs the
+# SMULL kernel's).
 step "aarch64 (cortex-a76): SDOT unit tests"
-QEMU_CPU=cortex-a76 cargo test --no-default-features --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib gemm_i8
+QEMU_CPU=cortex-a76 cargo test --no-default-features --profile qemu-test --target aarch64-unknown-linux-gnu -p bertlite --lib -- gemm_i8 attention
 # Board cost guard (issue #14): instructions per 16-token inference on the Pi 5's CPU against
 # ONNX Runtime int8 on the same token ids, both counted here (cross/ort-baseline.sh; the full
 # table is results/boards.md). Fails above 0.74 of ONNX Runtime (the issue's goal is 0.75;

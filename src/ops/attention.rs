@@ -9,6 +9,9 @@ use crate::kernels::attention::{Dims, Scratch, attention_head};
 pub struct Attention {
     pub heads: usize,
     pub head_dim: usize,
+    /// Scores from int8 queries and keys (`sdot`), for the int8 path on CPUs with
+    /// dot-product ([`crate::kernels::attention::int8_scores_available`]).
+    pub int8_scores: bool,
 }
 
 impl Op for Attention {
@@ -16,7 +19,8 @@ impl Op for Attention {
         "BertliteAttention".into()
     }
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("heads: {}, head_dim: {}", self.heads, self.head_dim)])
+        let scores = if self.int8_scores { "int8 (sdot)" } else { "f32" };
+        Ok(vec![format!("heads: {}, head_dim: {}, scores: {scores}", self.heads, self.head_dim)])
     }
     op_as_typed_op!();
 }
@@ -59,7 +63,14 @@ impl EvalOp for Attention {
             let out = out_ram.as_slice_mut::<f32>()?;
             let per_batch = seq * h * dh;
             let pool = crate::platform::threads::pool_for(batch * seq);
-            let dims = |head, out_stride| Dims { seq, heads: h, dh, head, out_stride };
+            let dims = |head, out_stride| Dims {
+                seq,
+                heads: h,
+                dh,
+                head,
+                out_stride,
+                int8_scores: self.int8_scores,
+            };
             // Text b's queries, keys, values and mask.
             let inputs = |b: usize| {
                 let mask = &mask[if m[0] == 1 { 0 } else { b * seq }..][..seq];

@@ -5,7 +5,7 @@ use tract_nnef::tract_core::ops::einsum::EinSum;
 
 use super::norm_softmax::match_masked_softmax;
 use super::pattern::{sole_successor, through_casts};
-use crate::kernels::attention::available;
+use crate::kernels::attention::{available, int8_scores_available};
 use crate::ops::attention::Attention;
 
 /// The single input of `o` if `o` is the axis op `expected`.
@@ -93,7 +93,7 @@ fn match_attention(model: &TypedModel, context: OutletId) -> Option<AttentionMat
 }
 
 /// Swaps every self-attention block of `model` for [`Attention`]; returns how many.
-pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
+pub fn rewrite(model: &mut TypedModel, int8_scores: bool) -> TractResult<usize> {
     if !available() {
         return Ok(0);
     }
@@ -105,7 +105,8 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
             .iter()
             .map(|&o| patch.tap_model(model, o))
             .collect::<TractResult<TVec<_>>>()?;
-        let op = Attention { heads: m.heads, head_dim: m.head_dim };
+        let int8_scores = int8_scores && int8_scores_available(m.head_dim);
+        let op = Attention { heads: m.heads, head_dim: m.head_dim, int8_scores };
         let y = patch.wire_node(format!("{}.attention", node.name), op, &inputs)?[0];
         patch.shunt_outside(model, m.out, y)?;
         count += 1;
@@ -190,7 +191,7 @@ mod tests {
             let inputs = tvec![input(1)?, input(2)?, input(3)?, mask];
             let expected = model.clone().into_runnable()?.run(inputs.clone())?;
             let mut fused = model;
-            assert_eq!(rewrite(&mut fused)?, 1, "{batch}×{seq}, {heads} heads of {dh}");
+            assert_eq!(rewrite(&mut fused, false)?, 1, "{batch}×{seq}, {heads} heads of {dh}");
             let got = fused.into_optimized()?.into_runnable()?.run(inputs)?;
             let (e, g) =
                 (expected[0].to_plain_array_view::<f32>()?, got[0].to_plain_array_view::<f32>()?);

@@ -68,7 +68,8 @@ pub(crate) struct Plan {
 pub(crate) fn apply(model: &mut TypedModel, plan: Plan) -> Result<Rewrites> {
     let mut found = Rewrites::default();
     if plan.fuse_f32 {
-        found.attentions = attention::rewrite(model)
+        // On the int8 path the scores are int8 too where the CPU has dot-product.
+        found.attentions = attention::rewrite(model, plan.int8)
             .map_err(|e| Error::inference("cannot fuse the attention", e))?;
         let norms = norm_softmax::rewrite(model)
             .map_err(|e| Error::inference("cannot fuse the layer norms and softmaxes", e))?;

@@ -42,6 +42,9 @@ pub(crate) struct Dims {
     pub(crate) head: usize,
     /// Distance between the head's output rows in `out`.
     pub(crate) out_stride: usize,
+    /// Scores from int8 queries and keys where the CPU has dot-product (aarch64, head widths
+    /// that are multiples of 16): the int8 path's choice, [`int8_scores_available`].
+    pub(crate) int8_scores: bool,
 }
 
 /// Rows of scores a block of queries keeps: the AVX-512 form takes two blocks of [`QR`] at once.
@@ -61,6 +64,10 @@ pub(crate) struct Scratch {
     probs: Vec<f32>,
     /// The mask over `t16` keys, −∞ past the last (aarch64: added in the score tiles).
     mask: Vec<f32>,
+    /// The int8 scores' keys `[t16 / KC][dh / 4][KC][4]` with their steps `[t16]`, and one
+    /// tile of query rows `[dh / 16][QR][16]`.
+    #[cfg(target_arch = "aarch64")]
+    i8: (Vec<i8>, Vec<f32>, Vec<i8>),
 }
 
 impl Scratch {
@@ -73,6 +80,8 @@ impl Scratch {
             scores: vec![0.0; SCORE_ROWS * t16],
             probs: vec![0.0; QR * seq],
             mask: vec![f32::NEG_INFINITY; t16],
+            #[cfg(target_arch = "aarch64")]
+            i8: (vec![0; t16 * dh], vec![0.0; t16], vec![0; QR * dh]),
         }
     }
 }
@@ -87,15 +96,26 @@ simd_dispatch!(pub(crate) attention_head(
     scratch: &mut Scratch,
     out: &mut [f32]
 ) -> () {
-    let Dims { seq: t, heads, dh, head, out_stride } = dims;
+    let Dims { seq: t, heads, dh, head, out_stride, int8_scores } = dims;
     let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
+    #[cfg(target_arch = "aarch64")]
+    let Scratch { kt, v: vh, q: qt, scores, probs, mask: mask16, i8: (kq, ks, qq) } = scratch;
+    #[cfg(not(target_arch = "aarch64"))]
     let Scratch { kt, v: vh, q: qt, scores, probs, mask: mask16 } = scratch;
+    #[cfg(target_arch = "aarch64")]
+    let int8 = int8_scores && int8_scores_available(dh);
+    #[cfg(target_arch = "aarch64")]
+    if int8 {
+        neon::gather_keys_i8(k, (w, off, dh), t, kq, ks);
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    let _ = int8_scores; // no int8 score kernel here (`int8_scores_available` is false)
     #[cfg(target_arch = "x86_64")]
     let avx512 = crate::platform::cpu::features().avx512f;
     mask16[..t].copy_from_slice(&mask[..t]);
     // Keys tile by tile, `[t16 / KC][dh][KC]`: a scores tile reads one contiguous run.
     #[cfg(target_arch = "aarch64")]
-    let done = neon::gather_keys(k, (w, off, dh), t, kt);
+    let done = if int8 { t } else { neon::gather_keys(k, (w, off, dh), t, kt) };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512 F is present.
     let done = if avx512 { unsafe { avx512::gather_keys(k, (w, off, dh), t, kt) } } else { 0 };
@@ -120,7 +140,7 @@ simd_dispatch!(pub(crate) attention_head(
         let rows = QR.min(t - i0);
         // The query rows transposed, `[dh][QR]`, zero past the last row.
         #[cfg(target_arch = "aarch64")]
-        let done = rows == QR && neon::gather_queries(&q[i0 * w..], (w, off, dh), qt);
+        let done = int8 || (rows == QR && neon::gather_queries(&q[i0 * w..], (w, off, dh), qt));
         #[cfg(not(target_arch = "aarch64"))]
         let done = false;
         if !done {
@@ -138,9 +158,24 @@ simd_dispatch!(pub(crate) attention_head(
             // The mask added and each row's maximum taken while the tile is in registers:
             // the exp pass is then all that is left of the softmax.
             let mut maxes = [f32::NEG_INFINITY; QR];
-            for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
-                let at = tile * KC;
-                neon::masked_scores_tile(keys, qt, &mask16[at..at + KC], &mut scores[at..], t16, &mut maxes);
+            if int8 {
+                let mut qs = [0f32; QR];
+                neon::quantize_queries(&q[i0 * w..], (w, off, dh), rows, qq, &mut qs);
+                // SAFETY: dot-product is present (`int8_scores_available`).
+                unsafe {
+                    neon::masked_scores_i8(
+                        (&kq[..t16 * dh], &ks[..t16]),
+                        (&qq[..QR * dh], &qs),
+                        &mask16[..t16],
+                        (&mut scores[..], t16),
+                        &mut maxes,
+                    )
+                };
+            } else {
+                for (tile, keys) in kt.chunks_exact(dh * KC).enumerate() {
+                    let at = tile * KC;
+                    neon::masked_scores_tile(keys, qt, &mask16[at..at + KC], &mut scores[at..], t16, &mut maxes);
+                }
             }
             for (r, sum) in sums.iter_mut().enumerate().take(rows) {
                 *sum = shifted_exp_row(&scores[r * t16..][..t], maxes[r], &mut probs[r * t..][..t]);
@@ -235,6 +270,21 @@ fn context_pair<const DH: usize>(p0: &[f32], p1: &[f32], v: &[f32]) -> ([f32; 64
     o0[..DH].copy_from_slice(&a0);
     o1[..DH].copy_from_slice(&a1);
     (o0, o1)
+}
+
+/// Whether [`Dims::int8_scores`] takes effect for heads of `dh`: aarch64 with dot-product
+/// (`sdot`: 16 multiply-adds per instruction against `fmla`'s 4), dh a multiple of 16 up to
+/// 256. Queries and keys are quantized per token and head, symmetric, 8 bits;
+/// results/precision.md has what it costs in fidelity.
+#[cfg(target_arch = "aarch64")]
+pub fn int8_scores_available(dh: usize) -> bool {
+    crate::platform::cpu::features().dotprod && dh.is_multiple_of(16) && dh <= neon::I8_MAX_DH
+}
+
+/// No int8 score kernel off aarch64.
+#[cfg(not(target_arch = "aarch64"))]
+pub fn int8_scores_available(_dh: usize) -> bool {
+    false
 }
 
 /// Whether this CPU runs the fused attention (and the rewrite swaps it in): x86_64 with AVX2 + FMA,

@@ -398,3 +398,309 @@ pub(super) fn context_pair_into<const DH: usize>(
         }
     }
 }
+
+/// Widest head the int8 scores take (a query row's bytes are staged on the stack).
+pub(super) const I8_MAX_DH: usize = 256;
+
+/// Symmetric int8 of one row: `q = round(x · 127 / max|x|)`, ties to even (`fcvtns`).
+/// Returns the step `max|x| / 127`: 0 for an all-zero row, NaN (and zero bytes) for a row with a
+/// non-finite value, so its scores come out NaN as the f32 path's do. `x.len()` is a multiple
+/// of 16 and `out` as long.
+#[inline(always)]
+pub(super) fn quantize_symmetric(x: &[f32], out: &mut [i8]) -> f32 {
+    debug_assert!(x.len().is_multiple_of(16) && out.len() == x.len());
+    // SAFETY: NEON is the aarch64 baseline; chunks of 16 floats in, 16 bytes out.
+    unsafe {
+        // `fmax` propagates NaN, and ∞ is its own maximum.
+        let mut m = vdupq_n_f32(0.0);
+        for c in x.chunks_exact(4) {
+            m = vmaxq_f32(m, vabsq_f32(vld1q_f32(c.as_ptr())));
+        }
+        let max = vmaxvq_f32(m);
+        if !(max > 0.0 && max.is_finite()) {
+            out.fill(0);
+            return if max == 0.0 { 0.0 } else { f32::NAN };
+        }
+        let inv = 127.0 / max;
+        for (c, o) in x.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            // |x · inv| ≤ 127 (plus rounding, never to 127.5): the narrowing saturates nothing.
+            let q = |i: usize| vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(c.as_ptr().add(4 * i)), inv));
+            let lo = vcombine_s16(vqmovn_s32(q(0)), vqmovn_s32(q(1)));
+            let hi = vcombine_s16(vqmovn_s32(q(2)), vqmovn_s32(q(3)));
+            vst1q_s8(o.as_mut_ptr(), vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
+        }
+        max / 127.0
+    }
+}
+
+/// The keys of one head quantized ([`quantize_symmetric`], one step per key) into `kq`
+/// `[t16 / KC][dh / 4][KC][4]` (a score tile's weights, as `sdot_group!` reads them: per four
+/// d, the tile's 16 keys' four bytes) and their steps into `ks` `[t16]`; the padding keys past
+/// `t` get zero bytes and step 0. Key j's values are at `k[j · w + off..][..dh]`; dh is a
+/// multiple of 16, at most [`I8_MAX_DH`].
+pub(super) fn gather_keys_i8(
+    k: &[f32],
+    (w, off, dh): (usize, usize, usize),
+    t: usize,
+    kq: &mut [i8],
+    ks: &mut [f32],
+) {
+    let t16 = t.div_ceil(KC) * KC;
+    // ok: the op sizes k to t rows of w ≥ off + dh, the scratch to t16 keys of dh.
+    assert!(dh.is_multiple_of(16) && dh <= I8_MAX_DH);
+    assert!(kq.len() >= t16 * dh && ks.len() >= t16);
+    let mut row = [0i8; I8_MAX_DH];
+    for j in 0..t16 {
+        let step = if j < t {
+            quantize_symmetric(&k[j * w + off..][..dh], &mut row[..dh])
+        } else {
+            row[..dh].fill(0);
+            0.0
+        };
+        ks[j] = step;
+        // Quad i of key j at `kq[(tile · dh/4 + i) · KC · 4 + c · 4..][..4]`: one 4-byte store
+        // each, 64 bytes apart.
+        let (tile, c) = (j / KC, j % KC);
+        let at = tile * dh * KC + c * 4;
+        // SAFETY: at + (dh/4 − 1) · 64 + 4 ≤ (tile + 1) · dh · KC ≤ t16 · dh (asserted); the
+        // reads are in `row`.
+        unsafe {
+            for quad in 0..dh / 4 {
+                let bytes = row.as_ptr().add(4 * quad).cast::<u32>().read_unaligned();
+                kq.as_mut_ptr().add(at + quad * KC * 4).cast::<u32>().write_unaligned(bytes);
+            }
+        }
+    }
+}
+
+/// Four query rows quantized ([`quantize_symmetric`], one step per row) into `qq`
+/// `[dh / 16][QR][16]` (a score tile's rows, as `sdot_group!` reads them) and their steps into
+/// `qs`; rows past `rows` repeat the last. Row r's values are at `q[r · w + off..][..dh]`.
+pub(super) fn quantize_queries(
+    q: &[f32],
+    (w, off, dh): (usize, usize, usize),
+    rows: usize,
+    qq: &mut [i8],
+    qs: &mut [f32; QR],
+) {
+    // ok: the op passes `rows` ≥ 1 whole rows and a QR · dh scratch.
+    assert!(dh.is_multiple_of(16) && dh <= I8_MAX_DH && (1..=QR).contains(&rows));
+    assert!(q.len() >= (rows - 1) * w + off + dh && qq.len() >= QR * dh);
+    let mut row = [0i8; I8_MAX_DH];
+    for (r, step) in qs.iter_mut().enumerate() {
+        *step = quantize_symmetric(&q[r.min(rows - 1) * w + off..][..dh], &mut row[..dh]);
+        for (g, bytes) in row[..dh].chunks_exact(16).enumerate() {
+            qq[(g * QR + r) * 16..][..16].copy_from_slice(bytes);
+        }
+    }
+}
+
+/// Four query rows' scores from int8 queries and keys, tile of 16 keys by tile:
+/// `Σ_d q[r][d] · k[c][d]` by `sdot` (exact in i32), then `f32(sum) · (qs[r] · ks[c]) +
+/// mask[c]` fused, row r stored at `scores[r · stride..][..t16]`; `maxes[r]` takes the row's
+/// largest. `keys` is `[t16 / KC][dh / 4][KC][4]` with its steps `ks` `[t16]`, `q` the rows'
+/// `[dh / 16][QR][16]` (dh a multiple of 16), `mask` `[t16]`.
+///
+/// # Safety
+/// The CPU must have dot-product.
+#[target_feature(enable = "neon,dotprod")]
+pub(super) unsafe fn masked_scores_i8(
+    (keys, ks): (&[i8], &[f32]),
+    (q, qs): (&[i8], &[f32; QR]),
+    mask: &[f32],
+    (scores, stride): (&mut [f32], usize),
+    maxes: &mut [f32; QR],
+) {
+    let t16 = ks.len();
+    let dh = keys.len() / t16.max(1);
+    let groups = dh / 16;
+    // ok: the caller passes whole tiles of keys with their steps, the rows of as many d, a mask
+    // for every key, 4 score rows of t16.
+    assert!(t16.is_multiple_of(KC) && groups > 0 && keys.len() == t16 * dh && dh == groups * 16);
+    assert!(q.len() >= dh * QR && mask.len() == t16 && scores.len() >= (QR - 1) * stride + t16);
+    // SAFETY: dot-product is present (the caller's promise); each `asm!` reads `groups` × 64
+    // bytes of `q` and × 256 of a tile of `keys`; the stores are in the rows asserted above.
+    unsafe {
+        let mut top = [vdupq_n_f32(f32::NEG_INFINITY); QR];
+        for tile in 0..t16 / KC {
+            // acc[4r + j]: keys 4j..4j+4 of query row r, in v16-v31 through the `asm!`.
+            let mut acc = [vdupq_n_s32(0); 16];
+            asm!(
+                "2:",
+                crate::kernels::gemm_i8::neon_dot::sdot_group!(),
+                "subs {g}, {g}, #1",
+                "b.ne 2b",
+                x = inout(reg) q.as_ptr() => _,
+                w = inout(reg) keys.as_ptr().add(tile * dh * KC) => _,
+                g = inout(reg) groups => _,
+                inout("v16") acc[0], inout("v17") acc[1], inout("v18") acc[2],
+                inout("v19") acc[3], inout("v20") acc[4], inout("v21") acc[5],
+                inout("v22") acc[6], inout("v23") acc[7], inout("v24") acc[8],
+                inout("v25") acc[9], inout("v26") acc[10], inout("v27") acc[11],
+                inout("v28") acc[12], inout("v29") acc[13], inout("v30") acc[14],
+                inout("v31") acc[15],
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _,
+                out("v5") _, out("v6") _, out("v7") _,
+                options(nostack, readonly)
+            );
+            let at = tile * KC;
+            let k = vld1q_f32_x4(ks.as_ptr().add(at));
+            let k = [k.0, k.1, k.2, k.3];
+            let m = vld1q_f32_x4(mask.as_ptr().add(at));
+            let m = [m.0, m.1, m.2, m.3];
+            for (r, top) in top.iter_mut().enumerate() {
+                // Sums of at most 256 products of ±127: exact in f32.
+                let v: [float32x4_t; 4] = std::array::from_fn(|j| {
+                    vfmaq_f32(m[j], vcvtq_f32_s32(acc[4 * r + j]), vmulq_n_f32(k[j], qs[r]))
+                });
+                vst1q_f32_x4(
+                    scores.as_mut_ptr().add(r * stride + at),
+                    float32x4x4_t(v[0], v[1], v[2], v[3]),
+                );
+                *top = vmaxq_f32(*top, vmaxq_f32(vmaxq_f32(v[0], v[1]), vmaxq_f32(v[2], v[3])));
+            }
+        }
+        for (max, top) in maxes.iter_mut().zip(top) {
+            *max = max.max(vmaxvq_f32(top));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Dims, Scratch, attention_head};
+    use super::*;
+
+    /// The scalar reference of [`quantize_symmetric`]: round half to even of `x · (127 / max)`.
+    fn quantize_reference(x: &[f32]) -> (Vec<i8>, f32) {
+        let max = x.iter().fold(0f32, |m, &v| m.max(v.abs()));
+        let inv = 127.0 / max;
+        (x.iter().map(|&v| (v * inv).round_ties_even() as i8).collect(), max / 127.0)
+    }
+
+    fn data(n: usize, seed: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 101) as f32 - 50.0) / 50.0 * scale).collect()
+    }
+
+    /// The int8 score tiles against scalar code on the same definition (each query and key
+    /// row quantized on its own step, products summed in integers, `sum · (qs · ks) + mask`
+    /// fused): equal bit for bit, each row's maximum the largest of its scores. Key counts
+    /// around the tile of 16, head widths 16 to 64, the head at the start, middle and end of
+    /// its row, partial query tiles.
+    #[test]
+    fn int8_score_tiles_match_the_scalar_reference() {
+        if !crate::platform::cpu::features().dotprod {
+            return;
+        }
+        for (t, heads, dh, head) in
+            [(5usize, 1, 16, 0), (16, 2, 32, 1), (19, 3, 32, 1), (40, 2, 64, 1), (70, 4, 48, 3)]
+        {
+            let (w, off, t16) = (heads * dh, head * dh, t.div_ceil(KC) * KC);
+            let k = data(t * w, 1, 2.0);
+            let q = data(t * w, 2, 0.7);
+            let mut mask: Vec<f32> =
+                (0..t).map(|j| if j % 5 == 4 { -10_000.0 } else { 0.0 }).collect();
+            mask.resize(t16, f32::NEG_INFINITY);
+            let (mut kq, mut ks) = (vec![0i8; t16 * dh], vec![0f32; t16]);
+            gather_keys_i8(&k, (w, off, dh), t, &mut kq, &mut ks);
+            let keys: Vec<(Vec<i8>, f32)> =
+                (0..t).map(|j| quantize_reference(&k[j * w + off..][..dh])).collect();
+            for i0 in (0..t).step_by(QR) {
+                let rows = QR.min(t - i0);
+                let (mut qq, mut qs) = (vec![0i8; QR * dh], [0f32; QR]);
+                quantize_queries(&q[i0 * w..], (w, off, dh), rows, &mut qq, &mut qs);
+                let mut scores = vec![0f32; QR * t16];
+                let mut maxes = [f32::NEG_INFINITY; QR];
+                // SAFETY: dot-product is present (checked).
+                unsafe {
+                    masked_scores_i8((&kq, &ks), (&qq, &qs), &mask, (&mut scores, t16), &mut maxes)
+                };
+                for r in 0..rows {
+                    let (qr, qstep) = quantize_reference(&q[(i0 + r) * w + off..][..dh]);
+                    assert_eq!(qs[r], qstep, "t {t}, dh {dh}, row {}", i0 + r);
+                    for (j, (kr, kstep)) in keys.iter().enumerate() {
+                        let sum: i32 =
+                            qr.iter().zip(kr).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+                        let want = (sum as f32).mul_add(kstep * qstep, mask[j]);
+                        let got = scores[r * t16 + j];
+                        assert_eq!(
+                            got,
+                            want,
+                            "t {t}, dh {dh}, head {head}, row {}, key {j}",
+                            i0 + r
+                        );
+                    }
+                    for j in t..t16 {
+                        assert_eq!(scores[r * t16 + j], f32::NEG_INFINITY, "padding key {j}");
+                    }
+                    let row = &scores[r * t16..][..t16];
+                    assert_eq!(maxes[r], row.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                }
+            }
+        }
+    }
+
+    /// An all-zero row has step 0 and zero bytes; a row with a NaN or an infinity has step
+    /// NaN (its scores, and so its context, come out NaN as on the f32 path), never a panic.
+    #[test]
+    fn quantizing_zero_and_non_finite_rows() {
+        let mut out = [1i8; 16];
+        assert_eq!(quantize_symmetric(&[0.0; 16], &mut out), 0.0);
+        assert_eq!(out, [0; 16]);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x = [0.5f32; 16];
+            x[7] = bad;
+            let mut out = [1i8; 16];
+            assert!(quantize_symmetric(&x, &mut out).is_nan(), "{bad}");
+            assert_eq!(out, [0; 16]);
+        }
+    }
+
+    /// A head with int8 scores against the same head in f32: the context within the bound that
+    /// the quantization implies. With each query and key value off by at most half its row's
+    /// step, a score moves by at most Δ = Σ_d (½sq·|k_d| + ½sk·|q_d| + ¼sq·sk); the softmax's
+    /// weights then move by a factor within e^(±2Δ), and the context by at most
+    /// (e^(2Δ) − 1) · max|v| (plus f32 rounding: 1e-5).
+    #[test]
+    fn int8_scores_stay_within_the_quantization_bound() {
+        if !crate::platform::cpu::features().dotprod {
+            return;
+        }
+        for (t, heads, dh, head) in [(7usize, 2, 32, 1), (40, 2, 64, 0), (129, 3, 32, 2)] {
+            let w = heads * dh;
+            let (q, k, v) = (data(t * w, 3, 0.5), data(t * w, 4, 0.5), data(t * w, 5, 1.0));
+            let mask: Vec<f32> = (0..t).map(|j| if j + 2 >= t { -10_000.0 } else { 0.0 }).collect();
+            let run = |int8_scores: bool| {
+                let mut out = vec![0f32; t * dh];
+                let dims = Dims { seq: t, heads, dh, head, out_stride: dh, int8_scores };
+                attention_head(&q, &k, &v, &mask, dims, &mut Scratch::new(t, dh), &mut out);
+                out
+            };
+            let (exact, int8) = (run(false), run(true));
+            let row = |x: &[f32], i: usize| x[i * w + head * dh..][..dh].to_vec();
+            let step = |r: &[f32]| r.iter().fold(0f32, |m, &x| m.max(x.abs())) / 127.0;
+            let vmax = (0..t).map(|j| step(&row(&v, j)) * 127.0).fold(0f32, f32::max);
+            for i in 0..t {
+                let (qi, sq) = (row(&q, i), step(&row(&q, i)));
+                let delta = (0..t)
+                    .map(|j| {
+                        let (kj, sk) = (row(&k, j), step(&row(&k, j)));
+                        qi.iter()
+                            .zip(&kj)
+                            .map(|(a, b)| 0.5 * sq * b.abs() + 0.5 * sk * a.abs() + 0.25 * sq * sk)
+                            .sum::<f32>()
+                    })
+                    .fold(0f32, f32::max);
+                let bound = ((2.0 * delta).exp() - 1.0) * vmax + 1e-5;
+                for d in 0..dh {
+                    let (e, g) = (exact[i * dh + d], int8[i * dh + d]);
+                    assert!(
+                        (e - g).abs() <= bound,
+                        "t {t}, dh {dh}, row {i}: {e} vs {g} (bound {bound})"
+                    );
+                }
+            }
+            assert_ne!(exact, int8, "the int8 path was not taken");
+        }
+    }
+}

@@ -62,7 +62,7 @@ mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "aarch64")]
-mod neon_dot;
+pub(crate) mod neon_dot;
 #[cfg(target_arch = "aarch64")]
 mod neon_mull;
 

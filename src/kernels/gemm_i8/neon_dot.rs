@@ -96,6 +96,8 @@ macro_rules! sdot_group {
         )
     };
 }
+/// Also the attention's int8 score tiles (`attention/neon.rs`): 4 query rows × 16 keys.
+pub(crate) use sdot_group;
 
 /// One row of [`whole_tile`]'s epilogue, its accumulators `$a0`-`$a3`: `rs` from `{rs}`
 /// (advances), the row written at `{y}` (advances by `{stride}`).
