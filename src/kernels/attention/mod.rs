@@ -16,8 +16,8 @@
 //! `bshd,bthd->bhst` and `bhst,bthd->bshd`); anything else stays with tract. x86_64 with
 //! AVX2 + FMA and aarch64 use it ([`available`]); armv7 keeps tract's ops. With AVX-512 a
 //! head runs 16 lanes wide in blocks of 8 query rows (`avx512.rs`, head widths 16 to 64 and
-//! 128), on aarch64 with hand-scheduled NEON tiles (`neon.rs`); elsewhere the loops below,
-//! compiled for AVX2 + FMA.
+//! 128), on aarch64 with hand-scheduled NEON tiles (`neon.rs`; int8 scores by `sdot` on the
+//! int8 path where the CPU has dot-product); elsewhere the loops below, compiled for AVX2 + FMA.
 
 #[cfg(not(target_arch = "aarch64"))]
 use super::softmax::masked_exp_row;

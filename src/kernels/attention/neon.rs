@@ -2,6 +2,12 @@
 //! transposes (`trn1`, `trn2`) instead of one scalar move per value, the score tiles with the
 //! mask and row maximum taken in registers, and the context pairs normalized and stored from
 //! registers. The loops are `asm!` where LLVM split the four-register loads into pairs.
+//!
+//! On the int8 path of a CPU with dot-product, the scores come from int8 queries and keys
+//! instead (`masked_scores_i8`: each row quantized on its own step, `sdot` tiles of 4 rows ×
+//! 16 keys, a quarter of the `fmla` tiles' multiply instructions); the context stays f32,
+//! because int8 probabilities lose too much of a long text's small weights (results/
+//! performance.md, session 33).
 
 use std::arch::aarch64::*;
 use std::arch::asm;
