@@ -405,41 +405,53 @@ pub(super) fn context_pair_into<const DH: usize>(
     }
 }
 
-/// Widest head the int8 scores take (a query row's bytes are staged on the stack).
+/// Widest head the int8 scores take: a score sums at most 256 products of ±127, which f32
+/// holds exactly (< 2^24).
 pub(super) const I8_MAX_DH: usize = 256;
 
-/// Symmetric int8 of one row: `q = round(x · 127 / max|x|)`, ties to even (`fcvtns`).
+/// Symmetric int8 of one row: `q = round(x · 127 / max|x|)`, ties to even (`fcvtns`), handed
+/// out 16 bytes at a time as `store(group, bytes)` (group g holds `x[16g..16g + 16]`): the
+/// callers store them straight into their tile layouts, with no row buffer in between.
 /// Returns the step `max|x| / 127`: 0 for an all-zero row, NaN (and zero bytes) for a row with a
 /// non-finite value, so its scores come out NaN as the f32 path's do. `x.len()` is a multiple
-/// of 16 and `out` as long.
+/// of 16.
 #[inline(always)]
-pub(super) fn quantize_symmetric(x: &[f32], out: &mut [i8]) -> f32 {
-    debug_assert!(x.len().is_multiple_of(16) && out.len() == x.len());
-    // SAFETY: NEON is the aarch64 baseline; chunks of 16 floats in, 16 bytes out.
+fn quantize_symmetric_into(x: &[f32], mut store: impl FnMut(usize, int8x16_t)) -> f32 {
+    debug_assert!(x.len().is_multiple_of(16));
+    // SAFETY: NEON is the aarch64 baseline; whole chunks of 16 floats are read.
     unsafe {
-        // `fmax` propagates NaN, and ∞ is its own maximum.
-        let mut m = vdupq_n_f32(0.0);
-        for c in x.chunks_exact(4) {
-            m = vmaxq_f32(m, vabsq_f32(vld1q_f32(c.as_ptr())));
+        // `fmax` propagates NaN, and ∞ is its own maximum. Two chains: half the latency.
+        let (mut m0, mut m1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+        for c in x.chunks_exact(8) {
+            m0 = vmaxq_f32(m0, vabsq_f32(vld1q_f32(c.as_ptr())));
+            m1 = vmaxq_f32(m1, vabsq_f32(vld1q_f32(c.as_ptr().add(4))));
         }
-        let max = vmaxvq_f32(m);
+        let max = vmaxvq_f32(vmaxq_f32(m0, m1));
         if !(max > 0.0 && max.is_finite()) {
-            out.fill(0);
+            (0..x.len() / 16).for_each(|g| store(g, vdupq_n_s8(0)));
             return if max == 0.0 { 0.0 } else { f32::NAN };
         }
         let inv = 127.0 / max;
-        for (c, o) in x.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+        for (g, c) in x.chunks_exact(16).enumerate() {
             // |x · inv| ≤ 127 (plus rounding, never to 127.5): the narrowing saturates nothing.
             let q = |i: usize| vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(c.as_ptr().add(4 * i)), inv));
             let lo = vcombine_s16(vqmovn_s32(q(0)), vqmovn_s32(q(1)));
             let hi = vcombine_s16(vqmovn_s32(q(2)), vqmovn_s32(q(3)));
-            vst1q_s8(o.as_mut_ptr(), vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
+            store(g, vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
         }
         max / 127.0
     }
 }
 
-/// The keys of one head quantized ([`quantize_symmetric`], one step per key) into `kq`
+/// [`quantize_symmetric_into`] a contiguous `out` (as long as `x`).
+#[cfg(test)]
+fn quantize_symmetric(x: &[f32], out: &mut [i8]) -> f32 {
+    assert_eq!(out.len(), x.len());
+    // SAFETY: group g's 16 bytes are at out[16g..16g + 16], inside `out`.
+    quantize_symmetric_into(x, |g, b| unsafe { vst1q_s8(out.as_mut_ptr().add(16 * g), b) })
+}
+
+/// The keys of one head quantized ([`quantize_symmetric_into`], one step per key) into `kq`
 /// `[t16 / KC][dh / 4][KC][4]` (a score tile's weights, as `sdot_group!` reads them: per four
 /// d, the tile's 16 keys' four bytes) and their steps into `ks` `[t16]`; the padding keys past
 /// `t` get zero bytes and step 0. Key j's values are at `k[j · w + off..][..dh]`; dh is a
@@ -454,32 +466,32 @@ pub(super) fn gather_keys_i8(
     let t16 = t.div_ceil(KC) * KC;
     // ok: the op sizes k to t rows of w ≥ off + dh, the scratch to t16 keys of dh.
     assert!(dh.is_multiple_of(16) && dh <= I8_MAX_DH);
-    assert!(kq.len() >= t16 * dh && ks.len() >= t16);
-    let mut row = [0i8; I8_MAX_DH];
+    assert!(kq.len() >= t16 * dh && ks.len() >= t16 && k.len() >= (t.max(1) - 1) * w + off + dh);
     for j in 0..t16 {
-        let step = if j < t {
-            quantize_symmetric(&k[j * w + off..][..dh], &mut row[..dh])
-        } else {
-            row[..dh].fill(0);
-            0.0
-        };
-        ks[j] = step;
-        // Quad i of key j at `kq[(tile · dh/4 + i) · KC · 4 + c · 4..][..4]`: one 4-byte store
-        // each, 64 bytes apart.
+        // Quad i of key j at `kq[(tile · dh/4 + i) · KC · 4 + c · 4..][..4]`: a group of 16
+        // bytes is four 4-byte lanes, 64 bytes apart.
         let (tile, c) = (j / KC, j % KC);
         let at = tile * dh * KC + c * 4;
-        // SAFETY: at + (dh/4 − 1) · 64 + 4 ≤ (tile + 1) · dh · KC ≤ t16 · dh (asserted); the
-        // reads are in `row`.
-        unsafe {
-            for quad in 0..dh / 4 {
-                let bytes = row.as_ptr().add(4 * quad).cast::<u32>().read_unaligned();
-                kq.as_mut_ptr().add(at + quad * KC * 4).cast::<u32>().write_unaligned(bytes);
-            }
-        }
+        // SAFETY: group g's last lane ends at at + (4g + 3) · 64 + 4 ≤ (tile + 1) · dh · KC ≤
+        // t16 · dh (asserted), so every store is inside `kq`.
+        let store = |g: usize, b: int8x16_t| unsafe {
+            let (b, to) = (vreinterpretq_u32_s8(b), kq.as_mut_ptr().add(at + 4 * g * KC * 4));
+            vst1q_lane_u32::<0>(to.cast(), b);
+            vst1q_lane_u32::<1>(to.add(KC * 4).cast(), b);
+            vst1q_lane_u32::<2>(to.add(2 * KC * 4).cast(), b);
+            vst1q_lane_u32::<3>(to.add(3 * KC * 4).cast(), b);
+        };
+        ks[j] = if j < t {
+            quantize_symmetric_into(&k[j * w + off..][..dh], store)
+        } else {
+            let mut store = store;
+            (0..dh / 16).for_each(|g| store(g, unsafe { vdupq_n_s8(0) }));
+            0.0
+        };
     }
 }
 
-/// Four query rows quantized ([`quantize_symmetric`], one step per row) into `qq`
+/// Four query rows quantized ([`quantize_symmetric_into`], one step per row) into `qq`
 /// `[dh / 16][QR][16]` (a score tile's rows, as `sdot_group!` reads them) and their steps into
 /// `qs`; rows past `rows` repeat the last. Row r's values are at `q[r · w + off..][..dh]`.
 pub(super) fn quantize_queries(
@@ -492,12 +504,12 @@ pub(super) fn quantize_queries(
     // ok: the op passes `rows` ≥ 1 whole rows and a QR · dh scratch.
     assert!(dh.is_multiple_of(16) && dh <= I8_MAX_DH && (1..=QR).contains(&rows));
     assert!(q.len() >= (rows - 1) * w + off + dh && qq.len() >= QR * dh);
-    let mut row = [0i8; I8_MAX_DH];
     for (r, step) in qs.iter_mut().enumerate() {
-        *step = quantize_symmetric(&q[r.min(rows - 1) * w + off..][..dh], &mut row[..dh]);
-        for (g, bytes) in row[..dh].chunks_exact(16).enumerate() {
-            qq[(g * QR + r) * 16..][..16].copy_from_slice(bytes);
-        }
+        let x = &q[r.min(rows - 1) * w + off..][..dh];
+        // SAFETY: (g · QR + r) · 16 + 16 ≤ dh · QR (asserted): inside `qq`.
+        *step = quantize_symmetric_into(x, |g, b| unsafe {
+            vst1q_s8(qq.as_mut_ptr().add((g * QR + r) * 16), b)
+        });
     }
 }
 
