@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pooled-embedding fidelity of bundles on three text sets, on this machine's CPU.
 
-  python3 tools/fidelity.py [--bin BERTLITE] BUNDLE:PRECISION [BUNDLE:PRECISION ...]
+  python3 tools/fidelity.py [--bin BERTLITE] [--ref-bin BERTLITE] BUNDLE:PRECISION [...]
 
 For each BUNDLE run at PRECISION (auto, f32, int8), the cosine of its pooled embedding to a
 reference, mean and min over:
@@ -12,6 +12,11 @@ reference, mean and min over:
     bundle minilm-f32.blt run at f32 (its cosine to float64 is 1.00000 on the golden set).
 None of these texts is in the built-in calibration sample (tools/data/calibration.txt) or in
 the BBC training split. results/precision.md quotes this script's output.
+
+A board's CPU: --bin a wrapper running an aarch64 build under qemu-user (e.g. `qemu-aarch64
+-cpu cortex-a76 -L /usr/aarch64-linux-gnu BIN "$@"`) and --ref-bin this machine's build, so
+that only the bundles under test are emulated (the f32 reference is the same on every CPU to
+the cosine's fifth decimal).
 """
 import argparse, json, os, random, re, subprocess, sys
 
@@ -47,14 +52,16 @@ def embed(binary, bundle, precision, items, args=()):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", f"{CACHE}/target"), "release/bertlite"))
+    p.add_argument("--ref-bin", help="binary for the f32 reference (default: --bin)")
     p.add_argument("--reference", default=f"{CACHE}/bundles/minilm-f32.blt")
     p.add_argument("runs", nargs="+", help="BUNDLE:PRECISION")
     a = p.parse_args()
     golden, articles, sentences = texts()
     g_ref = np.array([r["embedding"] for r in golden], dtype=np.float64)
     g_ref /= np.linalg.norm(g_ref, axis=1, keepdims=True)
-    a_ref = embed(a.bin, a.reference, "f32", articles)
-    s_ref = embed(a.bin, a.reference, "f32", sentences)
+    ref_bin = a.ref_bin or a.bin
+    a_ref = embed(ref_bin, a.reference, "f32", articles)
+    s_ref = embed(ref_bin, a.reference, "f32", sentences)
     print(f"{'bundle':<28} {'precision':<9} {'golden (56)':>18} {'bbc-articles (100)':>20} {'bbc-sentences (200)':>20}")
     for run in a.runs:
         bundle, precision = run.rsplit(":", 1)
