@@ -54,8 +54,8 @@ done
   echo
   echo "Instructions per batch-1 inference, 1 thread, \`--precision auto\` (int8), one BBC article cut to"
   echo "256 tokens (about a BBC article's length; \`cross/insn-count.sh -n 256\`, qemu-user with our"
-  echo "counting plugin), for the bundles \`tools/sweep.sh\` compiled on each split (results/compression.md"
-  echo "has their accuracy). The reduction is the unpruned int8 bundle's count over the pruned one's, per"
+  echo "counting plugin), for the bundles \`tools/sweep.sh\` compiled on each split (the sweep's report"
+  echo "of the same seeds has their accuracy: results/compression.md for 1-5, compression-seeds6-10.md for 6-10). The reduction is the unpruned int8 bundle's count over the pruned one's, per"
   echo "split, then the mean and the range over the splits. Counts are not time (no cache misses, no issue"
   echo "width), but they are the work the boards' int8 kernels do, the same every run."
   echo
