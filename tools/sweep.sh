@@ -40,6 +40,7 @@ more_points=(
   "flops50-task:--target-flops 0.5 --prune-score task"
   "lat55-task:--target-flops 0.5 --target-latency 0.55 --prune-score task"
   "ffn50-heads50-select:--prune-ffn 0.5 --prune-heads 0.5 --prune-select repair"
+  "flops50-distill512:--target-flops 0.5 --distill --calibration-texts 512 --calibration-tokens 256 --distill-epochs 4"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()

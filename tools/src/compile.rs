@@ -34,6 +34,8 @@ pub struct CompileOptions {
     /// Texts for pruning importance and calibrated rounding (default: the training texts).
     pub calibration: Option<PathBuf>,
     pub calibration_texts: usize,
+    /// Tokens each text is cut to for pruning.
+    pub calibration_tokens: usize,
     /// Round int8 weights by their effect on calibration activations ([`crate::gptq`]), not
     /// each to its nearest step.
     pub calibrated_rounding: bool,
@@ -97,7 +99,8 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         calibration_path.context(
             "pruning measures importance on text: give --calibration FILE or --train FILE",
         )?;
-        let calibration = encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, 128)?;
+        let calibration =
+            encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, opts.calibration_tokens)?;
         let mut importance = measure(&ckpt.bert, &calibration)?;
         if opts.prune.select == PruneSelect::Repair && opts.prune.repair {
             rank_by_repair(&ckpt.bert, &mut importance)?;
@@ -122,7 +125,12 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             rest.into_iter().step_by(every).take(crate::budget::SENSITIVITY_TEXTS).collect();
         let scoring = match held_out.is_empty() {
             true => None,
-            false => Some(encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &held_out, 128)?),
+            false => Some(encode_calibration(
+                &ckpt.tokenizer,
+                &ckpt.vocab,
+                &held_out,
+                opts.calibration_tokens,
+            )?),
         };
         let teacher = opts.prune.distill.map(|_| ckpt.bert.clone());
         let mut description = match target.flops.is_some() || target.latency.is_some() {

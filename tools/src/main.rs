@@ -181,6 +181,10 @@ enum Command {
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
+        /// Tokens each calibration text is cut to for pruning (importance, repair, the budget's
+        /// scoring, distillation); at most the model's limit.
+        #[arg(long, default_value_t = 128)]
+        calibration_tokens: usize,
         /// Round each int8 weight to its nearest step, instead of choosing the rounding that
         /// keeps each layer's output closest on calibration text (GPTQ).
         #[arg(long)]
@@ -257,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             prune_select,
             calibration,
             calibration_texts,
+            calibration_tokens,
             round_to_nearest,
             no_repair,
             distill,
@@ -291,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 calibration,
                 calibration_texts,
+                calibration_tokens,
                 calibrated_rounding: !round_to_nearest,
                 pooled_output,
                 encoder_outputs,
