@@ -61,6 +61,11 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             || opts.prune.target_latency.is_some(),
         "--prune-score scores the cuts of --target-flops / --target-latency: give one of them"
     );
+    ensure!(
+        opts.calibration_tokens >= 8,
+        "--calibration-tokens {}: pruning needs at least 8 tokens of each calibration text",
+        opts.calibration_tokens
+    );
     let mut ckpt = Checkpoint::open(&opts.source, opts.max_len)?;
     // An ONNX file was read by name and pattern: prove the reading against the file itself.
     let onnx_check = match &opts.source {
@@ -178,7 +183,10 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
                 crate::distill::distill(&mut ckpt.bert, teacher, &calibration, check, distill)?;
             description = format!("{description}; {}", report.describe(calibration.len(), distill));
         }
-        pruning = Some(description);
+        pruning = Some(format!(
+            "{description}; calibration texts cut at {} tokens",
+            opts.calibration_tokens.min(ckpt.tokenizer.max_len)
+        ));
     }
     let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
     let hessians = match precision {

@@ -246,13 +246,15 @@ fn distilling_a_pruned_model() {
     let out_path = temp("tiny-distilled.blt");
     let cal = cal.to_str().unwrap();
     let prune = ["--calibration", cal, "--prune-ffn", "0.5", "--drop-layers", "1"];
-    let out =
-        compile(&dir, &out_path, &[&prune[..], &["--distill", "--distill-epochs", "3"]].concat());
+    let distill = ["--distill", "--distill-epochs", "3", "--calibration-tokens", "16"];
+    let out = compile(&dir, &out_path, &[&prune[..], &distill[..]].concat());
     assert_ok(&out);
     let model = Model::load(&out_path).unwrap();
     let pruning = model.metadata().pruning.clone().unwrap_or_default();
     assert!(
-        pruning.contains("distilled layer by layer") && pruning.contains("3 epochs"),
+        pruning.contains("distilled layer by layer")
+            && pruning.contains("3 epochs")
+            && pruning.contains("cut at 16 tokens"),
         "{pruning}"
     );
     assert_eq!(model.classify("the market rose").unwrap().scores.len(), 3);
@@ -264,6 +266,10 @@ fn distilling_a_pruned_model() {
     expect_error(
         compile(&dir, &never, &[&prune[..], &["--distill-epochs", "3"]].concat()),
         "--distill",
+    );
+    expect_error(
+        compile(&dir, &never, &[&prune[..], &["--calibration-tokens", "2"]].concat()),
+        "--calibration-tokens 2",
     );
     assert!(!never.exists(), "nothing written on failure");
 }
