@@ -127,7 +127,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             .collect();
         let every = (rest.len() / crate::budget::SENSITIVITY_TEXTS).max(1);
         let held_out: Vec<&str> =
-            rest.into_iter().step_by(every).take(crate::budget::SENSITIVITY_TEXTS).collect();
+            rest.iter().copied().step_by(every).take(crate::budget::SENSITIVITY_TEXTS).collect();
         let scoring = match held_out.is_empty() {
             true => None,
             false => Some(encode_calibration(
@@ -182,6 +182,25 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             let report =
                 crate::distill::distill(&mut ckpt.bert, teacher, &calibration, check, distill)?;
             description = format!("{description}; {}", report.describe(calibration.len(), distill));
+            if distill.end_to_end > 0 {
+                // Every text of the file but the held-out ones: the target is one vector per
+                // text, so the whole file is affordable.
+                let held: std::collections::HashSet<&str> = held_out.iter().copied().collect();
+                let all: Vec<&str> = examples
+                    .iter()
+                    .map(|e| e.text.as_str())
+                    .filter(|t| !held.contains(t))
+                    .collect();
+                let all = encode_calibration(
+                    &ckpt.tokenizer,
+                    &ckpt.vocab,
+                    &all,
+                    opts.calibration_tokens,
+                )?;
+                let report =
+                    crate::distill::distill_pooled(&mut ckpt.bert, teacher, &all, check, distill)?;
+                description = format!("{description}; {}", report.describe(distill.end_to_end));
+            }
         }
         pruning = Some(format!(
             "{description}; calibration texts cut at {} tokens",

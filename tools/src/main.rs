@@ -178,6 +178,11 @@ enum Command {
         /// Passes over the calibration texts per layer, with --distill.
         #[arg(long, default_value_t = crate::distill::DistillOptions::default().epochs, requires = "distill")]
         distill_epochs: usize,
+        /// With --distill, then train all kept layers together for this many passes over every
+        /// text of the file (but the held-out ones) so that the pooled embedding points where the
+        /// unpruned model's does; the epoch best on held-out texts is kept. 0: skip.
+        #[arg(long, default_value_t = 0, requires = "distill")]
+        distill_end_to_end: usize,
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
@@ -266,6 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_repair,
             distill,
             distill_epochs,
+            distill_end_to_end,
             pooled_output,
             encoder_outputs,
         } => {
@@ -291,6 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     select: prune_select,
                     distill: distill.then(|| crate::distill::DistillOptions {
                         epochs: distill_epochs,
+                        end_to_end: distill_end_to_end,
                         ..Default::default()
                     }),
                 },
