@@ -43,6 +43,7 @@ more_points=(
   "lat55-task:--target-flops 0.5 --target-latency 0.55 --prune-score task"
   "ffn50-heads50-select:--prune-ffn 0.5 --prune-heads 0.5 --prune-select repair"
   "flops50-distill512:--target-flops 0.5 --distill --calibration-texts 512 --calibration-tokens 256 --distill-epochs 4"
+  "flops50-e2e:--target-flops 0.5 --distill --calibration-texts 512 --calibration-tokens 256 --distill-epochs 4 --distill-end-to-end 2"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()

@@ -237,8 +237,9 @@ fn pruning_shrinks_the_graph_and_still_runs() {
     expect_error(compile(&dir, &temp("never2.blt"), &["--prune-ffn", "0.5"]), "--calibration");
 }
 
-/// `--distill`: the pruned tiny model is trained layer by layer toward the unpruned one and
-/// says so in its metadata; asked without pruning, or its epochs without it, a clear error.
+/// `--distill`: the pruned tiny model is trained layer by layer toward the unpruned one, then
+/// end to end, and says so in its metadata; asked without pruning, or its epochs or end-to-end
+/// passes without it, a clear error.
 #[test]
 fn distilling_a_pruned_model() {
     let cal = calibration_file("calibration-distill.jsonl");
@@ -246,7 +247,15 @@ fn distilling_a_pruned_model() {
     let out_path = temp("tiny-distilled.blt");
     let cal = cal.to_str().unwrap();
     let prune = ["--calibration", cal, "--prune-ffn", "0.5", "--drop-layers", "1"];
-    let distill = ["--distill", "--distill-epochs", "3", "--calibration-tokens", "16"];
+    let distill = [
+        "--distill",
+        "--distill-epochs",
+        "3",
+        "--calibration-tokens",
+        "16",
+        "--distill-end-to-end",
+        "2",
+    ];
     let out = compile(&dir, &out_path, &[&prune[..], &distill[..]].concat());
     assert_ok(&out);
     let model = Model::load(&out_path).unwrap();
@@ -254,7 +263,9 @@ fn distilling_a_pruned_model() {
     assert!(
         pruning.contains("distilled layer by layer")
             && pruning.contains("3 epochs")
-            && pruning.contains("cut at 16 tokens"),
+            && pruning.contains("cut at 16 tokens")
+            && pruning.contains("then end to end on")
+            && pruning.contains("(2 epochs"),
         "{pruning}"
     );
     assert_eq!(model.classify("the market rose").unwrap().scores.len(), 3);
@@ -265,6 +276,10 @@ fn distilling_a_pruned_model() {
     );
     expect_error(
         compile(&dir, &never, &[&prune[..], &["--distill-epochs", "3"]].concat()),
+        "--distill",
+    );
+    expect_error(
+        compile(&dir, &never, &[&prune[..], &["--distill-end-to-end", "1"]].concat()),
         "--distill",
     );
     expect_error(
