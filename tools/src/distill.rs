@@ -222,9 +222,12 @@ impl PooledReport {
     }
 }
 
+/// One vector per text.
+type PerText = Vec<Vec<f32>>;
+
 /// The embeddings' output (the encoder's input) and the mean-pooled last-layer output of each
 /// text, under `model`.
-fn inputs_and_pooled(model: &Bert, texts: &[Encoding]) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+fn inputs_and_pooled(model: &Bert, texts: &[Encoding]) -> Result<(PerText, PerText)> {
     let plan = graph::build_with_outputs(model, Precision::F32, graph::Outputs::Taps)?
         .into_optimized()?
         .into_runnable()?;
@@ -362,7 +365,7 @@ fn train_pooled(
     let (mut best, mut best_epoch, mut best_layers) = (before, 0, layers.to_vec());
     let mut adams: Vec<Adam> = layers.iter().map(|l| Adam::new(&params(l))).collect();
     let mut order: Vec<usize> = (0..xs.len()).collect();
-    let mut seed = 0x5eed_0f_e2e_u64;
+    let mut seed = 0x0005_eed0_fe2e_u64;
     for epoch in 1..=opts.end_to_end {
         shuffle(&mut order, &mut seed);
         for chunk in order.chunks(opts.batch.max(1)) {
