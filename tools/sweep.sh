@@ -31,7 +31,9 @@ points=(
 # choosing neurons and heads by greedy least-squares removal instead of norms did not either;
 # results/compression-distill512.md: distillation on 512 texts at 256 tokens, 4 epochs, moved
 # the cosine to 0.945 and seeds 6-10 by +0.27 pt on the mean, within their spread, at 12 min per
-# compile); POINTS can still name them.
+# compile; results/performance.md, session 36: the same plus two end-to-end passes on the
+# pooled output, --distill-end-to-end 2, moved the cosine to 0.954 and not the splits' accuracy,
+# at 15 min per compile); POINTS can still name them.
 more_points=(
   "ffn50-layers2-distill:--prune-ffn 0.5 --drop-layers 2 --distill"
   "flops50-distill:--target-flops 0.5 --distill"
