@@ -465,12 +465,7 @@ fn pooled(bert: &Bert, texts: &[Encoding]) -> Result<Vec<Vec<f32>>> {
     texts
         .par_iter()
         .map(|e| {
-            let s = e.len();
-            let input = |v: &[u32]| -> Result<TValue> {
-                let v: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
-                Ok(Tensor::from_shape(&[1, s], &v)?.into())
-            };
-            let out = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
+            let out = crate::graph::run_text(&plan, e)?;
             let view = out[0].to_plain_array_view::<f32>()?;
             let values = view.as_slice().context("the last hidden state is not contiguous")?;
             let mut mean = vec![0f32; hidden];

@@ -32,18 +32,10 @@ pub fn collect(bert: &Bert, calibration: &[Encoding]) -> Result<Vec<LayerHessian
     // Each text's taps, as f32 rows: layer input, context, GELU activations, attention
     // LayerNorm output.
     let taps = |e: &Encoding| -> Result<Vec<[Vec<f32>; 4]>> {
-        let s = e.len();
-        let input = |v: &[u32]| -> Result<TValue> {
-            Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
-                .into())
-        };
-        let outputs = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
+        let outputs = crate::graph::run_text(&plan, e)?;
         (0..bert.layers.len())
             .map(|l| {
-                let tap = |tap: usize| -> Result<Vec<f32>> {
-                    let t = outputs[tap + l * TAPS_PER_LAYER].to_plain_array_view::<f32>()?;
-                    Ok(t.iter().copied().collect())
-                };
+                let tap = |tap: usize| crate::graph::values(&outputs, tap + l * TAPS_PER_LAYER);
                 Ok([tap(1)?, tap(2)?, tap(4)?, tap(3)?])
             })
             .collect()

@@ -89,15 +89,8 @@ fn teacher_states(teacher: &Bert, texts: &[Encoding]) -> Result<Teacher> {
     let mut embeddings = Vec::with_capacity(texts.len());
     let mut outputs = vec![Vec::with_capacity(texts.len()); n];
     for e in texts {
-        let s = e.len();
-        let input = |v: &[u32]| -> Result<TValue> {
-            Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
-                .into())
-        };
-        let out = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
-        let view = |i: usize| -> Result<Vec<f32>> {
-            Ok(out[i].to_plain_array_view::<f32>()?.iter().copied().collect())
-        };
+        let out = graph::run_text(&plan, e)?;
+        let view = |i: usize| graph::values(&out, i);
         embeddings.push(view(1)?);
         for (l, layer_out) in outputs.iter_mut().enumerate() {
             layer_out.push(if l + 1 < n { view(1 + (l + 1) * TAPS_PER_LAYER)? } else { view(0)? });
@@ -234,15 +227,9 @@ fn inputs_and_pooled(model: &Bert, texts: &[Encoding]) -> Result<(PerText, PerTe
     let h = model.hidden;
     let (mut inputs, mut pooled) = (Vec::new(), Vec::new());
     for e in texts {
-        let s = e.len();
-        let input = |v: &[u32]| -> Result<TValue> {
-            Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
-                .into())
-        };
-        let out = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
-        let last: Vec<f32> = out[0].to_plain_array_view::<f32>()?.iter().copied().collect();
-        pooled.push(mean_rows(&last, h));
-        inputs.push(out[1].to_plain_array_view::<f32>()?.iter().copied().collect());
+        let out = graph::run_text(&plan, e)?;
+        pooled.push(mean_rows(&graph::values(&out, 0)?, h));
+        inputs.push(graph::values(&out, 1)?);
     }
     Ok((inputs, pooled))
 }

@@ -412,6 +412,21 @@ fn linears(layer: &crate::model::Layer) -> [(&'static str, &Linear); 6] {
     ]
 }
 
+/// Runs a plan of [`build_with_outputs`] on one text alone (batch 1, every token attended).
+pub fn run_text(plan: &Arc<TypedRunnableModel>, e: &bertlite::Encoding) -> Result<TVec<TValue>> {
+    let s = e.len();
+    let input = |v: &[u32]| -> Result<TValue> {
+        Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
+            .into())
+    };
+    plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))
+}
+
+/// Output `i` of [`run_text`], as f32 values in row-major order.
+pub fn values(outputs: &[TValue], i: usize) -> Result<Vec<f32>> {
+    Ok(outputs[i].to_plain_array_view::<f32>()?.iter().copied().collect())
+}
+
 /// Serializes a graph as an NNEF tar (tract extensions on); with `Precision::Int8`, stores every
 /// Linear weight as int8 + per-row scales.
 /// With `hessians` (calibration statistics of the unsmoothed model), the weights are rounded by

@@ -220,14 +220,8 @@ pub fn measure(bert: &Bert, calibration: &[Encoding]) -> Result<Importance> {
     let pb = crate::embed::progress(calibration.len(), "calibrating");
     for e in calibration {
         let s = e.len();
-        let input = |v: &[u32]| -> Result<TValue> {
-            Ok(Tensor::from_shape(&[1, s], &v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())?
-                .into())
-        };
-        let outputs = plan.run(tvec!(input(&e.ids)?, input(&vec![1; s])?, input(&e.type_ids)?))?;
-        let view = |i: usize| {
-            outputs[i].to_plain_array_view::<f32>().map(|v| v.iter().copied().collect::<Vec<f32>>())
-        };
+        let outputs = crate::graph::run_text(&plan, e)?;
+        let view = |i: usize| crate::graph::values(&outputs, i);
         let final_hidden = view(0)?;
         for l in 0..n_layers {
             let layer_in = view(1 + l * TAPS_PER_LAYER)?;
