@@ -43,6 +43,8 @@ pub struct CompileOptions {
     pub pooled_output: bool,
     /// The graph also returns every layer's output (`bertlite embed --layers`).
     pub encoder_outputs: bool,
+    /// Train the encoder on the `--train` labels after pruning (epochs 0: no).
+    pub finetune: crate::finetune::FinetuneOptions,
 }
 
 pub fn threads_default() -> usize {
@@ -65,6 +67,10 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         opts.calibration_tokens >= 8,
         "--calibration-tokens {}: pruning needs at least 8 tokens of each calibration text",
         opts.calibration_tokens
+    );
+    ensure!(
+        opts.finetune.epochs == 0 || opts.train.is_some(),
+        "--finetune-epochs trains the encoder on labeled text: give --train FILE"
     );
     let mut ckpt = Checkpoint::open(&opts.source, opts.max_len)?;
     // An ONNX file was read by name and pattern: prove the reading against the file itself.
@@ -99,6 +105,15 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         .take(opts.calibration_texts)
         .map(|e| e.text.as_str())
         .collect();
+    // Read once: the calibration examples unless --calibration named another file.
+    let train_examples = match (&opts.train, &opts.calibration) {
+        (Some(path), Some(_)) => read_examples(path)?,
+        (Some(_), None) => examples.clone(),
+        (None, _) => Vec::new(),
+    };
+    // What distillation and fine-tuning pull toward.
+    let unpruned =
+        (opts.prune.distill.is_some() || opts.finetune.epochs > 0).then(|| ckpt.bert.clone());
     let mut pruning = None;
     if opts.prune.is_active() {
         calibration_path.context(
@@ -137,7 +152,6 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
                 opts.calibration_tokens,
             )?),
         };
-        let teacher = opts.prune.distill.map(|_| ckpt.bert.clone());
         let mut description = match target.flops.is_some() || target.latency.is_some() {
             true => {
                 // FLOPs are counted at the texts' lengths as they will run (up to the model's
@@ -177,7 +191,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             }
             false => prune(&mut ckpt.bert, &importance, &opts.prune)?,
         };
-        if let (Some(distill), Some(teacher)) = (&opts.prune.distill, &teacher) {
+        if let (Some(distill), Some(teacher)) = (&opts.prune.distill, &unpruned) {
             let check = scoring.as_deref().unwrap_or(&calibration);
             let report =
                 crate::distill::distill(&mut ckpt.bert, teacher, &calibration, check, distill)?;
@@ -207,6 +221,25 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             opts.calibration_tokens.min(ckpt.tokenizer.max_len)
         ));
     }
+    let finetuned = match (&unpruned, opts.finetune.epochs) {
+        (Some(teacher), 1..) => {
+            let (_, targets) = label_targets(&train_examples, opts.multi_label)?;
+            let texts: Vec<&str> = train_examples.iter().map(|e| e.text.as_str()).collect();
+            // At the texts' full length: the embeddings the head will see.
+            let encoded =
+                encode_calibration(&ckpt.tokenizer, &ckpt.vocab, &texts, ckpt.tokenizer.max_len)?;
+            let report = crate::finetune::finetune(
+                &mut ckpt.bert,
+                teacher,
+                &ckpt.pooling,
+                (&encoded, &targets),
+                opts.multi_label,
+                &opts.finetune,
+            )?;
+            Some(report.describe(&opts.finetune))
+        }
+        _ => None,
+    };
     let precision = if opts.quantize { Precision::Int8 } else { Precision::F32 };
     let hessians = match precision {
         Precision::Int8 if opts.calibrated_rounding => {
@@ -237,13 +270,12 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     bundle.metadata.pruning = pruning;
 
     if let Some(train_path) = &opts.train {
-        // Already read as the calibration texts unless --calibration named another file.
-        let examples = match opts.calibration {
-            Some(_) => read_examples(train_path)?,
-            None => examples,
-        };
-        let (head, origin) = train_head(&bundle, &examples, opts, &ckpt)
+        let examples = train_examples;
+        let (head, mut origin) = train_head(&bundle, &examples, opts, &ckpt)
             .with_context(|| format!("cannot train a head on {}", train_path.display()))?;
+        if let Some(f) = finetuned {
+            origin = format!("{origin}; {f}");
+        }
         bundle.metadata.head = Some(HeadInfo {
             origin: format!(
                 "trained on {} ({} examples, {origin})",

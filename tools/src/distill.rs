@@ -216,11 +216,11 @@ impl PooledReport {
 }
 
 /// One vector per text.
-type PerText = Vec<Vec<f32>>;
+pub(crate) type PerText = Vec<Vec<f32>>;
 
 /// The embeddings' output (the encoder's input) and the mean-pooled last-layer output of each
 /// text, under `model`.
-fn inputs_and_pooled(model: &Bert, texts: &[Encoding]) -> Result<(PerText, PerText)> {
+pub(crate) fn inputs_and_pooled(model: &Bert, texts: &[Encoding]) -> Result<(PerText, PerText)> {
     let plan = graph::build_with_outputs(model, Precision::F32, graph::Outputs::Taps)?
         .into_optimized()?
         .into_runnable()?;
@@ -244,7 +244,7 @@ fn mean_rows(y: &[f32], h: usize) -> Vec<f32> {
     m
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(a, b)| a * b).sum();
     let na: f32 = a.iter().map(|v| v * v).sum::<f32>().sqrt();
     let nb: f32 = b.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -269,16 +269,7 @@ pub fn distill_pooled(
     ensure!(student.hidden == teacher.hidden, "distillation: hidden sizes differ");
     let (xs, targets) = inputs_and_pooled(teacher, texts)?;
     let (hx, held_targets) = inputs_and_pooled(teacher, held_out)?;
-    let shapes: Vec<Shape> = student
-        .layers
-        .iter()
-        .map(|l| Shape {
-            h: student.hidden,
-            dh: student.head_dim,
-            heads: l.heads,
-            eps: student.eps,
-        })
-        .collect();
+    let shapes = shapes(student);
     let pb = crate::embed::progress(opts.end_to_end * texts.len(), "end to end");
     let (before, after, best_epoch) = train_pooled(
         &mut student.layers,
@@ -297,14 +288,59 @@ fn pooled_cosine(layers: &[Layer], shapes: &[Shape], xs: &[Vec<f32>], targets: &
     let sum: f32 = xs
         .par_iter()
         .zip(targets)
-        .map(|(x, t)| {
-            let y = layers.iter().zip(shapes).fold(x.clone(), |x, (l, sh)| forward(l, sh, &x).y2);
-            cosine(&mean_rows(&y, shapes[0].h), t)
-        })
+        .map(|(x, t)| cosine(&pooled(layers, shapes, x), t))
         .collect::<Vec<f32>>()
         .iter()
         .sum();
     sum / xs.len().max(1) as f32
+}
+
+/// Each layer's shape in `model`.
+pub(crate) fn shapes(model: &Bert) -> Vec<Shape> {
+    let (h, dh, eps) = (model.hidden, model.head_dim, model.eps);
+    model.layers.iter().map(|l| Shape { h, dh, heads: l.heads, eps }).collect()
+}
+
+/// The gradient of `scale` · (1 − cos(p, t)) at `p`, with the cosine.
+pub(crate) fn cosine_grad(p: &[f32], t: &[f32], scale: f32) -> (f32, Vec<f32>) {
+    let np = p.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let nt = t.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let cos = p.iter().zip(t).map(|(a, b)| a * b).sum::<f32>() / (np * nt);
+    // d(1 − cos)/dp = −(t/|t| − cos · p/|p|) / |p|
+    let dp = p.iter().zip(t).map(|(p, t)| -scale * (t / nt - cos * p / np) / np).collect();
+    (cos, dp)
+}
+
+/// The mean-pooled output of `layers` on one text's encoder input `x`.
+pub(crate) fn pooled(layers: &[Layer], shapes: &[Shape], x: &[f32]) -> Vec<f32> {
+    let y = layers.iter().zip(shapes).fold(x.to_vec(), |x, (l, sh)| forward(l, sh, &x).y2);
+    mean_rows(&y, shapes[0].h)
+}
+
+/// One text's gradients for every layer of a loss on its mean-pooled output; `loss_grad`
+/// maps the pooled output to the loss's gradient there.
+pub(crate) fn grads_through_pooling(
+    layers: &[Layer],
+    shapes: &[Shape],
+    x: &[f32],
+    loss_grad: &dyn Fn(&[f32]) -> Vec<f32>,
+) -> Vec<Grads> {
+    let mut caches: Vec<Cache> = Vec::with_capacity(layers.len());
+    for (l, sh) in layers.iter().zip(shapes) {
+        let c = forward(l, sh, caches.last().map_or(x, |c| &c.y2));
+        caches.push(c);
+    }
+    let h = shapes[0].h;
+    let Some(last) = caches.last() else { return Vec::new() };
+    // The mean spreads the pooled gradient evenly over the rows.
+    let rows = last.s as f32;
+    let dp: Vec<f32> = loss_grad(&mean_rows(&last.y2, h)).iter().map(|g| g / rows).collect();
+    let mut dy: Vec<f32> = dp.iter().copied().cycle().take(last.y2.len()).collect();
+    let mut grads: Vec<Grads> = layers.iter().map(Grads::zeros).collect();
+    for ((l, sh), (c, g)) in layers.iter().zip(shapes).zip(caches.iter().zip(&mut grads)).rev() {
+        dy = backward(l, sh, c, &dy, g);
+    }
+    grads
 }
 
 /// One text's gradients for every layer of 1 − cos(pooled output, target), scaled by `scale`.
@@ -315,27 +351,61 @@ fn pooled_grads(
     t: &[f32],
     scale: f32,
 ) -> Vec<Grads> {
-    let mut caches: Vec<Cache> = Vec::with_capacity(layers.len());
-    for (l, sh) in layers.iter().zip(shapes) {
-        let c = forward(l, sh, caches.last().map_or(x, |c| &c.y2));
-        caches.push(c);
+    grads_through_pooling(layers, shapes, x, &|p| cosine_grad(p, t, scale).1)
+}
+
+/// How [`train_layers`] trains: passes, Adam's step size, texts per step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule {
+    pub epochs: usize,
+    pub lr: f32,
+    pub batch: usize,
+}
+
+/// Text i's gradients for every layer, its loss scaled by the last argument.
+pub(crate) type TextGrads<'a> = dyn Fn(&[Layer], usize, f32) -> Vec<Grads> + Sync + 'a;
+
+/// Trains every layer together on `texts` texts: `grads(layers, i, scale)` gives text i's
+/// gradients (its loss scaled by `scale`), `score(layers)` the held-out score after each
+/// epoch (higher is better). Keeps the weights of the best-scoring epoch, or the starting ones
+/// if none beats them; returns (score before, best score, its epoch, 0 for none).
+pub(crate) fn train_layers(
+    layers: &mut [Layer],
+    texts: usize,
+    schedule: Schedule,
+    grads: &TextGrads,
+    score: &dyn Fn(&[Layer]) -> f32,
+    progress: &(dyn Fn(usize) + Sync),
+) -> (f32, f32, usize) {
+    let before = score(layers);
+    let (mut best, mut best_epoch, mut best_layers) = (before, 0, layers.to_vec());
+    let mut adams: Vec<Adam> = layers.iter().map(|l| Adam::new(&params(l))).collect();
+    let mut order: Vec<usize> = (0..texts).collect();
+    let mut seed = 0x0005_eed0_fe2e_u64;
+    for epoch in 1..=schedule.epochs {
+        shuffle(&mut order, &mut seed);
+        for chunk in order.chunks(schedule.batch.max(1)) {
+            let frozen = &*layers;
+            let scale = 1.0 / chunk.len() as f32;
+            // Summed in the texts' order, as in `distill`: the same bundle on every run.
+            let per_text: Vec<Vec<Grads>> =
+                chunk.par_iter().map(|&i| grads(frozen, i, scale)).collect();
+            let mut it = per_text.into_iter();
+            let Some(first) = it.next() else { continue };
+            let sum =
+                it.fold(first, |acc, g| acc.into_iter().zip(g).map(|(a, b)| a.add(b)).collect());
+            for ((l, adam), g) in layers.iter_mut().zip(&mut adams).zip(&sum) {
+                adam.step(params_mut(l), &g.all(), schedule.lr);
+            }
+            progress(chunk.len());
+        }
+        let now = score(layers);
+        if now > best {
+            (best, best_epoch, best_layers) = (now, epoch, layers.to_vec());
+        }
     }
-    let h = shapes[0].h;
-    let Some(last) = caches.last() else { return Vec::new() };
-    let p = mean_rows(&last.y2, h);
-    let np = p.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-    let nt = t.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-    let cos = p.iter().zip(t).map(|(a, b)| a * b).sum::<f32>() / (np * nt);
-    // d(1 − cos)/dp = −(t/|t| − cos · p/|p|) / |p|; the mean spreads it over the rows.
-    let rows = last.s as f32;
-    let dp: Vec<f32> =
-        p.iter().zip(t).map(|(p, t)| -scale * (t / nt - cos * p / np) / (np * rows)).collect();
-    let mut dy: Vec<f32> = dp.iter().copied().cycle().take(last.y2.len()).collect();
-    let mut grads: Vec<Grads> = layers.iter().map(Grads::zeros).collect();
-    for ((l, sh), (c, g)) in layers.iter().zip(shapes).zip(caches.iter().zip(&mut grads)).rev() {
-        dy = backward(l, sh, c, &dy, g);
-    }
-    grads
+    layers.clone_from_slice(&best_layers);
+    (before, best, best_epoch)
 }
 
 /// The training loop of [`distill_pooled`]: returns (held-out cosine before, after, the epoch
@@ -348,37 +418,15 @@ fn train_pooled(
     opts: &DistillOptions,
     progress: &(dyn Fn(usize) + Sync),
 ) -> (f32, f32, usize) {
-    let before = pooled_cosine(layers, shapes, hx, held_targets);
-    let (mut best, mut best_epoch, mut best_layers) = (before, 0, layers.to_vec());
-    let mut adams: Vec<Adam> = layers.iter().map(|l| Adam::new(&params(l))).collect();
-    let mut order: Vec<usize> = (0..xs.len()).collect();
-    let mut seed = 0x0005_eed0_fe2e_u64;
-    for epoch in 1..=opts.end_to_end {
-        shuffle(&mut order, &mut seed);
-        for chunk in order.chunks(opts.batch.max(1)) {
-            let frozen = &*layers;
-            let scale = 1.0 / chunk.len() as f32;
-            // Summed in the texts' order, as in `distill`: the same bundle on every run.
-            let per_text: Vec<Vec<Grads>> = chunk
-                .par_iter()
-                .map(|&i| pooled_grads(frozen, shapes, &xs[i], &targets[i], scale))
-                .collect();
-            let mut it = per_text.into_iter();
-            let Some(first) = it.next() else { continue };
-            let sum =
-                it.fold(first, |acc, g| acc.into_iter().zip(g).map(|(a, b)| a.add(b)).collect());
-            for ((l, adam), g) in layers.iter_mut().zip(&mut adams).zip(&sum) {
-                adam.step(params_mut(l), &g.all(), opts.end_to_end_lr);
-            }
-            progress(chunk.len());
-        }
-        let now = pooled_cosine(layers, shapes, hx, held_targets);
-        if now > best {
-            (best, best_epoch, best_layers) = (now, epoch, layers.to_vec());
-        }
-    }
-    layers.clone_from_slice(&best_layers);
-    (before, best, best_epoch)
+    let schedule = Schedule { epochs: opts.end_to_end, lr: opts.end_to_end_lr, batch: opts.batch };
+    train_layers(
+        layers,
+        xs.len(),
+        schedule,
+        &|layers, i, scale| pooled_grads(layers, shapes, &xs[i], &targets[i], scale),
+        &|layers| pooled_cosine(layers, shapes, hx, held_targets),
+        progress,
+    )
 }
 
 /// Mean squared error of `layer`'s outputs on `xs` to `targets`, over every value.
@@ -405,11 +453,11 @@ fn shuffle(v: &mut [usize], seed: &mut u64) {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Shape {
-    h: usize,
-    dh: usize,
-    heads: usize,
-    eps: f32,
+pub(crate) struct Shape {
+    pub h: usize,
+    pub dh: usize,
+    pub heads: usize,
+    pub eps: f32,
 }
 
 /// What the backward pass needs from the forward pass of one text through one layer.
@@ -613,7 +661,7 @@ fn forward(layer: &Layer, sh: &Shape, x: &[f32]) -> Cache {
 }
 
 /// Gradients of one layer's parameters, in [`params`]' order.
-struct Grads(Vec<Vec<f32>>);
+pub(crate) struct Grads(Vec<Vec<f32>>);
 
 impl Grads {
     fn zeros(layer: &Layer) -> Grads {
@@ -747,7 +795,7 @@ impl Adam {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{LayerNorm, Linear, Matrix};
 
@@ -821,7 +869,7 @@ mod tests {
         assert!(checked > 100);
     }
 
-    fn two_layers() -> (Vec<Layer>, Vec<Shape>) {
+    pub(crate) fn two_layers() -> (Vec<Layer>, Vec<Shape>) {
         let (a, sh) = tiny();
         let mut b = a.clone();
         b.query.weight.data.iter_mut().for_each(|w| *w *= -0.7);

@@ -22,6 +22,7 @@ mod budget;
 mod compile;
 mod distill;
 mod eval;
+mod finetune;
 mod latency;
 mod onnx_check;
 mod prune;
@@ -183,6 +184,16 @@ enum Command {
         /// unpruned model's does; the epoch best on held-out texts is kept. 0: skip.
         #[arg(long, default_value_t = 0, requires = "distill")]
         distill_end_to_end: usize,
+        /// Train the encoder (every kept layer) on the --train labels for this many passes,
+        /// after any pruning: cross-entropy of a head on the pooled embedding, plus
+        /// --finetune-kd × (1 − cosine) to the unpruned model's. Every fifth text is held out
+        /// and the epoch best there kept; the bundle's head is then fitted as always. 0: skip.
+        #[arg(long, default_value_t = 0)]
+        finetune_epochs: usize,
+        /// With --finetune-epochs, the weight of staying close to the unpruned model's pooled
+        /// embedding (0: the labels alone).
+        #[arg(long, default_value_t = crate::finetune::FinetuneOptions::default().kd)]
+        finetune_kd: f32,
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
@@ -272,6 +283,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             distill,
             distill_epochs,
             distill_end_to_end,
+            finetune_epochs,
+            finetune_kd,
             pooled_output,
             encoder_outputs,
         } => {
@@ -307,6 +320,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 calibrated_rounding: !round_to_nearest,
                 pooled_output,
                 encoder_outputs,
+                finetune: crate::finetune::FinetuneOptions {
+                    epochs: finetune_epochs,
+                    kd: finetune_kd,
+                    ..Default::default()
+                },
             })
         }
         Command::Footprint { bundle, text, precision } => {

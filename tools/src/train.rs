@@ -106,7 +106,7 @@ pub fn choose_l2(xs: &[Vec<f32>], targets: &[Vec<f32>], opts: &TrainOptions) -> 
 }
 
 /// Probabilities of a trained head `(w [k][d], b [k])` for one feature vector.
-fn predict(w: &[f32], b: &[f32], x: &[f32], multi: bool) -> Vec<f32> {
+pub fn predict(w: &[f32], b: &[f32], x: &[f32], multi: bool) -> Vec<f32> {
     let d = x.len();
     let mut p: Vec<f32> = b
         .iter()
@@ -118,7 +118,7 @@ fn predict(w: &[f32], b: &[f32], x: &[f32], multi: bool) -> Vec<f32> {
 }
 
 /// Mean cross-entropy (softmax) or binary cross-entropy summed over labels (sigmoid).
-fn log_loss(w: &[f32], b: &[f32], xs: &[Vec<f32>], targets: &[Vec<f32>], multi: bool) -> f64 {
+pub fn log_loss(w: &[f32], b: &[f32], xs: &[Vec<f32>], targets: &[Vec<f32>], multi: bool) -> f64 {
     let total: f64 = xs
         .iter()
         .zip(targets)

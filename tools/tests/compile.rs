@@ -289,6 +289,77 @@ fn distilling_a_pruned_model() {
     assert!(!never.exists(), "nothing written on failure");
 }
 
+/// The tiny fixture as a sentence-transformers folder (mean pooling + normalize), in `name`.
+fn mean_pooled_tiny(name: &str) -> PathBuf {
+    let dir = temp(name);
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in std::fs::read_dir(repo().join("models/tiny-bert-cls")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#;
+    std::fs::write(dir.join("modules.json"), modules).unwrap();
+    std::fs::write(dir.join("1_Pooling/config.json"), r#"{"pooling_mode_mean_tokens": true}"#)
+        .unwrap();
+    dir
+}
+
+/// `--finetune-epochs`: the encoder, pruned or not, trained on the labels; the head says what
+/// fine-tuning did. Without labels, or through a pooling it does not train, a clear error.
+#[test]
+fn finetuning_the_encoder_on_labels() {
+    let dir = mean_pooled_tiny("tiny-mean");
+    let train = temp("finetune-train.jsonl");
+    let texts = [
+        ("the market rose", "business"),
+        ("shares fell at the bank", "business"),
+        ("profits rose at the bank", "business"),
+        ("the market fell", "business"),
+        ("bank shares rose", "business"),
+        ("terrible film", "arts"),
+        ("good music award", "arts"),
+        ("a good film", "arts"),
+        ("terrible music", "arts"),
+        ("film award", "arts"),
+        ("the film won an award", "arts"),
+        ("market shares fell", "business"),
+    ];
+    let lines: String =
+        texts.iter().map(|(t, l)| format!("{{\"text\": \"{t}\", \"label\": \"{l}\"}}\n")).collect();
+    std::fs::write(&train, lines).unwrap();
+    let train = train.to_str().unwrap();
+    for (name, extra) in [("pruned", &["--prune-ffn", "0.5"][..]), ("full", &[][..])] {
+        let out_path = temp(&format!("tiny-finetuned-{name}.blt"));
+        let args = [&["--train", train, "--finetune-epochs", "2"][..], extra].concat();
+        let out = compile(&dir, &out_path, &args);
+        assert_ok(&out);
+        let model = Model::load(&out_path).unwrap();
+        let origin = model.metadata().head.as_ref().map(|h| h.origin.clone()).unwrap_or_default();
+        assert!(
+            origin.contains("encoder fine-tuned on 10 of the texts (2 epochs")
+                && origin.contains(" on 2"),
+            "{origin}"
+        );
+        assert_eq!(model.classify("the market rose").unwrap().scores.len(), 2);
+    }
+    let never = temp("never-finetuned.blt");
+    expect_error(
+        compile(&dir, &never, &["--finetune-epochs", "1"]),
+        "--finetune-epochs trains the encoder on labeled text: give --train FILE",
+    );
+    expect_error(
+        compile(
+            &repo().join("models/tiny-bert-cls"),
+            &never,
+            &["--train", train, "--finetune-epochs", "1"],
+        ),
+        "trains through mean pooling; this model pools with Cls",
+    );
+    assert!(!never.exists(), "nothing written on failure");
+}
+
 /// `--target-flops`: the plan stays within the budget and the bundle says how it was chosen;
 /// a budget no pruning can reach, or one mixed with fractions, is a clear error.
 #[test]
