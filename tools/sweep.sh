@@ -46,6 +46,8 @@ more_points=(
   "ffn50-heads50-select:--prune-ffn 0.5 --prune-heads 0.5 --prune-select repair"
   "flops50-distill512:--target-flops 0.5 --distill --calibration-texts 512 --calibration-tokens 256 --distill-epochs 4"
   "flops50-e2e:--target-flops 0.5 --distill --calibration-texts 512 --calibration-tokens 256 --distill-epochs 4 --distill-end-to-end 2"
+  "flops50-ft3:--target-flops 0.5 --finetune-epochs 3"
+  "int8-ft3:--finetune-epochs 3"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()

@@ -365,10 +365,17 @@ pub(crate) struct Schedule {
 /// Text i's gradients for every layer, its loss scaled by the last argument.
 pub(crate) type TextGrads<'a> = dyn Fn(&[Layer], usize, f32) -> Vec<Grads> + Sync + 'a;
 
+/// What [`train_layers`] did: the held-out score before training and after each epoch, and
+/// the epoch whose weights were kept (0: none, the starting ones).
+pub(crate) struct Trained {
+    pub scores: Vec<f32>,
+    pub best_epoch: usize,
+}
+
 /// Trains every layer together on `texts` texts: `grads(layers, i, scale)` gives text i's
 /// gradients (its loss scaled by `scale`), `score(layers)` the held-out score after each
 /// epoch (higher is better). Keeps the weights of the best-scoring epoch, or the starting ones
-/// if none beats them; returns (score before, best score, its epoch, 0 for none).
+/// if none beats them.
 pub(crate) fn train_layers(
     layers: &mut [Layer],
     texts: usize,
@@ -376,9 +383,9 @@ pub(crate) fn train_layers(
     grads: &TextGrads,
     score: &dyn Fn(&[Layer]) -> f32,
     progress: &(dyn Fn(usize) + Sync),
-) -> (f32, f32, usize) {
-    let before = score(layers);
-    let (mut best, mut best_epoch, mut best_layers) = (before, 0, layers.to_vec());
+) -> Trained {
+    let mut scores = vec![score(layers)];
+    let (mut best, mut best_epoch, mut best_layers) = (scores[0], 0, layers.to_vec());
     let mut adams: Vec<Adam> = layers.iter().map(|l| Adam::new(&params(l))).collect();
     let mut order: Vec<usize> = (0..texts).collect();
     let mut seed = 0x0005_eed0_fe2e_u64;
@@ -400,12 +407,13 @@ pub(crate) fn train_layers(
             progress(chunk.len());
         }
         let now = score(layers);
+        scores.push(now);
         if now > best {
             (best, best_epoch, best_layers) = (now, epoch, layers.to_vec());
         }
     }
     layers.clone_from_slice(&best_layers);
-    (before, best, best_epoch)
+    Trained { scores, best_epoch }
 }
 
 /// The training loop of [`distill_pooled`]: returns (held-out cosine before, after, the epoch
@@ -419,14 +427,16 @@ fn train_pooled(
     progress: &(dyn Fn(usize) + Sync),
 ) -> (f32, f32, usize) {
     let schedule = Schedule { epochs: opts.end_to_end, lr: opts.end_to_end_lr, batch: opts.batch };
-    train_layers(
+    let trained = train_layers(
         layers,
         xs.len(),
         schedule,
         &|layers, i, scale| pooled_grads(layers, shapes, &xs[i], &targets[i], scale),
         &|layers| pooled_cosine(layers, shapes, hx, held_targets),
         progress,
-    )
+    );
+    let s = &trained.scores;
+    (s[0], s[trained.best_epoch], trained.best_epoch)
 }
 
 /// Mean squared error of `layer`'s outputs on `xs` to `targets`, over every value.

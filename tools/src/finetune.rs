@@ -44,10 +44,12 @@ impl Default for FinetuneOptions {
 }
 
 /// What fine-tuning did: the fixed head's held-out log-loss and accuracy before and after,
-/// the epoch kept (0: none), and how many texts it trained on and held out.
+/// its held-out log-loss after each epoch, the epoch kept (0: none), and how many texts it
+/// trained on and held out.
 pub struct FinetuneReport {
     pub before: (f64, f64),
     pub after: (f64, f64),
+    pub per_epoch: Vec<f32>,
     pub best_epoch: usize,
     pub trained: usize,
     pub held: usize,
@@ -55,9 +57,14 @@ pub struct FinetuneReport {
 
 impl FinetuneReport {
     pub fn describe(&self, opts: &FinetuneOptions) -> String {
+        let epochs: Vec<String> = self.per_epoch.iter().map(|l| format!("{l:.4}")).collect();
         let what = format!(
-            "encoder fine-tuned on {} of the texts ({} epochs, distillation weight {})",
-            self.trained, opts.epochs, opts.kd
+            "encoder fine-tuned on {} of the texts ({} epochs, distillation weight {}; held-out \
+             log-loss after each: {})",
+            self.trained,
+            opts.epochs,
+            opts.kd,
+            epochs.join(", ")
         );
         match self.best_epoch {
             0 => format!(
@@ -203,7 +210,7 @@ fn train_task(
         g
     };
     let pb = crate::embed::progress(opts.epochs * fit_x.len(), "fine-tuning");
-    let (_, _, best_epoch) = train_layers(
+    let trained = train_layers(
         layers,
         fit_x.len(),
         Schedule { epochs: opts.epochs, lr: opts.lr, batch: opts.batch },
@@ -215,7 +222,14 @@ fn train_task(
     );
     pb.finish_and_clear();
     let after = measure(layers);
-    FinetuneReport { before, after, best_epoch, trained: fit_x.len(), held: held_x.len() }
+    FinetuneReport {
+        before,
+        after,
+        per_epoch: trained.scores.iter().skip(1).map(|s| -s).collect(),
+        best_epoch: trained.best_epoch,
+        trained: fit_x.len(),
+        held: held_x.len(),
+    }
 }
 
 #[cfg(test)]
