@@ -270,8 +270,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
     bundle.metadata.pruning = pruning;
 
     if let Some(train_path) = &opts.train {
-        let examples = train_examples;
-        let (head, mut origin) = train_head(&bundle, &examples, opts, &ckpt)
+        let (head, mut origin) = train_head(&bundle, &train_examples, opts, &ckpt)
             .with_context(|| format!("cannot train a head on {}", train_path.display()))?;
         if let Some(f) = finetuned {
             origin = format!("{origin}; {f}");
@@ -280,7 +279,7 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
             origin: format!(
                 "trained on {} ({} examples, {origin})",
                 train_path.display(),
-                examples.len()
+                train_examples.len()
             ),
             ..head.info.clone()
         });

@@ -244,7 +244,7 @@ fn mean_rows(y: &[f32], h: usize) -> Vec<f32> {
     m
 }
 
-pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(a, b)| a * b).sum();
     let na: f32 = a.iter().map(|v| v * v).sum::<f32>().sqrt();
     let nb: f32 = b.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -301,14 +301,13 @@ pub(crate) fn shapes(model: &Bert) -> Vec<Shape> {
     model.layers.iter().map(|l| Shape { h, dh, heads: l.heads, eps }).collect()
 }
 
-/// The gradient of `scale` · (1 − cos(p, t)) at `p`, with the cosine.
-pub(crate) fn cosine_grad(p: &[f32], t: &[f32], scale: f32) -> (f32, Vec<f32>) {
+/// The gradient of `scale` · (1 − cos(p, t)) at `p`.
+pub(crate) fn cosine_grad(p: &[f32], t: &[f32], scale: f32) -> Vec<f32> {
     let np = p.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
     let nt = t.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
     let cos = p.iter().zip(t).map(|(a, b)| a * b).sum::<f32>() / (np * nt);
     // d(1 − cos)/dp = −(t/|t| − cos · p/|p|) / |p|
-    let dp = p.iter().zip(t).map(|(p, t)| -scale * (t / nt - cos * p / np) / np).collect();
-    (cos, dp)
+    p.iter().zip(t).map(|(p, t)| -scale * (t / nt - cos * p / np) / np).collect()
 }
 
 /// The mean-pooled output of `layers` on one text's encoder input `x`.
@@ -351,7 +350,7 @@ fn pooled_grads(
     t: &[f32],
     scale: f32,
 ) -> Vec<Grads> {
-    grads_through_pooling(layers, shapes, x, &|p| cosine_grad(p, t, scale).1)
+    grads_through_pooling(layers, shapes, x, &|p| cosine_grad(p, t, scale))
 }
 
 /// How [`train_layers`] trains: passes, Adam's step size, texts per step.

@@ -200,15 +200,17 @@ fn train_task(
             accuracy(&head.w, &head.b, &e, &held_t, multi),
         )
     };
-    let before = measure(layers);
     let loss_grad = |p: &[f32], i: usize, scale: f32| -> Vec<f32> {
         let mut g = head.loss_grad(p, &fit_t[i], scale);
         if opts.kd > 0.0 {
-            let (_, kd) = cosine_grad(p, &fit_goal[i], scale * opts.kd);
+            let kd = cosine_grad(p, &fit_goal[i], scale * opts.kd);
             g.iter_mut().zip(kd).for_each(|(g, k)| *g += k);
         }
         g
     };
+    // Every held-out measurement (before training, after each epoch), kept for the report
+    // rather than measured again.
+    let measured = std::cell::RefCell::new(Vec::new());
     let pb = crate::embed::progress(opts.epochs * fit_x.len(), "fine-tuning");
     let trained = train_layers(
         layers,
@@ -217,14 +219,18 @@ fn train_task(
         &|layers, i, scale| {
             grads_through_pooling(layers, shapes, &fit_x[i], &|p| loss_grad(p, i, scale))
         },
-        &|layers| -(measure(layers).0 as f32),
+        &|layers| {
+            let m = measure(layers);
+            measured.borrow_mut().push(m);
+            -(m.0 as f32)
+        },
         &|n| pb.inc(n as u64),
     );
     pb.finish_and_clear();
-    let after = measure(layers);
+    let measured = measured.into_inner();
     FinetuneReport {
-        before,
-        after,
+        before: measured[0],
+        after: measured[trained.best_epoch],
         per_epoch: trained.scores.iter().skip(1).map(|s| -s).collect(),
         best_epoch: trained.best_epoch,
         trained: fit_x.len(),
