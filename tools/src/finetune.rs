@@ -27,7 +27,8 @@ use crate::train::{TrainOptions, accuracy, choose_l2, log_loss, predict, train};
 #[derive(Clone, Copy, Debug)]
 pub struct FinetuneOptions {
     pub epochs: usize,
-    /// Adam's step size.
+    /// Adam's peak step size (warmed up over the first tenth of the steps, then decayed
+    /// linearly to 0).
     pub lr: f32,
     /// Texts per step.
     pub batch: usize,
@@ -37,7 +38,8 @@ pub struct FinetuneOptions {
 
 impl Default for FinetuneOptions {
     /// Adam at 5e-5, as the end-to-end distillation stage (stable there on the same model);
-    /// 2e-5–5e-5 is the range BERT fine-tuning uses (Devlin et al. 2019).
+    /// 2e-5–5e-5 is the range BERT fine-tuning uses, with the same warm-up and linear decay
+    /// (Devlin et al. 2019).
     fn default() -> Self {
         FinetuneOptions { epochs: 0, lr: 5e-5, batch: 8, kd: 1.0 }
     }
@@ -59,10 +61,11 @@ impl FinetuneReport {
     pub fn describe(&self, opts: &FinetuneOptions) -> String {
         let epochs: Vec<String> = self.per_epoch.iter().map(|l| format!("{l:.4}")).collect();
         let what = format!(
-            "encoder fine-tuned on {} of the texts ({} epochs, distillation weight {}; held-out \
-             log-loss after each: {})",
+            "encoder fine-tuned on {} of the texts ({} epochs at step size {} warmed up and \
+             decayed, distillation weight {}; held-out log-loss after each: {})",
             self.trained,
             opts.epochs,
+            opts.lr,
             opts.kd,
             epochs.join(", ")
         );
@@ -215,7 +218,7 @@ fn train_task(
     let trained = train_layers(
         layers,
         fit_x.len(),
-        Schedule { epochs: opts.epochs, lr: opts.lr, batch: opts.batch },
+        Schedule { epochs: opts.epochs, lr: opts.lr, batch: opts.batch, warmup_decay: true },
         &|layers, i, scale| {
             grads_through_pooling(layers, shapes, &fit_x[i], &|p| loss_grad(p, i, scale))
         },
@@ -297,7 +300,7 @@ mod tests {
         let goals: PerText = xs.iter().map(|x| pooled(&layers, &shapes, x)).collect();
         let task =
             Task { xs: &xs, goals: &goals, targets: &targets, multi_label: false, normalize: true };
-        let opts = FinetuneOptions { epochs: 20, lr: 1e-2, batch: 8, kd: 0.1 };
+        let opts = FinetuneOptions { epochs: 20, lr: 3e-2, batch: 8, kd: 0.1 };
         let report = train_task(&mut layers, &shapes, &task, &opts);
         assert!(report.best_epoch > 0, "no epoch improved on {:?}", report.before);
         assert!(

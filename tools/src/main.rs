@@ -194,6 +194,10 @@ enum Command {
         /// embedding (0: the labels alone).
         #[arg(long, default_value_t = crate::finetune::FinetuneOptions::default().kd)]
         finetune_kd: f32,
+        /// With --finetune-epochs, Adam's peak step size: warmed up over the first tenth of
+        /// the steps, then decayed linearly to 0.
+        #[arg(long, default_value_t = crate::finetune::FinetuneOptions::default().lr)]
+        finetune_lr: f32,
         /// How many calibration texts to use.
         #[arg(long, default_value_t = 128)]
         calibration_texts: usize,
@@ -285,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             distill_end_to_end,
             finetune_epochs,
             finetune_kd,
+            finetune_lr,
             pooled_output,
             encoder_outputs,
         } => {
@@ -323,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 finetune: crate::finetune::FinetuneOptions {
                     epochs: finetune_epochs,
                     kd: finetune_kd,
+                    lr: finetune_lr,
                     ..Default::default()
                 },
             })
