@@ -353,7 +353,8 @@ fn pooled_grads(
     grads_through_pooling(layers, shapes, x, &|p| cosine_grad(p, t, scale))
 }
 
-/// How [`train_layers`] trains: passes, Adam's step size, texts per step.
+/// How [`train_layers`] trains: passes, Adam's step size, texts per step, whether the step
+/// warms up and decays.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Schedule {
     pub epochs: usize,
@@ -369,7 +370,7 @@ pub(crate) struct Schedule {
 impl Schedule {
     /// The step size of step `step` (0-based) of `total`.
     fn lr_at(&self, step: usize, total: usize) -> f32 {
-        if !self.warmup_decay || total == 0 {
+        if !self.warmup_decay {
             return self.lr;
         }
         let warmup = (total / 10).max(1);
@@ -871,12 +872,9 @@ pub(crate) mod tests {
         (layer, Shape { h, dh, heads, eps: 1e-12 })
     }
 
-    /// Every parameter's gradient against a central difference of the loss Σ r ⊙ y2 (r fixed
-    /// and varied), in f64 around f32 steps: the forward is f32, so a step of 1e-2 keeps the
-    /// rounding of the difference (~1e-5 relative) well below the 2% tolerance, and the
-    /// curvature term (step² · third derivative) is of the same small order.
     /// Warm-up then linear decay: 0 → lr over the first tenth of the steps, peak at the
-    /// tenth, down to lr/total at the last step (never 0 nor negative); off, lr throughout.
+    /// tenth, down to lr/(total − warm-up steps) at the last (never 0 nor negative); off, lr
+    /// throughout.
     #[test]
     fn warm_up_then_linear_decay() {
         let on = Schedule { epochs: 1, lr: 1.0, batch: 1, warmup_decay: true };
@@ -894,6 +892,10 @@ pub(crate) mod tests {
         assert_eq!(on.lr_at(0, 1), 1.0);
     }
 
+    /// Every parameter's gradient against a central difference of the loss Σ r ⊙ y2 (r fixed
+    /// and varied), in f64 around f32 steps: the forward is f32, so a step of 1e-2 keeps the
+    /// rounding of the difference (~1e-5 relative) well below the 2% tolerance, and the
+    /// curvature term (step² · third derivative) is of the same small order.
     #[test]
     fn gradients_match_finite_differences() {
         let (layer, sh) = tiny();
