@@ -357,6 +357,16 @@ fn finetuning_the_encoder_on_labels() {
         ),
         "trains through mean pooling; this model pools with Cls",
     );
+    for (flag, message) in [
+        ("--finetune-lr=-1", "--finetune-lr must be a positive number, got -1"),
+        ("--finetune-lr=NaN", "--finetune-lr must be a positive number, got NaN"),
+        ("--finetune-kd=-0.5", "--finetune-kd must be 0 or more, got -0.5"),
+    ] {
+        expect_error(
+            compile(&dir, &never, &["--train", train, "--finetune-epochs", "1", flag]),
+            message,
+        );
+    }
     assert!(!never.exists(), "nothing written on failure");
 }
 
