@@ -33,7 +33,9 @@ points=(
 # the cosine to 0.945 and seeds 6-10 by +0.27 pt on the mean, within their spread, at 12 min per
 # compile; results/performance.md, session 36: the same plus two end-to-end passes on the
 # pooled output, --distill-end-to-end 2, moved the cosine to 0.954 and not the splits' accuracy,
-# at 15 min per compile); POINTS can still name them.
+# at 15 min per compile; results/compression-finetune.md: the -ftw points fine-tune the encoder
+# on the split's labels, 3 epochs with warm-up and linear decay, about 13 min per compile on an
+# idle machine, lat55-ftw -0.18 ± 0.51 pt at 1.82× on seeds 6-10); POINTS can still name them.
 more_points=(
   "ffn50-layers2-distill:--prune-ffn 0.5 --drop-layers 2 --distill"
   "flops50-distill:--target-flops 0.5 --distill"
@@ -46,8 +48,9 @@ more_points=(
   "ffn50-heads50-select:--prune-ffn 0.5 --prune-heads 0.5 --prune-select repair"
   "flops50-distill512:--target-flops 0.5 --distill --calibration-texts 512 --calibration-tokens 256 --distill-epochs 4"
   "flops50-e2e:--target-flops 0.5 --distill --calibration-texts 512 --calibration-tokens 256 --distill-epochs 4 --distill-end-to-end 2"
-  "flops50-ft3:--target-flops 0.5 --finetune-epochs 3"
-  "int8-ft3:--finetune-epochs 3"
+  "flops50-ftw:--target-flops 0.5 --finetune-epochs 3"
+  "lat55-ftw:--target-flops 0.5 --target-latency 0.55 --finetune-epochs 3"
+  "int8-ftw:--finetune-epochs 3"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()
