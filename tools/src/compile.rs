@@ -72,6 +72,17 @@ pub fn compile(opts: &CompileOptions) -> Result<()> {
         opts.finetune.epochs == 0 || opts.train.is_some(),
         "--finetune-epochs trains the encoder on labeled text: give --train FILE"
     );
+    // Checked here, not where fine-tuning runs: pruning before it can take minutes.
+    ensure!(
+        opts.finetune.lr.is_finite() && opts.finetune.lr > 0.0,
+        "--finetune-lr must be a positive number, got {}",
+        opts.finetune.lr
+    );
+    ensure!(
+        opts.finetune.kd.is_finite() && opts.finetune.kd >= 0.0,
+        "--finetune-kd must be 0 or more, got {}",
+        opts.finetune.kd
+    );
     let mut ckpt = Checkpoint::open(&opts.source, opts.max_len)?;
     // An ONNX file was read by name and pattern: prove the reading against the file itself.
     let onnx_check = match &opts.source {

@@ -105,16 +105,6 @@ pub fn finetune(
         targets.len()
     );
     ensure!(
-        opts.lr.is_finite() && opts.lr > 0.0,
-        "--finetune-lr must be a positive number, got {}",
-        opts.lr
-    );
-    ensure!(
-        opts.kd.is_finite() && opts.kd >= 0.0,
-        "--finetune-kd must be 0 or more, got {}",
-        opts.kd
-    );
-    ensure!(
         texts.len() >= 10,
         "--finetune-epochs needs at least 10 labeled texts, got {}",
         texts.len()
