@@ -5,7 +5,8 @@
 # Writes results/compression-boards.md.
 #
 #   cross/compression-boards.sh [SEED...]     (default: 1 2 3 4 5, the splits tools/sweep.sh made)
-# POINTS="int8 flops50" and CPUS="cortex-a72" choose what is counted (defaults below).
+# POINTS="int8 flops50" and CPUS="cortex-a72" choose what is counted (defaults below);
+# REPORT=results/NAME writes NAME.md instead of results/compression-boards.md.
 #
 # Instruction counts are not time (no caches, no issue width), but the same binary, CPU model
 # and bundle give the same count every run, so each count is kept beside its bundle
@@ -21,8 +22,10 @@ seeds=("$@")
 read -r -a points <<< "${POINTS:-int8 flops50 lat55 ffn50-layers2}"
 read -r -a cpus <<< "${CPUS:-cortex-a72 cortex-a76}"
 [ "${points[0]}" = int8 ] || points=(int8 "${points[@]}")
-out=$root/results/compression-boards.md
+report=${REPORT:-results/compression-boards}
+out=$root/$report.md
 regen="cross/compression-boards.sh ${seeds[*]}"
+[ -n "${REPORT:-}" ] && regen="REPORT=$report $regen"
 [ -n "${POINTS:-}${CPUS:-}" ] && regen="POINTS=\"${points[*]}\" CPUS=\"${cpus[*]}\" $regen"
 
 count() { # bundle cpu -> M instructions
@@ -55,7 +58,7 @@ done
   echo "Instructions per batch-1 inference, 1 thread, \`--precision auto\` (int8), one BBC article cut to"
   echo "256 tokens (about a BBC article's length; \`cross/insn-count.sh -n 256\`, qemu-user with our"
   echo "counting plugin), for the bundles \`tools/sweep.sh\` compiled on each split (the sweep's report"
-  echo "of the same seeds has their accuracy: results/compression.md for 1-5, compression-seeds6-10.md for 6-10). The reduction is the unpruned int8 bundle's count over the pruned one's, per"
+  echo "of the same seeds and points has their accuracy: results/compression.md for 1-5, compression-seeds6-10.md for 6-10, compression-finetune.md for the -ftw points). The reduction is the unpruned int8 bundle's count over the pruned one's, per"
   echo "split, then the mean and the range over the splits. Counts are not time (no cache misses, no issue"
   echo "width), but they are the work the boards' int8 kernels do, the same every run."
   echo
