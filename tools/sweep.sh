@@ -51,6 +51,7 @@ more_points=(
   "flops50-ftw:--target-flops 0.5 --finetune-epochs 3"
   "lat55-ftw:--target-flops 0.5 --target-latency 0.55 --finetune-epochs 3"
   "int8-ftw:--finetune-epochs 3"
+  "flops35-ftw:--target-flops 0.35 --finetune-epochs 3"
 )
 if [ -n "${POINTS:-}" ]; then
   chosen=()
@@ -58,6 +59,9 @@ if [ -n "${POINTS:-}" ]; then
     case " $POINTS " in *" ${p%%:*} "*) chosen+=("$p") ;; esac
   done
   points=("${chosen[@]}")
+  for want in $POINTS; do
+    case " ${chosen[*]%%:*} " in *" $want "*) ;; *) echo "unknown point in POINTS: $want" >&2; exit 2 ;; esac
+  done
 fi
 report=${REPORT:-results/compression}
 mkdir -p "$out" results
