@@ -54,10 +54,9 @@ def lower_bound(xs):
 def main():
     seeds = sys.argv[1].split()
     runs = [json.load(open(p)) for p in sys.argv[2:]]
-    # The points every split has (reports of two sweeps may be joined over their common points).
-    points = [name(r) for r in runs[0]["rows"][1:]
-              if all(any(name(x) == name(r) for x in run["rows"]) for run in runs)]
     by = [{name(r): r for r in run["rows"][1:]} | {"fp32": run["rows"][0]} for run in runs]
+    # The points every split has (reports of two sweeps may be joined over their common points).
+    points = [p for p in map(name, runs[0]["rows"][1:]) if all(p in b for b in by)]
     print("# Compression trade-off: all-MiniLM-L6-v2 on BBC News, over seeded splits\n")
     print(f"{len(runs)} stratified 80/20 splits of the 2225 articles (seeds {', '.join(seeds)}; "
           "`tools/reference/make_bbc_split.py`), none of them the project's own split. On each split "
